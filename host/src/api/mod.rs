@@ -1,0 +1,76 @@
+//! HTTP: the only module that speaks actix-web. Routes, authentication, request
+//! and response shapes, and the mapping of every stage's errors to statuses.
+
+mod auth;
+mod error;
+mod history;
+mod plugins;
+mod pulse;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+pub use error::ApiError;
+
+use crate::config::Tokens;
+use crate::plugin::{PluginHost, Rules};
+use crate::runner::Runner;
+use crate::store::Db;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// Compiles and calls plugins.
+    pub plugins: PluginHost,
+    /// Executes queued runs.
+    pub runner: Arc<Runner>,
+    /// Bearer tokens.
+    pub tokens: Tokens,
+    /// Upload validation rules.
+    pub rules: Rules,
+    /// Largest accepted upload.
+    pub max_plugin_bytes: usize,
+}
+
+/// Serves the API on `listen` until the process receives SIGINT or SIGTERM.
+pub async fn serve(state: AppState, listen: &str) -> std::io::Result<()> {
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
+        .workers(2)
+        .bind(listen)?;
+    tracing::info!(listen, "pulsehost listening");
+    server.run().await
+}
+
+/// Every route, with JSON errors for malformed paths and queries.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(format!("bad query string: {e}")).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(format!("bad path: {e}")).into()))
+        .route("/healthz", web::get().to(health))
+        .route("/v1/plugins", web::post().to(plugins::upload))
+        .route("/v1/plugins", web::get().to(plugins::list))
+        .route("/v1/tasks", web::get().to(history::tasks))
+        .route("/v1/tasks/{id}", web::get().to(history::task))
+        .route("/v1/tasks/{id}/run", web::post().to(pulse::trigger))
+        .route("/v1/pulse", web::post().to(pulse::pulse))
+        .route("/v1/runs", web::get().to(history::runs))
+        .route("/v1/runs/{id}", web::get().to(history::run))
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see the README's API section",
+            ))
+        }));
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    if state.db.ping().await {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "database": "ok" }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "degraded", "database": "unavailable" }))
+    }
+}

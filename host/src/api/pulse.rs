@@ -1,0 +1,31 @@
+//! `POST /v1/pulse` (the hosted-cron entry point) and `POST /v1/tasks/{id}/run`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::auth::{require, Role};
+use super::{ApiError, AppState};
+use crate::pulse;
+
+/// Works out what is due now, claims it, and wakes the runner.
+pub async fn pulse(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Pulse)?;
+    let source = req
+        .headers()
+        .get("x-pulse-source")
+        .or_else(|| req.headers().get("user-agent"))
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect());
+    let report = pulse::pulse(&state.db, source, chrono::Utc::now()).await?;
+    if !report.claimed.is_empty() {
+        state.runner.wake();
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Queues a run of one task now.
+pub async fn trigger(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Admin)?;
+    let run = pulse::trigger(&state.db, id.into_inner(), chrono::Utc::now()).await?;
+    state.runner.wake();
+    Ok(HttpResponse::Accepted().json(run))
+}

@@ -1,0 +1,121 @@
+//! `pulsehost serve` and `pulsehost migrate`: wire configuration, database,
+//! plugin host, runner and HTTP server together.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::plugin::{Limits, PluginHost, Rules};
+use crate::runner::{Runner, RunnerConfig};
+use crate::store::embedded::EmbeddedPostgres;
+use crate::store::Db;
+
+/// Runs the host until SIGINT or SIGTERM.
+pub fn serve() -> anyhow::Result<()> {
+    init_logging();
+    let mut config = Config::from_env()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let (embedded, url) = match &config.database_url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let pg = EmbeddedPostgres::start(&config.data_dir)?;
+            let url = pg.url();
+            (Some(pg), url)
+        }
+    };
+    let db = Db::connect(&url).context("cannot open the database")?;
+    if config.tokens.admin.is_none() {
+        config.tokens.admin = Some(generated_admin_token(&config.data_dir)?);
+    }
+    let plugins = PluginHost::new(Limits {
+        max_component_bytes: config.max_plugin_bytes,
+        memory_bytes: config.plugin_memory_bytes,
+        call_timeout: config.plugin_call_timeout,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        let runner = Runner::new(db.clone(), runner_config(&config), config.python.clone());
+        let shutdown = CancellationToken::new();
+        let dispatcher = runner.start(shutdown.clone());
+        let state = AppState {
+            db,
+            plugins,
+            runner,
+            tokens: config.tokens.clone(),
+            rules: Rules { binary_dirs: config.binary_dirs.clone() },
+            max_plugin_bytes: config.max_plugin_bytes,
+        };
+        let served = api::serve(state, &config.listen).await;
+        shutdown.cancel();
+        let _ = dispatcher.await;
+        served
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    drop(embedded);
+    result.with_context(|| format!("cannot serve on {}", config.listen))
+}
+
+/// Applies migrations to `DATABASE_URL` and exits.
+pub fn migrate() -> anyhow::Result<()> {
+    init_logging();
+    let config = Config::from_env()?;
+    let url = config.database_url.context("set DATABASE_URL to the database to migrate")?;
+    Db::connect(&url).context("migration failed")?;
+    println!("migrations applied");
+    Ok(())
+}
+
+fn runner_config(config: &Config) -> RunnerConfig {
+    RunnerConfig {
+        host_id: format!("{}-{}", hostname(), std::process::id()),
+        data_dir: std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
+        max_concurrent_runs: config.max_concurrent_runs,
+        default_run_timeout: config.default_run_timeout,
+        kill_grace: config.kill_grace,
+        output_cap_bytes: config.output_cap_bytes,
+        env_allow: config.env_allow.clone(),
+        binary_dirs: config.binary_dirs.clone(),
+        lease: config.lease,
+    }
+}
+
+/// With no `PULSEHOST_ADMIN_TOKEN`, an admin token is generated once and kept in
+/// the data dir (mode 0600), where the CLI on the same machine finds it.
+fn generated_admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            return Ok(existing.trim().to_string());
+        }
+    }
+    let token: String = {
+        use rand::Rng;
+        let bytes: [u8; 24] = rand::thread_rng().gen();
+        hex::encode(bytes)
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    tracing::info!(path = %path.display(), "PULSEHOST_ADMIN_TOKEN is not set; generated an admin token");
+    Ok(token)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,157 @@
+//! Server configuration, read from the environment in one place. Every variable
+//! is listed in the README's configuration table; a malformed value is an error
+//! that names the variable, never a silent default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `pulsehost serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (`PULSEHOST_LISTEN`).
+    pub listen: String,
+    /// Where the embedded database, venvs and scratch directories live (`PULSEHOST_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// External PostgreSQL; None starts the embedded cluster (`DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// Bearer tokens per role.
+    pub tokens: Tokens,
+    /// Largest accepted component (`PULSEHOST_MAX_PLUGIN_BYTES`).
+    pub max_plugin_bytes: usize,
+    /// Linear-memory cap per plugin call (`PULSEHOST_PLUGIN_MEMORY_BYTES`).
+    pub plugin_memory_bytes: usize,
+    /// Wall-clock limit of one plugin call (`PULSEHOST_PLUGIN_CALL_TIMEOUT_MS`).
+    pub plugin_call_timeout: Duration,
+    /// Runs executing at once on this host (`PULSEHOST_MAX_CONCURRENT_RUNS`).
+    pub max_concurrent_runs: usize,
+    /// Run timeout when a task sets none (`PULSEHOST_DEFAULT_RUN_TIMEOUT_MS`).
+    pub default_run_timeout: Duration,
+    /// Between SIGTERM and SIGKILL of a process group (`PULSEHOST_KILL_GRACE_MS`).
+    pub kill_grace: Duration,
+    /// Bytes of each stream kept per process (`PULSEHOST_OUTPUT_CAP_BYTES`).
+    pub output_cap_bytes: usize,
+    /// Interpreter that builds venvs (`PULSEHOST_PYTHON`).
+    pub python: String,
+    /// Host variables a child may see (`PULSEHOST_ENV_ALLOW`, comma-separated).
+    pub env_allow: Vec<String>,
+    /// Directories binary steps must live under (`PULSEHOST_BINARY_DIRS`, comma-separated).
+    pub binary_dirs: Vec<PathBuf>,
+    /// How long a run's lease lasts without renewal (`PULSEHOST_LEASE_MS`).
+    pub lease: Duration,
+}
+
+/// Bearer tokens, one per role. A role whose token is unset admits nobody except
+/// through the admin token.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// Everything (`PULSEHOST_ADMIN_TOKEN`).
+    pub admin: Option<String>,
+    /// `POST /v1/pulse` only (`PULSEHOST_PULSE_TOKEN`).
+    pub pulse: Option<String>,
+    /// History and listings (`PULSEHOST_READ_TOKEN`).
+    pub read: Option<String>,
+}
+
+/// A variable that is set but cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    reason: String,
+}
+
+/// Default cap on a component upload: Python plugins embed CPython (~18 MB).
+pub const DEFAULT_MAX_PLUGIN_BYTES: usize = 64 << 20;
+/// Default linear-memory cap of one plugin call.
+pub const DEFAULT_PLUGIN_MEMORY_BYTES: usize = 256 << 20;
+/// Default limit of one plugin call; `describe()` builds a list, it never needs long.
+pub const DEFAULT_PLUGIN_CALL_TIMEOUT_MS: u64 = 5_000;
+/// Default output kept per stream per process.
+pub const DEFAULT_OUTPUT_CAP_BYTES: usize = 1 << 20;
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let list = |name: &str, default: &str| -> Vec<String> {
+            get(name)
+                .unwrap_or_else(|| default.to_string())
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        Ok(Config {
+            listen: get("PULSEHOST_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir: PathBuf::from(get("PULSEHOST_DATA_DIR").unwrap_or_else(|| "./.pulsehost".into())),
+            database_url: get("DATABASE_URL"),
+            tokens: Tokens {
+                admin: get("PULSEHOST_ADMIN_TOKEN"),
+                pulse: get("PULSEHOST_PULSE_TOKEN"),
+                read: get("PULSEHOST_READ_TOKEN"),
+            },
+            max_plugin_bytes: number(&get, "PULSEHOST_MAX_PLUGIN_BYTES", DEFAULT_MAX_PLUGIN_BYTES as u64)? as usize,
+            plugin_memory_bytes: number(&get, "PULSEHOST_PLUGIN_MEMORY_BYTES", DEFAULT_PLUGIN_MEMORY_BYTES as u64)?
+                as usize,
+            plugin_call_timeout: millis(&get, "PULSEHOST_PLUGIN_CALL_TIMEOUT_MS", DEFAULT_PLUGIN_CALL_TIMEOUT_MS)?,
+            max_concurrent_runs: number(&get, "PULSEHOST_MAX_CONCURRENT_RUNS", 4)?.max(1) as usize,
+            default_run_timeout: millis(&get, "PULSEHOST_DEFAULT_RUN_TIMEOUT_MS", 3_600_000)?,
+            kill_grace: millis(&get, "PULSEHOST_KILL_GRACE_MS", 5_000)?,
+            output_cap_bytes: number(&get, "PULSEHOST_OUTPUT_CAP_BYTES", DEFAULT_OUTPUT_CAP_BYTES as u64)? as usize,
+            python: get("PULSEHOST_PYTHON").unwrap_or_else(|| "python3".into()),
+            env_allow: list("PULSEHOST_ENV_ALLOW", "PATH,HOME,LANG,TZ"),
+            binary_dirs: list("PULSEHOST_BINARY_DIRS", "/usr/bin,/bin,/usr/local/bin")
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            lease: millis(&get, "PULSEHOST_LEASE_MS", 30_000)?,
+        })
+    }
+}
+
+fn number(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError {
+            name,
+            value,
+            reason: "expected a whole non-negative number".into(),
+        }),
+    }
+}
+
+fn millis(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    number(get, name, default).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert!(c.database_url.is_none());
+        assert_eq!(c.output_cap_bytes, 1 << 20);
+        assert_eq!(c.env_allow, ["PATH", "HOME", "LANG", "TZ"]);
+    }
+
+    #[test]
+    fn a_malformed_number_names_the_variable() {
+        let err = config(&[("PULSEHOST_KILL_GRACE_MS", "5s")]).unwrap_err().to_string();
+        assert!(err.contains("PULSEHOST_KILL_GRACE_MS"), "{err}");
+    }
+}

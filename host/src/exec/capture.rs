@@ -1,0 +1,63 @@
+//! Capped capture of one output stream.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinHandle;
+
+/// Size of one read from a pipe.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What was kept of one stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// The first `cap` bytes.
+    pub bytes: Vec<u8>,
+    /// Every byte the process wrote (kept or not).
+    pub total: u64,
+    /// More was written than kept, or the stream was abandoned before its end.
+    pub truncated: bool,
+}
+
+/// A stream being read in the background.
+pub(super) struct Capture {
+    shared: Arc<Mutex<Captured>>,
+    reader: JoinHandle<()>,
+}
+
+/// Starts reading `pipe` to its end, keeping at most `cap` bytes and discarding
+/// the rest so the writer never blocks.
+pub(super) fn start<R: AsyncRead + Unpin + Send + 'static>(mut pipe: R, cap: usize) -> Capture {
+    let shared = Arc::new(Mutex::new(Captured::default()));
+    let sink = Arc::clone(&shared);
+    let reader = tokio::spawn(async move {
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            let n = match pipe.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut out = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            out.total += n as u64;
+            let room = cap.saturating_sub(out.bytes.len());
+            out.bytes.extend_from_slice(&chunk[..n.min(room)]);
+            out.truncated |= n > room;
+        }
+    });
+    Capture { shared, reader }
+}
+
+/// Waits up to `deadline` for the reader to reach the end of its pipe. A reader
+/// still blocked then (a process outside the group holds the pipe open) is
+/// abandoned: the host keeps what was read and marks the stream truncated.
+pub(super) async fn finish(capture: Option<Capture>, deadline: Duration) -> Captured {
+    let Some(Capture { shared, mut reader }) = capture else { return Captured::default() };
+    let complete = tokio::time::timeout(deadline, &mut reader).await.is_ok();
+    if !complete {
+        reader.abort();
+    }
+    let mut out = std::mem::take(&mut *shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    out.truncated |= !complete;
+    out
+}

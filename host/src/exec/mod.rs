@@ -1,0 +1,224 @@
+//! One native process: the only module that spawns programs. A process runs in
+//! its own process group with a cleared environment; on timeout or cancellation
+//! the whole group gets SIGTERM, a grace period, then SIGKILL, and is reaped.
+//! stdout and stderr are read concurrently up to a cap and drained past it, so
+//! the child never blocks on a full pipe and the host never holds more than the cap.
+
+mod capture;
+pub mod python;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+pub use capture::Captured;
+
+/// How long to keep reading a pipe after the process group is gone: only a
+/// process that escaped the group (double fork + setsid) can still hold it.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+/// What to execute.
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// `/bin/sh -c <script> pulsehost <args…>`: args arrive as `$1…`, never pasted.
+    Shell(String),
+    /// An executable run directly.
+    Executable(PathBuf),
+}
+
+/// A fully resolved process to run.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// The program.
+    pub program: Program,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The complete environment (nothing else is inherited).
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub working_dir: PathBuf,
+    /// Bytes for stdin; None gives an empty stdin.
+    pub stdin: Option<Vec<u8>>,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Bytes kept per stream.
+    pub output_cap: usize,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Exit code 0.
+    Succeeded,
+    /// Non-zero exit, killed by a signal, or could not start.
+    Failed,
+    /// Hit its timeout and was killed.
+    TimedOut,
+    /// Cancelled and killed.
+    Cancelled,
+}
+
+impl ExitKind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitKind::Succeeded => "succeeded",
+            ExitKind::Failed => "failed",
+            ExitKind::TimedOut => "timed_out",
+            ExitKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Everything observed about one process.
+#[derive(Debug, Clone)]
+pub struct ProcessOutcome {
+    /// How it ended.
+    pub kind: ExitKind,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal, when one ended it.
+    pub signal: Option<i32>,
+    /// Captured stdout.
+    pub stdout: Captured,
+    /// Captured stderr.
+    pub stderr: Captured,
+    /// Why it could not start, or a note on how it ended.
+    pub error: Option<String>,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub finished_at: DateTime<Utc>,
+    /// Wall-clock duration.
+    pub duration: Duration,
+}
+
+/// Runs one process to completion, timeout or cancellation.
+pub async fn run(spec: &ProcessSpec, cancel: &CancellationToken) -> ProcessOutcome {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let mut command = match &spec.program {
+        Program::Shell(script) => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(script).arg("pulsehost");
+            c
+        }
+        Program::Executable(path) => tokio::process::Command::new(path),
+    };
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.working_dir)
+        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return ProcessOutcome {
+                kind: ExitKind::Failed,
+                exit_code: None,
+                signal: None,
+                stdout: Captured::default(),
+                stderr: Captured::default(),
+                error: Some(format!("could not start {}: {e}", describe(&spec.program))),
+                started_at,
+                finished_at: Utc::now(),
+                duration: clock.elapsed(),
+            }
+        }
+    };
+    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
+        // A child that does not read its stdin must not block the host.
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
+    let stdout = child.stdout.take().map(|p| capture::start(p, spec.output_cap));
+    let stderr = child.stderr.take().map(|p| capture::start(p, spec.output_cap));
+
+    let (status, kind) = tokio::select! {
+        status = child.wait() => (status, None),
+        _ = tokio::time::sleep(spec.timeout) => (terminate(&mut child, group, spec.grace).await, Some(ExitKind::TimedOut)),
+        _ = cancel.cancelled() => (terminate(&mut child, group, spec.grace).await, Some(ExitKind::Cancelled)),
+    };
+    // Whatever the leader left behind in its group goes with it.
+    signal_group(group, Signal::SIGKILL);
+    let stdout = capture::finish(stdout, DRAIN_AFTER_EXIT).await;
+    let stderr = capture::finish(stderr, DRAIN_AFTER_EXIT).await;
+
+    let (exit_code, signal, mut error) = match &status {
+        Ok(s) => (s.code(), s.signal(), None),
+        Err(e) => (None, None, Some(format!("waiting for the process failed: {e}"))),
+    };
+    let kind = kind.unwrap_or(match exit_code {
+        Some(0) => ExitKind::Succeeded,
+        _ => ExitKind::Failed,
+    });
+    if error.is_none() {
+        error = match kind {
+            ExitKind::Succeeded => None,
+            ExitKind::TimedOut => Some(format!("timed out after {} ms", spec.timeout.as_millis())),
+            ExitKind::Cancelled => Some("cancelled".into()),
+            ExitKind::Failed => Some(match (exit_code, signal) {
+                (Some(code), _) => format!("exited with code {code}"),
+                (None, Some(sig)) => format!("killed by signal {sig}"),
+                _ => "ended without an exit status".into(),
+            }),
+        };
+    }
+    ProcessOutcome {
+        kind,
+        exit_code,
+        signal,
+        stdout,
+        stderr,
+        error,
+        started_at,
+        finished_at: Utc::now(),
+        duration: clock.elapsed(),
+    }
+}
+
+/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL; reaps.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    group: Option<Pid>,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    signal_group(group, Signal::SIGTERM);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            signal_group(group, Signal::SIGKILL);
+            child.wait().await
+        }
+    }
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(pgid) = group {
+        // ESRCH (the group is already gone) is the expected, harmless case.
+        let _ = killpg(pgid, signal);
+    }
+}
+
+fn describe(program: &Program) -> String {
+    match program {
+        Program::Shell(_) => "/bin/sh".into(),
+        Program::Executable(path) => path.display().to_string(),
+    }
+}

@@ -1,0 +1,188 @@
+//! Python venvs, one per sha256(requirements + interpreter version), built in a
+//! temporary directory and renamed into place. An exclusive file lock per hash
+//! makes concurrent runs (in this process or another host sharing the data dir)
+//! build a venv once while the others wait; a half-built venv is never visible.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::{run, ExitKind, ProcessSpec, Program};
+
+/// Creating a venv and installing requirements may download packages.
+const VENV_BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// pip's output kept when a build fails.
+const PIP_OUTPUT_CAP: usize = 256 * 1024;
+
+/// Host variables pip may see, so a local wheelhouse or mirror works offline.
+const PIP_VARIABLES: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+];
+
+/// A venv could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct VenvError {
+    /// What failed.
+    pub message: String,
+    /// pip's (or venv's) output, kept for the step record.
+    pub output: String,
+}
+
+/// The cache of venvs under one directory.
+pub struct VenvCache {
+    root: PathBuf,
+    python: String,
+    version: OnceCell<String>,
+}
+
+impl VenvCache {
+    /// A cache under `root` using interpreter `python`.
+    pub fn new(root: PathBuf, python: String) -> Self {
+        VenvCache { root, python, version: OnceCell::new() }
+    }
+
+    /// The venv's interpreter for `requirements`, building the venv first if needed.
+    pub async fn python_for(&self, requirements: &[String]) -> Result<PathBuf, VenvError> {
+        let version = self.version.get_or_try_init(|| interpreter_version(&self.python)).await?;
+        let hash = venv_hash(requirements, version);
+        let dir = self.root.join(&hash);
+        let interpreter = dir.join("bin").join("python");
+        if interpreter.exists() {
+            return Ok(interpreter);
+        }
+        std::fs::create_dir_all(&self.root).map_err(|e| io_error(&self.root, e))?;
+        let lock = lock_exclusive(self.root.join(format!("{hash}.lock"))).await?;
+        if !interpreter.exists() {
+            self.build(&dir, requirements).await?;
+        }
+        drop(lock);
+        Ok(interpreter)
+    }
+
+    async fn build(&self, dir: &Path, requirements: &[String]) -> Result<(), VenvError> {
+        let staging = tempfile::Builder::new()
+            .prefix(".building-")
+            .tempdir_in(&self.root)
+            .map_err(|e| io_error(&self.root, e))?;
+        let venv = staging.path().join("venv");
+        let venv_arg = venv.to_string_lossy().to_string();
+        step(&self.python, &["-m", "venv", &venv_arg], staging.path(), "creating the venv").await?;
+        if !requirements.is_empty() {
+            let list = staging.path().join("requirements.txt");
+            std::fs::write(&list, requirements.join("\n") + "\n").map_err(|e| io_error(&list, e))?;
+            let python = venv.join("bin").join("python").to_string_lossy().to_string();
+            let list_arg = list.to_string_lossy().to_string();
+            let args = ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", &list_arg];
+            step(&python, &args, staging.path(), "pip install").await?;
+        }
+        std::fs::rename(&venv, dir).map_err(|e| io_error(dir, e))?;
+        tracing::info!(venv = %dir.display(), requirements = requirements.len(), "python venv built");
+        Ok(())
+    }
+}
+
+/// sha256 over the interpreter version and the requirements, order-insensitive.
+pub fn venv_hash(requirements: &[String], interpreter_version: &str) -> String {
+    let mut sorted: Vec<&str> = requirements.iter().map(|r| r.trim()).collect();
+    sorted.sort_unstable();
+    let mut hasher = Sha256::new();
+    hasher.update(interpreter_version.as_bytes());
+    for requirement in sorted {
+        hasher.update(b"\n");
+        hasher.update(requirement.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+async fn interpreter_version(python: &str) -> Result<String, VenvError> {
+    let out = step(python, &["-c", "import sys; print(sys.version)"], Path::new("/"), "asking the interpreter its version")
+        .await?;
+    Ok(out.trim().to_string())
+}
+
+/// Runs one build command through the same process machinery as steps.
+async fn step(program: &str, args: &[&str], cwd: &Path, what: &str) -> Result<String, VenvError> {
+    let env = PIP_VARIABLES
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    let spec = ProcessSpec {
+        program: Program::Executable(resolve(program)),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env,
+        working_dir: cwd.to_path_buf(),
+        stdin: None,
+        timeout: VENV_BUILD_TIMEOUT,
+        grace: Duration::from_secs(5),
+        output_cap: PIP_OUTPUT_CAP,
+    };
+    let outcome = run(&spec, &CancellationToken::new()).await;
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&outcome.stdout.bytes),
+        String::from_utf8_lossy(&outcome.stderr.bytes)
+    );
+    match outcome.kind {
+        ExitKind::Succeeded => Ok(String::from_utf8_lossy(&outcome.stdout.bytes).into_owned()),
+        _ => Err(VenvError {
+            message: format!("{what} failed: {}", outcome.error.unwrap_or_default()),
+            output,
+        }),
+    }
+}
+
+/// Finds `program` on the host's PATH (processes get a cleared environment).
+fn resolve(program: &str) -> PathBuf {
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file()))
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
+async fn lock_exclusive(path: PathBuf) -> Result<nix::fcntl::Flock<std::fs::File>, VenvError> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_error(&path, e.into()))
+    })
+    .await
+    .map_err(|e| VenvError { message: format!("venv lock task failed: {e}"), output: String::new() })?
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> VenvError {
+    VenvError { message: format!("venv directory {}: {e}", path.display()), output: String::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::venv_hash;
+
+    #[test]
+    fn the_hash_ignores_requirement_order_but_not_the_interpreter() {
+        let a = venv_hash(&["six==1.16.0".into(), "attrs".into()], "3.11.7");
+        let b = venv_hash(&["attrs".into(), "six==1.16.0".into()], "3.11.7");
+        let c = venv_hash(&["attrs".into(), "six==1.16.0".into()], "3.12.1");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}

@@ -1,0 +1,5 @@
+//! The `pulsehost` binary: server and CLI.
+
+fn main() {
+    std::process::exit(pulsehost::cli::main());
+}

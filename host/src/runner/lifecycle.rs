@@ -1,0 +1,172 @@
+//! One run's lifecycle: provision -> background started -> steps in order ->
+//! background stopped -> cleanup (always), under a run-level timeout. Every
+//! process is recorded as it finishes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use super::process::{run_one, Executed, Invocation, Phase};
+use super::{persist, Runner};
+use crate::exec::ExitKind;
+use crate::spec::ExecSpec;
+use crate::store::runs::{self, ClaimedRun, RunEnd};
+
+/// Cleanup gets its own budget: it must run even when the run's time is up.
+const CLEANUP_BUDGET: Duration = Duration::from_secs(300);
+
+/// Why a run did not succeed.
+struct Failure {
+    status: &'static str,
+    failure_type: &'static str,
+    error: String,
+}
+
+/// Executes every phase of `claimed` and says how the run ended.
+pub(super) async fn execute(runner: &Runner, claimed: &ClaimedRun, cancel: &CancellationToken) -> RunEnd {
+    let task = &claimed.task;
+    let timeout = task.timeout_ms.map(Duration::from_millis).unwrap_or(runner.config.default_run_timeout);
+    let deadline = Instant::now() + timeout;
+    let workdir = match tempfile::Builder::new()
+        .prefix(&format!("run-{}-", claimed.run.id))
+        .tempdir_in(ensure_dir(&runner.config.data_dir.join("work")))
+    {
+        Ok(dir) => dir,
+        Err(e) => return end(Some(failure("failed", "internal", format!("cannot create the run's scratch directory: {e}")))),
+    };
+    let ctx = Ctx { runner, claimed, workdir: workdir.path(), cancel, deadline };
+
+    let mut failed = None;
+    if let Some(spec) = &task.hooks.provision {
+        let done = ctx.process(Phase::Provision, 0, "provision", spec, None, None).await;
+        failed = judge(&done, "provision");
+    }
+    if failed.is_none() {
+        failed = ctx.steps_with_background().await;
+    }
+    if let Some(spec) = &task.hooks.cleanup {
+        let cleanup_token = CancellationToken::new();
+        let cleanup = Ctx { cancel: &cleanup_token, deadline: Instant::now() + CLEANUP_BUDGET, ..ctx };
+        let done = cleanup.process(Phase::Cleanup, 0, "cleanup", spec, None, None).await;
+        if failed.is_none() {
+            failed = judge(&done, "cleanup");
+        }
+    }
+    end(failed)
+}
+
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    runner: &'a Runner,
+    claimed: &'a ClaimedRun,
+    workdir: &'a Path,
+    cancel: &'a CancellationToken,
+    deadline: Instant,
+}
+
+impl Ctx<'_> {
+    /// Runs the steps with the background hook alongside them.
+    async fn steps_with_background(&self) -> Option<Failure> {
+        let task = &self.claimed.task;
+        let stop_background = self.cancel.child_token();
+        let background = task.hooks.background.as_ref().map(|spec| {
+            let token = stop_background.clone();
+            let ctx = *self;
+            async move { ctx.process(Phase::Background, 0, "background", spec, None, Some(&token)).await }
+        });
+        let steps = self.steps();
+        let (failed, background_done) = match background {
+            None => (steps.await, None),
+            Some(bg) => {
+                tokio::pin!(bg);
+                tokio::pin!(steps);
+                tokio::select! {
+                    failed = &mut steps => {
+                        stop_background.cancel();
+                        (failed, Some((bg.await, false)))
+                    }
+                    done = &mut bg => (steps.await, Some((done, true))),
+                }
+            }
+        };
+        if let Some((_, true)) = &background_done {
+            if failed.is_none() && !task.hooks.background_may_exit {
+                return Some(failure("failed", "background", "the background process exited before the steps finished".into()));
+            }
+        }
+        failed
+    }
+
+    async fn steps(&self) -> Option<Failure> {
+        let task = &self.claimed.task;
+        let mut piped: Option<Vec<u8>> = None;
+        for (i, step) in task.steps.iter().enumerate() {
+            let done = self.process(Phase::Step, i as i32, &step.name, &step.exec, piped.take(), None).await;
+            if let Some(f) = judge(&done, "step") {
+                return Some(Failure { error: format!("step {:?}: {}", step.name, f.error), ..f });
+            }
+            if task.pipe_json {
+                piped = done.stdout_json.as_ref().map(|v| v.to_string().into_bytes());
+            }
+        }
+        None
+    }
+
+    async fn process(
+        &self,
+        phase: Phase,
+        index: i32,
+        name: &str,
+        spec: &ExecSpec,
+        piped_stdin: Option<Vec<u8>>,
+        token: Option<&CancellationToken>,
+    ) -> Executed {
+        let inv = Invocation {
+            phase,
+            index,
+            name,
+            spec,
+            piped_stdin,
+            budget: self.deadline.saturating_duration_since(Instant::now()),
+        };
+        let done = run_one(self.runner, self.claimed, self.workdir, &inv, token.unwrap_or(self.cancel)).await;
+        let row = done.row(self.claimed.run.id, &inv);
+        persist(&self.runner.db, move |conn| runs::record_step(conn, &row)).await;
+        done
+    }
+}
+
+fn judge(done: &Executed, part: &'static str) -> Option<Failure> {
+    let error = done.outcome.error.clone().unwrap_or_default();
+    match done.outcome.kind {
+        ExitKind::Succeeded => None,
+        ExitKind::Failed => Some(failure("failed", part, error)),
+        ExitKind::TimedOut => Some(failure("timed_out", part, error)),
+        ExitKind::Cancelled => Some(failure("cancelled", part, error)),
+    }
+}
+
+fn failure(status: &'static str, failure_type: &'static str, error: String) -> Failure {
+    Failure { status, failure_type, error }
+}
+
+fn end(failed: Option<Failure>) -> RunEnd {
+    match failed {
+        None => RunEnd { status: "succeeded".into(), failure_type: None, error: None, finished_at: Utc::now() },
+        Some(f) => RunEnd {
+            status: f.status.into(),
+            failure_type: Some(f.failure_type.into()),
+            error: Some(f.error),
+            finished_at: Utc::now(),
+        },
+    }
+}
+
+fn ensure_dir(dir: &Path) -> &Path {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create directory");
+    }
+    dir
+}

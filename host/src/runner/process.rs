@@ -1,0 +1,170 @@
+//! From a task's [`ExecSpec`] to a resolved [`ProcessSpec`] (environment,
+//! interpreter, working directory, limits) and from its outcome to a stored row.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::exec::{self, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
+use crate::plugin::validate::check_binary;
+use crate::spec::{ExecSpec, StepKind};
+use crate::store::models::NewStepExecution;
+use crate::store::runs::ClaimedRun;
+
+use super::Runner;
+
+/// Where in the run a process belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Provision,
+    Background,
+    Step,
+    Cleanup,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Provision => "provision",
+            Phase::Background => "background",
+            Phase::Step => "step",
+            Phase::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// One process of a run, identified for the environment and the record.
+pub(super) struct Invocation<'a> {
+    pub phase: Phase,
+    pub index: i32,
+    pub name: &'a str,
+    pub spec: &'a ExecSpec,
+    /// Overrides the spec's stdin (JSON piped from the previous step).
+    pub piped_stdin: Option<Vec<u8>>,
+    /// Upper bound from the run's remaining time.
+    pub budget: Duration,
+}
+
+/// The outcome of one process and the row to store for it.
+pub(super) struct Executed {
+    pub outcome: ProcessOutcome,
+    pub stdout_json: Option<serde_json::Value>,
+}
+
+impl Executed {
+    pub fn row(&self, run_id: i64, inv: &Invocation<'_>) -> NewStepExecution {
+        let o = &self.outcome;
+        NewStepExecution {
+            run_id,
+            phase: inv.phase.as_str().into(),
+            step_index: inv.index,
+            name: inv.name.into(),
+            kind: inv.spec.kind.name().into(),
+            status: o.kind.as_str().into(),
+            exit_code: o.exit_code,
+            signal: o.signal,
+            stdout: o.stdout.bytes.clone(),
+            stderr: o.stderr.bytes.clone(),
+            stdout_bytes: o.stdout.total as i64,
+            stderr_bytes: o.stderr.total as i64,
+            stdout_truncated: o.stdout.truncated,
+            stderr_truncated: o.stderr.truncated,
+            stdout_json: self.stdout_json.clone(),
+            error: o.error.clone(),
+            started_at: o.started_at,
+            finished_at: o.finished_at,
+            duration_ms: o.duration.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// Resolves and runs one process of `run`.
+pub(super) async fn run_one(
+    runner: &Runner,
+    run: &ClaimedRun,
+    workdir: &Path,
+    inv: &Invocation<'_>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Executed {
+    let started = chrono::Utc::now();
+    let outcome = match resolve(runner, run, workdir, inv).await {
+        Ok(spec) => exec::run(&spec, cancel).await,
+        Err((error, output)) => ProcessOutcome {
+            kind: ExitKind::Failed,
+            exit_code: None,
+            signal: None,
+            stdout: Captured::default(),
+            stderr: Captured { total: output.len() as u64, bytes: output.into_bytes(), truncated: false },
+            error: Some(error),
+            started_at: started,
+            finished_at: chrono::Utc::now(),
+            duration: Duration::ZERO,
+        },
+    };
+    let stdout_json = (!outcome.stdout.truncated && !outcome.stdout.bytes.is_empty())
+        .then(|| serde_json::from_slice(&outcome.stdout.bytes).ok())
+        .flatten();
+    Executed { outcome, stdout_json }
+}
+
+/// Builds the process: program, arguments, environment, stdin, limits. Errors
+/// carry a message and any tool output (pip's) to keep.
+async fn resolve(
+    runner: &Runner,
+    run: &ClaimedRun,
+    workdir: &Path,
+    inv: &Invocation<'_>,
+) -> Result<ProcessSpec, (String, String)> {
+    let config = &runner.config;
+    let spec = inv.spec;
+    let mut args = spec.args.clone();
+    let program = match &spec.kind {
+        StepKind::Shell { script } => Program::Shell(script.clone()),
+        StepKind::Binary { path } => {
+            check_binary(path, &config.binary_dirs).map_err(|e| (e, String::new()))?;
+            Program::Executable(PathBuf::from(path))
+        }
+        StepKind::Python { source, requirements } => {
+            let python = runner.venvs.python_for(requirements).await.map_err(|e| (e.message, e.output))?;
+            let script = workdir.join(format!(".pulsehost-{}-{}.py", inv.phase.as_str(), inv.index));
+            std::fs::write(&script, source).map_err(|e| (format!("writing the script: {e}"), String::new()))?;
+            args.insert(0, script.to_string_lossy().into_owned());
+            Program::Executable(python)
+        }
+    };
+    let stdin = match (&inv.piped_stdin, &spec.stdin_json) {
+        (_, Some(json)) => Some(json.clone().into_bytes()),
+        (Some(piped), None) => Some(piped.clone()),
+        (None, None) => None,
+    };
+    let timeout = spec.timeout_ms.map(Duration::from_millis).unwrap_or(inv.budget).min(inv.budget);
+    Ok(ProcessSpec {
+        program,
+        args,
+        env: environment(config.env_allow.as_slice(), run, inv),
+        working_dir: spec.working_dir.as_ref().map(PathBuf::from).unwrap_or_else(|| workdir.to_path_buf()),
+        stdin,
+        timeout,
+        grace: config.kill_grace,
+        output_cap: config.output_cap_bytes,
+    })
+}
+
+/// The child's whole environment: allow-listed host variables, the task's own,
+/// then the run context (which a task cannot override).
+fn environment(allow: &[String], run: &ClaimedRun, inv: &Invocation<'_>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        allow.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+    env.extend(inv.spec.envs.iter().cloned());
+    let r = &run.run;
+    env.extend([
+        ("PULSEHOST_RUN_ID".into(), r.id.to_string()),
+        ("PULSEHOST_PLUGIN".into(), run.plugin.clone()),
+        ("PULSEHOST_TASK".into(), run.task.name.clone()),
+        ("PULSEHOST_SLOT_ID".into(), r.slot_id.to_string()),
+        ("PULSEHOST_ATTEMPT".into(), r.attempt.to_string()),
+        ("PULSEHOST_SCHEDULED_FOR".into(), r.scheduled_for.to_rfc3339()),
+        ("PULSEHOST_STEP".into(), inv.name.to_string()),
+        ("PULSEHOST_PHASE".into(), inv.phase.as_str().to_string()),
+    ]);
+    env
+}

@@ -1,0 +1,200 @@
+//! What a plugin describes, as the host understands it: plain serde types that
+//! every stage shares. `plugin/` converts the WIT bindings into these after
+//! validating them; `store/` keeps them as JSON; `pulse/`, `runner/` and `exec/`
+//! read them. Field meanings are documented in `wit/plugin.wit`.
+
+use serde::{Deserialize, Serialize};
+
+/// A plugin's description of itself and its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The plugin's name (unique per host).
+    pub name: String,
+    /// The plugin's own version string.
+    pub version: String,
+    /// Free text.
+    pub description: String,
+    /// The tasks, names unique.
+    pub tasks: Vec<TaskSpec>,
+}
+
+impl Manifest {
+    /// The task called `name`, if the manifest has one.
+    pub fn task(&self, name: &str) -> Option<&TaskSpec> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
+/// One schedulable unit of work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Unique within the plugin.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// When it is due.
+    pub schedule: Schedule,
+    /// False: never due.
+    pub enabled: bool,
+    /// Limit for the whole run, milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Retries of a failed run.
+    pub retry: Option<RetryPolicy>,
+    /// Policy when the previous run is still going.
+    pub overlap: Overlap,
+    /// Policy for missed slots.
+    pub catch_up: CatchUp,
+    /// Milliseconds after its time a slot may still start.
+    pub starting_deadline_ms: Option<u64>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Tasks of the same plugin that must succeed first in the same pulse.
+    pub depends_on: Vec<String>,
+    /// Pipe each step's JSON stdout into the next step's stdin.
+    pub pipe_json: bool,
+    /// Provision, background and cleanup processes.
+    pub hooks: ExecHooks,
+    /// The steps, in order.
+    pub steps: Vec<StepSpec>,
+}
+
+/// When a task is due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Schedule {
+    /// On every occurrence of a cron expression in a time zone.
+    Cron {
+        /// As the user wrote it.
+        expression: String,
+        /// IANA name; None means UTC.
+        timezone: Option<String>,
+    },
+    /// Ask the plugin's `should-run` on each pulse, at most once per interval.
+    Dynamic {
+        /// Seconds between two questions.
+        interval_secs: u32,
+    },
+    /// Only when triggered by hand.
+    Manual,
+}
+
+impl Schedule {
+    /// The stored name of the schedule's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Schedule::Cron { .. } => "cron",
+            Schedule::Dynamic { .. } => "dynamic",
+            Schedule::Manual => "manual",
+        }
+    }
+}
+
+/// Overlap policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Record a skipped run.
+    Skip,
+    /// Run both.
+    Allow,
+    /// Cancel the running one.
+    Replace,
+}
+
+/// Catch-up policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// One run for the newest missed slot.
+    Latest,
+    /// One run per missed slot, capped.
+    All,
+    /// None of them.
+    None,
+}
+
+/// Retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts including the first.
+    pub max_attempts: u32,
+    /// First delay.
+    pub backoff_ms: u64,
+    /// Largest delay.
+    pub max_backoff_ms: u64,
+}
+
+/// Processes that frame a task's steps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecHooks {
+    /// Before the steps.
+    pub provision: Option<ExecSpec>,
+    /// Always, last.
+    pub cleanup: Option<ExecSpec>,
+    /// Alongside the steps.
+    pub background: Option<ExecSpec>,
+    /// An early exit of the background process does not fail the run.
+    pub background_may_exit: bool,
+}
+
+/// One named step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSpec {
+    /// Unique within the task.
+    pub name: String,
+    /// What to run.
+    pub exec: ExecSpec,
+}
+
+/// One native process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// The program.
+    pub kind: StepKind,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub envs: Vec<(String, String)>,
+    /// Absolute working directory; None is the run's scratch directory.
+    pub working_dir: Option<String>,
+    /// Limit for this process, milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// JSON text for stdin.
+    pub stdin_json: Option<String>,
+}
+
+/// What program a process runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum StepKind {
+    /// `/bin/sh -c <script>`.
+    Shell {
+        /// Script text.
+        script: String,
+    },
+    /// A Python script in a cached venv.
+    Python {
+        /// Program text.
+        source: String,
+        /// pip requirement specifiers.
+        requirements: Vec<String>,
+    },
+    /// An executable run directly.
+    Binary {
+        /// Absolute path.
+        path: String,
+    },
+}
+
+impl StepKind {
+    /// The stored name of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::Shell { .. } => "shell",
+            StepKind::Python { .. } => "python",
+            StepKind::Binary { .. } => "binary",
+        }
+    }
+}

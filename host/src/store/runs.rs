@@ -1,0 +1,196 @@
+//! Runs: the durable queue (claimed with `FOR UPDATE SKIP LOCKED`, so replicas
+//! never take the same run), leases, step results, and history queries.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::models::{NewStepExecution, RunEventRow, RunRow, StepExecutionRow};
+use super::schema::{plugin_versions, plugins, run_events, runs, step_executions, tasks};
+use super::{StoreError, StoreResult};
+use crate::spec::{Manifest, TaskSpec};
+
+/// A run this host took from the queue, with what it needs to execute it.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    /// The run, now `running`.
+    pub run: RunRow,
+    /// Plugin name.
+    pub plugin: String,
+    /// The task definition of the run's plugin version.
+    pub task: TaskSpec,
+}
+
+/// Takes the next queued run that may start, marks it running under a lease held
+/// by `host_id`, and returns it; None when nothing is waiting.
+pub fn claim_next(
+    conn: &mut PgConnection,
+    host_id: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> StoreResult<Option<ClaimedRun>> {
+    let next: Option<RunRow> = runs::table
+        .filter(runs::status.eq("queued"))
+        .filter(runs::not_before.le(now))
+        .order((runs::priority.desc(), runs::not_before, runs::id))
+        .select(RunRow::as_select())
+        .for_update()
+        .skip_locked()
+        .first(conn)
+        .optional()?;
+    let Some(next) = next else { return Ok(None) };
+    let lateness = (now - next.scheduled_for).num_milliseconds().max(0);
+    let run: RunRow = diesel::update(runs::table.find(next.id))
+        .set((
+            runs::status.eq("running"),
+            runs::started_at.eq(now),
+            runs::lateness_ms.eq(lateness),
+            runs::host_id.eq(host_id),
+            runs::lease_expires_at.eq(lease_until),
+        ))
+        .returning(RunRow::as_returning())
+        .get_result(conn)?;
+    add_event(conn, run.id, "started", serde_json::json!({ "host": host_id, "lateness_ms": lateness }))?;
+    let (plugin, manifest): (String, serde_json::Value) = plugin_versions::table
+        .inner_join(plugins::table)
+        .filter(plugin_versions::id.eq(run.plugin_version_id))
+        .select((plugins::name, plugin_versions::manifest))
+        .first(conn)?;
+    let task_name: String = tasks::table.find(run.task_id).select(tasks::name).first(conn)?;
+    let manifest: Manifest = serde_json::from_value(manifest)
+        .map_err(|e| StoreError::Encoding(format!("stored manifest of run {}: {e}", run.id)))?;
+    let task = manifest
+        .task(&task_name)
+        .cloned()
+        .ok_or_else(|| StoreError::NotFound(format!("task {task_name} in plugin version {}", run.plugin_version_id)))?;
+    Ok(Some(ClaimedRun { run, plugin, task }))
+}
+
+/// Extends the lease of a run this host is executing.
+pub fn renew_lease(conn: &mut PgConnection, run_id: i64, host_id: &str, until: DateTime<Utc>) -> StoreResult<()> {
+    diesel::update(runs::table.find(run_id))
+        .filter(runs::host_id.eq(host_id))
+        .filter(runs::status.eq("running"))
+        .set(runs::lease_expires_at.eq(until))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records one finished process.
+pub fn record_step(conn: &mut PgConnection, step: &NewStepExecution) -> StoreResult<i64> {
+    Ok(diesel::insert_into(step_executions::table)
+        .values(step)
+        .returning(step_executions::id)
+        .get_result(conn)?)
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// succeeded, failed, timed_out or cancelled.
+    pub status: String,
+    /// Which part failed.
+    pub failure_type: Option<String>,
+    /// Why.
+    pub error: Option<String>,
+    /// When.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Finishes a running run and logs the event.
+pub fn finish_run(conn: &mut PgConnection, run_id: i64, end: &RunEnd) -> StoreResult<()> {
+    diesel::update(runs::table.find(run_id))
+        .set((
+            runs::status.eq(&end.status),
+            runs::failure_type.eq(&end.failure_type),
+            runs::error.eq(&end.error),
+            runs::finished_at.eq(end.finished_at),
+            runs::lease_expires_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)?;
+    add_event(
+        conn,
+        run_id,
+        "finished",
+        serde_json::json!({ "status": end.status, "failure_type": end.failure_type }),
+    )
+}
+
+/// Appends to a run's lifecycle log.
+pub fn add_event(conn: &mut PgConnection, run_id: i64, kind: &str, detail: serde_json::Value) -> StoreResult<()> {
+    diesel::insert_into(run_events::table)
+        .values((run_events::run_id.eq(run_id), run_events::kind.eq(kind), run_events::detail.eq(detail)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs with an id below this (keyset pagination, newest first).
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+    /// Only this task.
+    pub task_id: Option<i64>,
+    /// Only this status.
+    pub status: Option<String>,
+}
+
+/// A run with the names it belongs to.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunListing {
+    /// Plugin name.
+    pub plugin: String,
+    /// Task name.
+    pub task: String,
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunRow,
+}
+
+/// Runs, newest first.
+pub fn list_runs(conn: &mut PgConnection, filter: &RunFilter) -> StoreResult<Vec<RunListing>> {
+    let mut query = runs::table
+        .inner_join(tasks::table.inner_join(plugins::table))
+        .select((plugins::name, tasks::name, RunRow::as_select()))
+        .order(runs::id.desc())
+        .limit(filter.limit)
+        .into_boxed();
+    if let Some(before) = filter.before {
+        query = query.filter(runs::id.lt(before));
+    }
+    if let Some(task_id) = filter.task_id {
+        query = query.filter(runs::task_id.eq(task_id));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(runs::status.eq(status.clone()));
+    }
+    let rows: Vec<(String, String, RunRow)> = query.load(conn)?;
+    Ok(rows.into_iter().map(|(plugin, task, run)| RunListing { plugin, task, run }).collect())
+}
+
+/// One run with every process it executed and its lifecycle log.
+pub fn get_run(
+    conn: &mut PgConnection,
+    id: i64,
+) -> StoreResult<(RunListing, Vec<StepExecutionRow>, Vec<RunEventRow>)> {
+    let (plugin, task, run): (String, String, RunRow) = runs::table
+        .inner_join(tasks::table.inner_join(plugins::table))
+        .filter(runs::id.eq(id))
+        .select((plugins::name, tasks::name, RunRow::as_select()))
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
+    let steps = step_executions::table
+        .filter(step_executions::run_id.eq(id))
+        .order(step_executions::id)
+        .select(StepExecutionRow::as_select())
+        .load(conn)?;
+    let events = run_events::table
+        .filter(run_events::run_id.eq(id))
+        .order(run_events::id)
+        .select(RunEventRow::as_select())
+        .load(conn)?;
+    Ok((RunListing { plugin, task, run }, steps, events))
+}
