@@ -96,14 +96,29 @@ impl Config {
                 pulse: get("PULSEHOST_PULSE_TOKEN"),
                 read: get("PULSEHOST_READ_TOKEN"),
             },
-            max_plugin_bytes: number(&get, "PULSEHOST_MAX_PLUGIN_BYTES", DEFAULT_MAX_PLUGIN_BYTES as u64)? as usize,
-            plugin_memory_bytes: number(&get, "PULSEHOST_PLUGIN_MEMORY_BYTES", DEFAULT_PLUGIN_MEMORY_BYTES as u64)?
-                as usize,
-            plugin_call_timeout: millis(&get, "PULSEHOST_PLUGIN_CALL_TIMEOUT_MS", DEFAULT_PLUGIN_CALL_TIMEOUT_MS)?,
+            max_plugin_bytes: number(
+                &get,
+                "PULSEHOST_MAX_PLUGIN_BYTES",
+                DEFAULT_MAX_PLUGIN_BYTES as u64,
+            )? as usize,
+            plugin_memory_bytes: number(
+                &get,
+                "PULSEHOST_PLUGIN_MEMORY_BYTES",
+                DEFAULT_PLUGIN_MEMORY_BYTES as u64,
+            )? as usize,
+            plugin_call_timeout: millis(
+                &get,
+                "PULSEHOST_PLUGIN_CALL_TIMEOUT_MS",
+                DEFAULT_PLUGIN_CALL_TIMEOUT_MS,
+            )?,
             max_concurrent_runs: number(&get, "PULSEHOST_MAX_CONCURRENT_RUNS", 4)?.max(1) as usize,
             default_run_timeout: millis(&get, "PULSEHOST_DEFAULT_RUN_TIMEOUT_MS", 3_600_000)?,
             kill_grace: millis(&get, "PULSEHOST_KILL_GRACE_MS", 5_000)?,
-            output_cap_bytes: number(&get, "PULSEHOST_OUTPUT_CAP_BYTES", DEFAULT_OUTPUT_CAP_BYTES as u64)? as usize,
+            output_cap_bytes: number(
+                &get,
+                "PULSEHOST_OUTPUT_CAP_BYTES",
+                DEFAULT_OUTPUT_CAP_BYTES as u64,
+            )? as usize,
             python: get("PULSEHOST_PYTHON").unwrap_or_else(|| "python3".into()),
             env_allow: list("PULSEHOST_ENV_ALLOW", "PATH,HOME,LANG,TZ"),
             binary_dirs: list("PULSEHOST_BINARY_DIRS", "/usr/bin,/bin,/usr/local/bin")
@@ -115,7 +130,11 @@ impl Config {
     }
 }
 
-fn number(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
     match get(name) {
         None => Ok(default),
         Some(value) => value.trim().parse().map_err(|_| ConfigError {
@@ -126,7 +145,11 @@ fn number(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u6
     }
 }
 
-fn millis(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
     number(get, name, default).map(Duration::from_millis)
 }
 
@@ -151,7 +174,9 @@ mod tests {
 
     #[test]
     fn a_malformed_number_names_the_variable() {
-        let err = config(&[("PULSEHOST_KILL_GRACE_MS", "5s")]).unwrap_err().to_string();
+        let err = config(&[("PULSEHOST_KILL_GRACE_MS", "5s")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PULSEHOST_KILL_GRACE_MS"), "{err}");
     }
 }

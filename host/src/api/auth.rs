@@ -43,7 +43,10 @@ pub fn require(req: &HttpRequest, tokens: &Tokens, role: Role) -> Result<(), Api
             role.name()
         )));
     };
-    let matches = |t: &Option<String>| t.as_deref().is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()));
+    let matches = |t: &Option<String>| {
+        t.as_deref()
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+    };
     let allowed = matches(&tokens.admin)
         || match role {
             Role::Admin => false,
@@ -53,7 +56,10 @@ pub fn require(req: &HttpRequest, tokens: &Tokens, role: Role) -> Result<(), Api
     if allowed {
         Ok(())
     } else {
-        Err(unauthorized(format!("the token is not valid for this endpoint: it needs the {} or admin token", role.name())))
+        Err(unauthorized(format!(
+            "the token is not valid for this endpoint: it needs the {} or admin token",
+            role.name()
+        )))
     }
 }
 

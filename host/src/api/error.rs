@@ -26,7 +26,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), problems: Vec::new() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            problems: Vec::new(),
+        }
     }
 
     /// 400 for a malformed request.
@@ -61,11 +66,19 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             StoreError::Unavailable(_) => {
                 tracing::warn!(error = %e, "database unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the database is unavailable; retry shortly")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; retry shortly",
+                )
             }
             _ => {
                 tracing::error!(error = %e, "database error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
             }
         }
     }
@@ -75,15 +88,27 @@ impl From<PluginError> for ApiError {
     fn from(e: PluginError) -> Self {
         let message = e.to_string();
         match e {
-            PluginError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "plugin_too_large", message),
+            PluginError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "plugin_too_large", message)
+            }
             PluginError::NotWasm => ApiError::new(StatusCode::BAD_REQUEST, "not_wasm", message),
             PluginError::CoreModule => ApiError::new(StatusCode::BAD_REQUEST, "not_a_component", message),
             PluginError::Compile(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message),
-            PluginError::WrongWorld(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_world", message),
-            PluginError::Timeout { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_timeout", message),
-            PluginError::OutOfMemory { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_out_of_memory", message),
-            PluginError::Trap { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_trapped", message),
-            PluginError::Described(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "describe_failed", message),
+            PluginError::WrongWorld(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_world", message)
+            }
+            PluginError::Timeout { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_timeout", message)
+            }
+            PluginError::OutOfMemory { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_out_of_memory", message)
+            }
+            PluginError::Trap { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_trapped", message)
+            }
+            PluginError::Described(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "describe_failed", message)
+            }
             PluginError::Invalid(problems) => ApiError {
                 problems,
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_tasks", message)

@@ -20,12 +20,19 @@ const DEFAULT_PAGE: i64 = 50;
 pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let rows = state.db.run(plugin_store::list_tasks).await?;
-    let tasks: Vec<_> = rows.into_iter().map(|(plugin, t)| task_json(&plugin, t)).collect();
+    let tasks: Vec<_> = rows
+        .into_iter()
+        .map(|(plugin, t)| task_json(&plugin, t))
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
 }
 
 /// One task with its full definition.
-pub async fn task(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn task(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let id = id.into_inner();
     let (plugin, t) = state.db.run(move |c| plugin_store::get_task(c, id)).await?;
@@ -61,26 +68,47 @@ pub struct RunsQuery {
 }
 
 /// Runs, newest first. `next_before` is the cursor of the next page.
-pub async fn runs(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RunsQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn runs(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<RunsQuery>,
+) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
     }
-    let filter = RunFilter { before: q.before, limit, task_id: q.task_id, status: q.status };
+    let filter = RunFilter {
+        before: q.before,
+        limit,
+        task_id: q.task_id,
+        status: q.status,
+    };
     let runs: Vec<RunListing> = state.db.run(move |c| runs::list_runs(c, &filter)).await?;
-    let next_before = (runs.len() as i64 == limit).then(|| runs.last().map(|r| r.run.id)).flatten();
+    let next_before = (runs.len() as i64 == limit)
+        .then(|| runs.last().map(|r| r.run.id))
+        .flatten();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "runs": runs, "next_before": next_before })))
 }
 
 /// One run with its steps and events.
-pub async fn run(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn run(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let id = id.into_inner();
     let (listing, steps, events) = state.db.run(move |c| runs::get_run(c, id)).await?;
     let steps: Vec<StepView> = steps.into_iter().map(StepView::from).collect();
-    Ok(HttpResponse::Ok().json(RunView { run: listing, steps, events }))
+    Ok(HttpResponse::Ok().json(RunView {
+        run: listing,
+        steps,
+        events,
+    }))
 }
 
 #[derive(Serialize)]
@@ -151,6 +179,9 @@ impl From<StepExecutionRow> for StepView {
 fn text(bytes: Vec<u8>) -> (String, &'static str) {
     match String::from_utf8(bytes) {
         Ok(s) => (s, "utf-8"),
-        Err(e) => (base64::engine::general_purpose::STANDARD.encode(e.into_bytes()), "base64"),
+        Err(e) => (
+            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+            "base64",
+        ),
     }
 }

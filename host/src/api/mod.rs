@@ -47,30 +47,37 @@ pub async fn serve(state: AppState, listen: &str) -> std::io::Result<()> {
 
 /// Every route, with JSON errors for malformed paths and queries.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_request(format!("bad query string: {e}")).into()))
-        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_request(format!("bad path: {e}")).into()))
-        .route("/healthz", web::get().to(health))
-        .route("/v1/plugins", web::post().to(plugins::upload))
-        .route("/v1/plugins", web::get().to(plugins::list))
-        .route("/v1/tasks", web::get().to(history::tasks))
-        .route("/v1/tasks/{id}", web::get().to(history::task))
-        .route("/v1/tasks/{id}/run", web::post().to(pulse::trigger))
-        .route("/v1/pulse", web::post().to(pulse::pulse))
-        .route("/v1/runs", web::get().to(history::runs))
-        .route("/v1/runs/{id}", web::get().to(history::run))
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint; see the README's API section",
-            ))
-        }));
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(format!("bad query string: {e}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(format!("bad path: {e}")).into()),
+    )
+    .route("/healthz", web::get().to(health))
+    .route("/v1/plugins", web::post().to(plugins::upload))
+    .route("/v1/plugins", web::get().to(plugins::list))
+    .route("/v1/tasks", web::get().to(history::tasks))
+    .route("/v1/tasks/{id}", web::get().to(history::task))
+    .route("/v1/tasks/{id}/run", web::post().to(pulse::trigger))
+    .route("/v1/pulse", web::post().to(pulse::pulse))
+    .route("/v1/runs", web::get().to(history::runs))
+    .route("/v1/runs/{id}", web::get().to(history::run))
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; see the README's API section",
+        ))
+    }));
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     if state.db.ping().await {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "database": "ok" }))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "degraded", "database": "unavailable" }))
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "degraded", "database": "unavailable" }))
     }
 }

@@ -10,30 +10,51 @@ use crate::plugin::{PluginError, WIT_PACKAGE};
 use crate::store::plugins::{self, NewPluginVersion};
 
 /// Validates an uploaded component completely, then records it as a new version.
-pub async fn upload(req: HttpRequest, state: web::Data<AppState>, mut body: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
     let limit = state.max_plugin_bytes;
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
         if bytes.len() + chunk.len() > limit {
-            return Err(PluginError::TooLarge { size: bytes.len() + chunk.len(), limit }.into());
+            return Err(PluginError::TooLarge {
+                size: bytes.len() + chunk.len(),
+                limit,
+            }
+            .into());
         }
         bytes.extend_from_slice(&chunk);
     }
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("the body is empty: send the component's bytes (Content-Type: application/wasm)"));
+        return Err(ApiError::bad_request(
+            "the body is empty: send the component's bytes (Content-Type: application/wasm)",
+        ));
     }
     let bytes = bytes.freeze();
     let (host, rules, wasm) = (state.plugins.clone(), state.rules.clone(), bytes.clone());
     let inspected = web::block(move || host.inspect(&wasm, &rules))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("inspection stopped: {e}")))??;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("inspection stopped: {e}"),
+            )
+        })??;
     let sha256 = inspected.sha256.clone();
     let registered = state
         .db
         .run(move |conn| {
-            let new = NewPluginVersion { sha256: &inspected.sha256, component: &bytes, wit_package: WIT_PACKAGE, manifest: &inspected.manifest };
+            let new = NewPluginVersion {
+                sha256: &inspected.sha256,
+                component: &bytes,
+                wit_package: WIT_PACKAGE,
+                manifest: &inspected.manifest,
+            };
             plugins::register_version(conn, &new, chrono::Utc::now())
         })
         .await?;

@@ -23,7 +23,11 @@ pub async fn pulse(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// Queues a run of one task now.
-pub async fn trigger(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+pub async fn trigger(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
     let run = pulse::trigger(&state.db, id.into_inner(), chrono::Utc::now()).await?;
     state.runner.wake();

@@ -33,9 +33,13 @@ impl Client {
         let base = var("PULSEHOST_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into());
         let admin = var("PULSEHOST_ADMIN_TOKEN").or_else(|| {
             let dir = PathBuf::from(var("PULSEHOST_DATA_DIR").unwrap_or_else(|| "./.pulsehost".into()));
-            std::fs::read_to_string(dir.join("admin-token")).ok().map(|t| t.trim().to_string())
+            std::fs::read_to_string(dir.join("admin-token"))
+                .ok()
+                .map(|t| t.trim().to_string())
         });
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(300)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(300))
+            .build();
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             agent,
@@ -57,7 +61,11 @@ impl Client {
 
     /// POST raw bytes.
     pub fn post_bytes(&self, path: &str, body: Vec<u8>, need: Need) -> anyhow::Result<serde_json::Value> {
-        self.send(self.request("POST", path, need).set("Content-Type", "application/wasm"), Some(body))
+        self.send(
+            self.request("POST", path, need)
+                .set("Content-Type", "application/wasm"),
+            Some(body),
+        )
     }
 
     fn request(&self, method: &str, path: &str, need: Need) -> ureq::Request {
@@ -94,10 +102,18 @@ impl Client {
 
 fn describe_error(status: u16, body: &serde_json::Value) -> String {
     let error = &body["error"];
-    let mut text = format!("{status} {}: {}", error["code"].as_str().unwrap_or("error"), error["message"].as_str().unwrap_or(""));
+    let mut text = format!(
+        "{status} {}: {}",
+        error["code"].as_str().unwrap_or("error"),
+        error["message"].as_str().unwrap_or("")
+    );
     if let Some(problems) = error["problems"].as_array() {
         for p in problems {
-            text.push_str(&format!("\n  - {}: {}", p["field"].as_str().unwrap_or(""), p["message"].as_str().unwrap_or("")));
+            text.push_str(&format!(
+                "\n  - {}: {}",
+                p["field"].as_str().unwrap_or(""),
+                p["message"].as_str().unwrap_or("")
+            ));
         }
     }
     text

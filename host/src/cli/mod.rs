@@ -109,25 +109,40 @@ fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Resul
     use client::Need;
     let (value, render): (serde_json::Value, fn(&serde_json::Value) -> String) = match command {
         Command::Plugin(PluginCommand::Push { file }) => {
-            let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             (c.post_bytes("/v1/plugins", bytes, Need::Admin)?, output::pushed)
         }
         Command::Plugin(PluginCommand::List) => (c.get("/v1/plugins", Need::Read)?, output::plugins),
         Command::Tasks(TasksArgs { action: None }) => (c.get("/v1/tasks", Need::Read)?, output::tasks),
-        Command::Tasks(TasksArgs { action: Some(TasksCommand::Run { id }) }) => {
-            (c.post(&format!("/v1/tasks/{id}/run"), Need::Admin)?, output::triggered)
-        }
+        Command::Tasks(TasksArgs {
+            action: Some(TasksCommand::Run { id }),
+        }) => (
+            c.post(&format!("/v1/tasks/{id}/run"), Need::Admin)?,
+            output::triggered,
+        ),
         Command::Pulse => (c.post("/v1/pulse", Need::Pulse)?, output::pulse),
-        Command::Runs(RunsCommand::List { limit, before, task, status }) => {
+        Command::Runs(RunsCommand::List {
+            limit,
+            before,
+            task,
+            status,
+        }) => {
             let mut path = format!("/v1/runs?limit={limit}");
-            for (key, value) in [("before", before.map(|v| v.to_string())), ("task_id", task.map(|v| v.to_string())), ("status", status)] {
+            for (key, value) in [
+                ("before", before.map(|v| v.to_string())),
+                ("task_id", task.map(|v| v.to_string())),
+                ("status", status),
+            ] {
                 if let Some(value) = value {
                     path.push_str(&format!("&{key}={value}"));
                 }
             }
             (c.get(&path, Need::Read)?, output::runs)
         }
-        Command::Runs(RunsCommand::Show { id }) => (c.get(&format!("/v1/runs/{id}"), Need::Read)?, output::run),
+        Command::Runs(RunsCommand::Show { id }) => {
+            (c.get(&format!("/v1/runs/{id}"), Need::Read)?, output::run)
+        }
         Command::Serve | Command::Migrate => unreachable!("handled before a client is built"),
     };
     if json {

@@ -27,15 +27,34 @@ fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
 
 /// `plugin push`.
 pub fn pushed(v: &Value) -> String {
-    format!("pushed {} version {} (sha256 {}), tasks: {}\n", s(&v["plugin"]), s(&v["version"]), s(&v["sha256"]), s(&v["tasks"]))
+    format!(
+        "pushed {} version {} (sha256 {}), tasks: {}\n",
+        s(&v["plugin"]),
+        s(&v["version"]),
+        s(&v["sha256"]),
+        s(&v["tasks"])
+    )
 }
 
 /// `plugin list`.
 pub fn plugins(v: &Value) -> String {
     let rows = items(v, "plugins").map(|p| {
-        ["name", "version", "declared_version", "size_bytes", "uploaded_at", "description"].iter().map(|k| s(&p[*k])).collect()
+        [
+            "name",
+            "version",
+            "declared_version",
+            "size_bytes",
+            "uploaded_at",
+            "description",
+        ]
+        .iter()
+        .map(|k| s(&p[*k]))
+        .collect()
     });
-    table(&["NAME", "VERSION", "DECLARED", "BYTES", "UPLOADED", "DESCRIPTION"], rows)
+    table(
+        &["NAME", "VERSION", "DECLARED", "BYTES", "UPLOADED", "DESCRIPTION"],
+        rows,
+    )
 }
 
 /// `tasks`.
@@ -50,14 +69,26 @@ pub fn tasks(v: &Value) -> String {
             Value::Null => "disabled".to_string(),
             reason => format!("paused: {}", s(reason)),
         };
-        vec![s(&t["id"]), s(&t["plugin"]), s(&t["name"]), schedule, s(&t["timezone"]), state]
+        vec![
+            s(&t["id"]),
+            s(&t["plugin"]),
+            s(&t["name"]),
+            schedule,
+            s(&t["timezone"]),
+            state,
+        ]
     });
     table(&["ID", "PLUGIN", "TASK", "SCHEDULE", "TZ", "STATE"], rows)
 }
 
 /// `tasks run`.
 pub fn triggered(v: &Value) -> String {
-    format!("queued run {} of task {} (slot {})\n", s(&v["run_id"]), s(&v["task"]), s(&v["slot_id"]))
+    format!(
+        "queued run {} of task {} (slot {})\n",
+        s(&v["run_id"]),
+        s(&v["task"]),
+        s(&v["slot_id"])
+    )
 }
 
 /// `pulse`.
@@ -74,7 +105,12 @@ pub fn pulse(v: &Value) -> String {
     );
     if !claimed.is_empty() || !skipped.is_empty() {
         let rows = claimed.iter().chain(skipped.iter()).map(|r| {
-            vec![s(&r["run_id"]), s(&r["task"]), s(&r["scheduled_for"]), r["reason"].as_str().unwrap_or("queued").to_string()]
+            vec![
+                s(&r["run_id"]),
+                s(&r["task"]),
+                s(&r["scheduled_for"]),
+                r["reason"].as_str().unwrap_or("queued").to_string(),
+            ]
         });
         out.push_str(&table(&["RUN", "TASK", "SCHEDULED FOR", "STATE"], rows));
     }
@@ -84,12 +120,35 @@ pub fn pulse(v: &Value) -> String {
 /// `runs list`.
 pub fn runs(v: &Value) -> String {
     let rows = items(v, "runs").map(|r| {
-        ["id", "plugin", "task", "status", "attempt", "scheduled_for", "started_at", "lateness_ms", "error"]
-            .iter()
-            .map(|k| s(&r[*k]))
-            .collect()
+        [
+            "id",
+            "plugin",
+            "task",
+            "status",
+            "attempt",
+            "scheduled_for",
+            "started_at",
+            "lateness_ms",
+            "error",
+        ]
+        .iter()
+        .map(|k| s(&r[*k]))
+        .collect()
     });
-    let mut out = table(&["ID", "PLUGIN", "TASK", "STATUS", "ATTEMPT", "SCHEDULED FOR", "STARTED", "LATE MS", "ERROR"], rows);
+    let mut out = table(
+        &[
+            "ID",
+            "PLUGIN",
+            "TASK",
+            "STATUS",
+            "ATTEMPT",
+            "SCHEDULED FOR",
+            "STARTED",
+            "LATE MS",
+            "ERROR",
+        ],
+        rows,
+    );
     if let Some(next) = v["next_before"].as_i64() {
         out.push_str(&format!("more: --before {next}\n"));
     }
@@ -110,7 +169,11 @@ pub fn run(v: &Value) -> String {
         s(&v["finished_at"])
     );
     if !v["error"].is_null() {
-        out.push_str(&format!("error ({}): {}\n", s(&v["failure_type"]), s(&v["error"])));
+        out.push_str(&format!(
+            "error ({}): {}\n",
+            s(&v["failure_type"]),
+            s(&v["error"])
+        ));
     }
     for step in items(v, "steps") {
         out.push_str(&format!(
@@ -127,7 +190,11 @@ pub fn run(v: &Value) -> String {
         for stream in ["stdout", "stderr"] {
             let text = step[stream].as_str().unwrap_or("");
             if !text.is_empty() {
-                let truncated = if step[format!("{stream}_truncated")] == Value::Bool(true) { " (truncated)" } else { "" };
+                let truncated = if step[format!("{stream}_truncated")] == Value::Bool(true) {
+                    " (truncated)"
+                } else {
+                    ""
+                };
                 out.push_str(&format!("  {stream}{truncated}:\n"));
                 for line in text.lines() {
                     out.push_str(&format!("    {line}\n"));

@@ -1,8 +1,8 @@
 //! `pulsehost serve` and `pulsehost migrate`: wire configuration, database,
 //! plugin host, runner and HTTP server together.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -48,7 +48,9 @@ pub fn serve() -> anyhow::Result<()> {
             plugins,
             runner,
             tokens: config.tokens.clone(),
-            rules: Rules { binary_dirs: config.binary_dirs.clone() },
+            rules: Rules {
+                binary_dirs: config.binary_dirs.clone(),
+            },
             max_plugin_bytes: config.max_plugin_bytes,
         };
         let served = api::serve(state, &config.listen).await;
@@ -65,7 +67,9 @@ pub fn serve() -> anyhow::Result<()> {
 pub fn migrate() -> anyhow::Result<()> {
     init_logging();
     let config = Config::from_env()?;
-    let url = config.database_url.context("set DATABASE_URL to the database to migrate")?;
+    let url = config
+        .database_url
+        .context("set DATABASE_URL to the database to migrate")?;
     Db::connect(&url).context("migration failed")?;
     println!("migrations applied");
     Ok(())
@@ -112,10 +116,16 @@ fn generated_admin_token(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".into())
 }
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

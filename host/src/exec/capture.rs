@@ -52,7 +52,9 @@ pub(super) fn start<R: AsyncRead + Unpin + Send + 'static>(mut pipe: R, cap: usi
 /// still blocked then (a process outside the group holds the pipe open) is
 /// abandoned: the host keeps what was read and marks the stream truncated.
 pub(super) async fn finish(capture: Option<Capture>, deadline: Duration) -> Captured {
-    let Some(Capture { shared, mut reader }) = capture else { return Captured::default() };
+    let Some(Capture { shared, mut reader }) = capture else {
+        return Captured::default();
+    };
     let complete = tokio::time::timeout(deadline, &mut reader).await.is_ok();
     if !complete {
         reader.abort();

@@ -51,12 +51,19 @@ pub struct VenvCache {
 impl VenvCache {
     /// A cache under `root` using interpreter `python`.
     pub fn new(root: PathBuf, python: String) -> Self {
-        VenvCache { root, python, version: OnceCell::new() }
+        VenvCache {
+            root,
+            python,
+            version: OnceCell::new(),
+        }
     }
 
     /// The venv's interpreter for `requirements`, building the venv first if needed.
     pub async fn python_for(&self, requirements: &[String]) -> Result<PathBuf, VenvError> {
-        let version = self.version.get_or_try_init(|| interpreter_version(&self.python)).await?;
+        let version = self
+            .version
+            .get_or_try_init(|| interpreter_version(&self.python))
+            .await?;
         let hash = venv_hash(requirements, version);
         let dir = self.root.join(&hash);
         let interpreter = dir.join("bin").join("python");
@@ -79,13 +86,27 @@ impl VenvCache {
             .map_err(|e| io_error(&self.root, e))?;
         let venv = staging.path().join("venv");
         let venv_arg = venv.to_string_lossy().to_string();
-        step(&self.python, &["-m", "venv", &venv_arg], staging.path(), "creating the venv").await?;
+        step(
+            &self.python,
+            &["-m", "venv", &venv_arg],
+            staging.path(),
+            "creating the venv",
+        )
+        .await?;
         if !requirements.is_empty() {
             let list = staging.path().join("requirements.txt");
             std::fs::write(&list, requirements.join("\n") + "\n").map_err(|e| io_error(&list, e))?;
             let python = venv.join("bin").join("python").to_string_lossy().to_string();
             let list_arg = list.to_string_lossy().to_string();
-            let args = ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", &list_arg];
+            let args = [
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-r",
+                &list_arg,
+            ];
             step(&python, &args, staging.path(), "pip install").await?;
         }
         std::fs::rename(&venv, dir).map_err(|e| io_error(dir, e))?;
@@ -108,8 +129,13 @@ pub fn venv_hash(requirements: &[String], interpreter_version: &str) -> String {
 }
 
 async fn interpreter_version(python: &str) -> Result<String, VenvError> {
-    let out = step(python, &["-c", "import sys; print(sys.version)"], Path::new("/"), "asking the interpreter its version")
-        .await?;
+    let out = step(
+        python,
+        &["-c", "import sys; print(sys.version)"],
+        Path::new("/"),
+        "asking the interpreter its version",
+    )
+    .await?;
     Ok(out.trim().to_string())
 }
 
@@ -150,7 +176,11 @@ fn resolve(program: &str) -> PathBuf {
         return PathBuf::from(program);
     }
     std::env::var_os("PATH")
-        .and_then(|path| std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file()))
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
         .unwrap_or_else(|| PathBuf::from(program))
 }
 
@@ -166,11 +196,17 @@ async fn lock_exclusive(path: PathBuf) -> Result<nix::fcntl::Flock<std::fs::File
             .map_err(|(_, e)| io_error(&path, e.into()))
     })
     .await
-    .map_err(|e| VenvError { message: format!("venv lock task failed: {e}"), output: String::new() })?
+    .map_err(|e| VenvError {
+        message: format!("venv lock task failed: {e}"),
+        output: String::new(),
+    })?
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> VenvError {
-    VenvError { message: format!("venv directory {}: {e}", path.display()), output: String::new() }
+    VenvError {
+        message: format!("venv directory {}: {e}", path.display()),
+        output: String::new(),
+    }
 }
 
 #[cfg(test)]

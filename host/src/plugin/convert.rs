@@ -18,7 +18,10 @@ fn task(t: wit::Task) -> spec::TaskSpec {
         name: t.name,
         description: t.description,
         schedule: match t.schedule {
-            wit::Schedule::Cron(c) => spec::Schedule::Cron { expression: c.expression, timezone: c.timezone },
+            wit::Schedule::Cron(c) => spec::Schedule::Cron {
+                expression: c.expression,
+                timezone: c.timezone,
+            },
             wit::Schedule::Dynamic(interval_secs) => spec::Schedule::Dynamic { interval_secs },
             wit::Schedule::Manual => spec::Schedule::Manual,
         },
@@ -50,7 +53,14 @@ fn task(t: wit::Task) -> spec::TaskSpec {
             background: t.hooks.background.map(exec),
             background_may_exit: t.hooks.background_may_exit,
         },
-        steps: t.steps.into_iter().map(|s| spec::StepSpec { name: s.name, exec: exec(s.exec) }).collect(),
+        steps: t
+            .steps
+            .into_iter()
+            .map(|s| spec::StepSpec {
+                name: s.name,
+                exec: exec(s.exec),
+            })
+            .collect(),
     }
 }
 
@@ -58,7 +68,10 @@ fn exec(e: wit::ExecSpec) -> spec::ExecSpec {
     spec::ExecSpec {
         kind: match e.kind {
             wit::StepKind::Shell(script) => spec::StepKind::Shell { script },
-            wit::StepKind::Python(p) => spec::StepKind::Python { source: p.source, requirements: p.requirements },
+            wit::StepKind::Python(p) => spec::StepKind::Python {
+                source: p.source,
+                requirements: p.requirements,
+            },
             wit::StepKind::Binary(path) => spec::StepKind::Binary { path },
         },
         args: e.args,

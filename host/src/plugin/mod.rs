@@ -46,7 +46,9 @@ pub enum PluginError {
         limit: usize,
     },
     /// Not WebAssembly at all.
-    #[error("the body is not WebAssembly (no \\0asm header): upload the .wasm component built from your plugin")]
+    #[error(
+        "the body is not WebAssembly (no \\0asm header): upload the .wasm component built from your plugin"
+    )]
     NotWasm,
     /// A core module, not a component.
     #[error(
@@ -130,14 +132,21 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let ticker = engine.weak();
-        std::thread::Builder::new().name("pulsehost-epoch".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
-        Ok(PluginHost { engine, linker: Arc::new(linker), cache: Arc::default(), limits })
+        std::thread::Builder::new()
+            .name("pulsehost-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(PluginHost {
+            engine,
+            linker: Arc::new(linker),
+            cache: Arc::default(),
+            limits,
+        })
     }
 
     /// Checks an upload end to end: size, header, compile, world, `describe()`
@@ -145,7 +154,10 @@ impl PluginHost {
     /// from a blocking thread.
     pub fn inspect(&self, bytes: &[u8], rules: &Rules) -> Result<Inspected, PluginError> {
         if bytes.len() > self.limits.max_component_bytes {
-            return Err(PluginError::TooLarge { size: bytes.len(), limit: self.limits.max_component_bytes });
+            return Err(PluginError::TooLarge {
+                size: bytes.len(),
+                limit: self.limits.max_component_bytes,
+            });
         }
         let sha256 = hex::encode(Sha256::digest(bytes));
         let pre = self.prepare(&sha256, bytes)?;
@@ -165,11 +177,18 @@ impl PluginHost {
             return Ok(pre.clone());
         }
         check_header(bytes)?;
-        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-        let instance_pre =
-            self.linker.instantiate_pre(&component).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        let pre = bindings::PluginPre::new(instance_pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(sha256.to_string(), pre.clone());
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            bindings::PluginPre::new(instance_pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256.to_string(), pre.clone());
         Ok(pre)
     }
 
@@ -184,7 +203,9 @@ impl PluginHost {
         let ticks = (self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        let result = pre.instantiate(&mut store).and_then(|plugin| f(&plugin, &mut store));
+        let result = pre
+            .instantiate(&mut store)
+            .and_then(|plugin| f(&plugin, &mut store));
         sandbox::log_output(&store, name);
         result.map_err(|e| self.classify(name, e))
     }
@@ -193,11 +214,17 @@ impl PluginHost {
         let text = format!("{error:#}");
         if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
             if *trap == wasmtime::Trap::Interrupt {
-                return PluginError::Timeout { call, timeout: self.limits.call_timeout };
+                return PluginError::Timeout {
+                    call,
+                    timeout: self.limits.call_timeout,
+                };
             }
         }
         if sandbox::hit_memory_limit(&error) {
-            return PluginError::OutOfMemory { call, limit: self.limits.memory_bytes };
+            return PluginError::OutOfMemory {
+                call,
+                limit: self.limits.memory_bytes,
+            };
         }
         PluginError::Trap { call, message: text }
     }

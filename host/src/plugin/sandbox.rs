@@ -20,7 +20,10 @@ pub(super) struct SandboxState {
 
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -29,9 +32,24 @@ pub(super) fn store(engine: &Engine, memory_bytes: usize) -> Store<SandboxState>
     let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
     let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
     // The builder grants nothing by default: no directories, variables or sockets.
-    let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
-    let limits = StoreLimitsBuilder::new().memory_size(memory_bytes).trap_on_grow_failure(true).build();
-    let mut store = Store::new(engine, SandboxState { wasi, table: ResourceTable::new(), limits, stdout, stderr });
+    let wasi = WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .build();
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(memory_bytes)
+        .trap_on_grow_failure(true)
+        .build();
+    let mut store = Store::new(
+        engine,
+        SandboxState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            stdout,
+            stderr,
+        },
+    );
     store.limiter(|state| &mut state.limits);
     store
 }
@@ -48,5 +66,7 @@ pub(super) fn log_output(store: &Store<SandboxState>, call: &str) {
 
 /// True when the error comes from the memory cap (`trap_on_grow_failure`).
 pub(super) fn hit_memory_limit(error: &wasmtime::Error) -> bool {
-    error.chain().any(|cause| cause.to_string().contains("forcing trap when growing memory"))
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains("forcing trap when growing memory"))
 }

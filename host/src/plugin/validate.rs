@@ -36,7 +36,10 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
     let mut p = Problems::default();
     check_name(&mut p, "name", &m.name);
     if m.version.trim().is_empty() {
-        p.add("version", "is empty: give the plugin a version string such as \"1.0.0\"");
+        p.add(
+            "version",
+            "is empty: give the plugin a version string such as \"1.0.0\"",
+        );
     }
     if m.tasks.is_empty() {
         p.add("tasks", "the plugin describes no tasks: add at least one");
@@ -46,7 +49,13 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
     for (i, t) in m.tasks.iter().enumerate() {
         let at = format!("tasks[{i}]");
         if !seen.insert(t.name.as_str()) {
-            p.add(&format!("{at}.name"), &format!("{:?} is used by more than one task: task names must be unique", t.name));
+            p.add(
+                &format!("{at}.name"),
+                &format!(
+                    "{:?} is used by more than one task: task names must be unique",
+                    t.name
+                ),
+            );
         }
         task(&mut p, &at, t, &names, rules);
     }
@@ -64,15 +73,24 @@ fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: 
     check_duration(p, &format!("{at}.starting-deadline-ms"), t.starting_deadline_ms);
     if let Some(r) = &t.retry {
         if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
-            p.add(&format!("{at}.retry.max-attempts"), &format!("must be 1 to {MAX_ATTEMPTS} (1 means no retry)"));
+            p.add(
+                &format!("{at}.retry.max-attempts"),
+                &format!("must be 1 to {MAX_ATTEMPTS} (1 means no retry)"),
+            );
         }
         if r.max_backoff_ms < r.backoff_ms || r.max_backoff_ms > MAX_DURATION_MS {
-            p.add(&format!("{at}.retry.max-backoff-ms"), "must be at least backoff-ms and at most a week");
+            p.add(
+                &format!("{at}.retry.max-backoff-ms"),
+                "must be at least backoff-ms and at most a week",
+            );
         }
     }
     for (d, dep) in t.depends_on.iter().enumerate() {
         if dep == &t.name || !names.contains(dep.as_str()) {
-            p.add(&format!("{at}.depends-on[{d}]"), &format!("{dep:?} is not another task of this plugin"));
+            p.add(
+                &format!("{at}.depends-on[{d}]"),
+                &format!("{dep:?} is not another task of this plugin"),
+            );
         }
     }
     if t.steps.is_empty() {
@@ -82,7 +100,10 @@ fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: 
     for (s, step) in t.steps.iter().enumerate() {
         let here = format!("{at}.steps[{s}]");
         if step.name.trim().is_empty() || !step_names.insert(step.name.as_str()) {
-            p.add(&format!("{here}.name"), "step names must be non-empty and unique within the task");
+            p.add(
+                &format!("{here}.name"),
+                "step names must be non-empty and unique within the task",
+            );
         }
         exec(p, &format!("{here}.exec"), &step.exec, rules);
     }
@@ -99,7 +120,9 @@ fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: 
 
 fn exec(p: &mut Problems, at: &str, e: &ExecSpec, rules: &Rules) {
     match &e.kind {
-        StepKind::Shell { script } if script.trim().is_empty() => p.add(&format!("{at}.kind.shell"), "the script is empty"),
+        StepKind::Shell { script } if script.trim().is_empty() => {
+            p.add(&format!("{at}.kind.shell"), "the script is empty")
+        }
         StepKind::Python { source, requirements } => {
             if source.trim().is_empty() {
                 p.add(&format!("{at}.kind.python.source"), "the program is empty");
@@ -126,7 +149,10 @@ fn exec(p: &mut Problems, at: &str, e: &ExecSpec, rules: &Rules) {
             && !name.starts_with(|c: char| c.is_ascii_digit())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid || name.starts_with("PULSEHOST_") {
-            p.add(&format!("{at}.envs[{i}]"), &format!("{name:?} must be [A-Za-z_][A-Za-z0-9_]* and not start with PULSEHOST_"));
+            p.add(
+                &format!("{at}.envs[{i}]"),
+                &format!("{name:?} must be [A-Za-z_][A-Za-z0-9_]* and not start with PULSEHOST_"),
+            );
         }
     }
     if e.args.iter().any(|a| a.contains('\0')) {
@@ -134,7 +160,10 @@ fn exec(p: &mut Problems, at: &str, e: &ExecSpec, rules: &Rules) {
     }
     if let Some(dir) = &e.working_dir {
         if !Path::new(dir).is_absolute() {
-            p.add(&format!("{at}.working-dir"), &format!("{dir:?} must be an absolute path"));
+            p.add(
+                &format!("{at}.working-dir"),
+                &format!("{dir:?} must be an absolute path"),
+            );
         }
     }
     check_duration(p, &format!("{at}.timeout-ms"), e.timeout_ms);
@@ -157,7 +186,10 @@ pub fn check_binary(path: &str, allowed: &[PathBuf]) -> Result<(), String> {
     }
     if !allowed.iter().any(|dir| p.starts_with(dir)) {
         let dirs: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
-        return Err(format!("{path:?} is not under an allowed directory ({}); see PULSEHOST_BINARY_DIRS", dirs.join(", ")));
+        return Err(format!(
+            "{path:?} is not under an allowed directory ({}); see PULSEHOST_BINARY_DIRS",
+            dirs.join(", ")
+        ));
     }
     Ok(())
 }
@@ -166,7 +198,9 @@ fn check_name(p: &mut Problems, field: &str, name: &str) {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
         p.add(field, &format!("{name:?} must be 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"));
     }
@@ -185,6 +219,9 @@ struct Problems(Vec<Problem>);
 
 impl Problems {
     fn add(&mut self, field: &str, message: &str) {
-        self.0.push(Problem { field: field.to_string(), message: message.to_string() });
+        self.0.push(Problem {
+            field: field.to_string(),
+            message: message.to_string(),
+        });
     }
 }

@@ -33,7 +33,9 @@ impl CronSchedule {
         let tz = match timezone {
             None => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| {
-                CronError(format!("unknown time zone {name:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\""))
+                CronError(format!(
+                    "unknown time zone {name:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\""
+                ))
             })?,
         };
         let parts = normalise(expression)?
@@ -50,7 +52,11 @@ impl CronSchedule {
     pub fn after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
         // Wall-clock times are walked as if they were UTC, then placed in the zone.
         let start = Utc.from_utc_datetime(&after.with_timezone(&self.tz).naive_local());
-        let mut streams: Vec<_> = self.parts.iter().map(|s| s.after_owned(start).peekable()).collect();
+        let mut streams: Vec<_> = self
+            .parts
+            .iter()
+            .map(|s| s.after_owned(start).peekable())
+            .collect();
         let mut last: Option<DateTime<Utc>> = None;
         std::iter::from_fn(move || loop {
             let next = streams
@@ -69,7 +75,12 @@ impl CronSchedule {
 
     /// The newest occurrence in `(after, until]`, and how many there were,
     /// counting at most `limit` (a cursor years old must not spin the host).
-    pub fn latest_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> (Option<DateTime<Utc>>, usize) {
+    pub fn latest_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> (Option<DateTime<Utc>>, usize) {
         let mut newest = None;
         let mut count = 0;
         for t in self.after(after).take_while(|t| *t <= until).take(limit) {
@@ -94,7 +105,8 @@ impl CronSchedule {
                 loop {
                     probe += Duration::minutes(1);
                     if let Some(t) = self.tz.from_local_datetime(&probe).earliest() {
-                        let end = t - Duration::seconds(i64::from(chrono::Timelike::second(&t.naive_local())));
+                        let end =
+                            t - Duration::seconds(i64::from(chrono::Timelike::second(&t.naive_local())));
                         return end.with_timezone(&Utc);
                     }
                 }
@@ -131,10 +143,16 @@ fn normalise(expression: &str) -> Result<Vec<String>, CronError> {
         }
     };
     let [minute, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
-    if [second, minute, hour, dom, month, dow].iter().any(|f| f.contains('?')) {
-        return Err(CronError(format!("cron expression {trimmed:?}: '?' is not standard cron; use '*'")));
+    if [second, minute, hour, dom, month, dow]
+        .iter()
+        .any(|f| f.contains('?'))
+    {
+        return Err(CronError(format!(
+            "cron expression {trimmed:?}: '?' is not standard cron; use '*'"
+        )));
     }
-    let days = day_of_week(dow).map_err(|e| CronError(format!("cron expression {trimmed:?}: day-of-week {e}")))?;
+    let days =
+        day_of_week(dow).map_err(|e| CronError(format!("cron expression {trimmed:?}: day-of-week {e}")))?;
     let both_restricted = !dom.starts_with('*') && !dow.starts_with('*');
     Ok(if both_restricted {
         vec![
@@ -155,7 +173,13 @@ fn day_of_week(field: &str) -> Result<String, String> {
     let mut days = [false; 7];
     for item in field.split(',') {
         let (base, step) = match item.split_once('/') {
-            Some((b, s)) => (b, s.parse::<u32>().ok().filter(|s| *s > 0).ok_or(format!("step {s:?} is not a positive number"))?),
+            Some((b, s)) => (
+                b,
+                s.parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or(format!("step {s:?} is not a positive number"))?,
+            ),
             None => (item, 1),
         };
         let (from, to) = match base {
@@ -167,7 +191,9 @@ fn day_of_week(field: &str) -> Result<String, String> {
             },
         };
         if from > to {
-            return Err(format!("range {base:?} runs backwards; write the smaller day first"));
+            return Err(format!(
+                "range {base:?} runs backwards; write the smaller day first"
+            ));
         }
         for d in (from..=to).step_by(step as usize) {
             days[(d % 7) as usize] = true;
@@ -180,7 +206,11 @@ fn day_of_week(field: &str) -> Result<String, String> {
 fn day(token: &str) -> Result<u32, String> {
     const NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
     if let Ok(n) = token.parse::<u32>() {
-        return if n <= 7 { Ok(n) } else { Err(format!("{n} is out of range: use 0-7 (0 and 7 are Sunday)")) };
+        return if n <= 7 {
+            Ok(n)
+        } else {
+            Err(format!("{n} is out of range: use 0-7 (0 and 7 are Sunday)"))
+        };
     }
     NAMES
         .iter()
@@ -198,14 +228,25 @@ mod tests {
     }
 
     fn next(expr: &str, tz: Option<&str>, after: &str, n: usize) -> Vec<String> {
-        CronSchedule::parse(expr, tz).unwrap().next_n(at(after), n).iter().map(|t| t.to_rfc3339()).collect()
+        CronSchedule::parse(expr, tz)
+            .unwrap()
+            .next_n(at(after), n)
+            .iter()
+            .map(|t| t.to_rfc3339())
+            .collect()
     }
 
     #[test]
     fn sunday_is_zero_and_seven_and_one_to_five_is_monday_to_friday() {
         // 2026-11-23 is a Monday.
-        assert_eq!(next("0 9 * * 0", None, "2026-11-23T00:00:00Z", 1), ["2026-11-29T09:00:00+00:00"]);
-        assert_eq!(next("0 9 * * 7", None, "2026-11-23T00:00:00Z", 1), ["2026-11-29T09:00:00+00:00"]);
+        assert_eq!(
+            next("0 9 * * 0", None, "2026-11-23T00:00:00Z", 1),
+            ["2026-11-29T09:00:00+00:00"]
+        );
+        assert_eq!(
+            next("0 9 * * 7", None, "2026-11-23T00:00:00Z", 1),
+            ["2026-11-29T09:00:00+00:00"]
+        );
         let weekdays = next("0 9 * * 1-5", None, "2026-11-22T00:00:00Z", 6);
         assert_eq!(weekdays.first().unwrap(), "2026-11-23T09:00:00+00:00");
         assert_eq!(weekdays.last().unwrap(), "2026-11-30T09:00:00+00:00");
@@ -215,7 +256,14 @@ mod tests {
     fn both_day_fields_restricted_means_either() {
         // The 1st of the month OR any Friday.
         let got = next("0 0 1 * FRI", None, "2026-11-23T00:00:00Z", 3);
-        assert_eq!(got, ["2026-11-27T00:00:00+00:00", "2026-12-01T00:00:00+00:00", "2026-12-04T00:00:00+00:00"]);
+        assert_eq!(
+            got,
+            [
+                "2026-11-27T00:00:00+00:00",
+                "2026-12-01T00:00:00+00:00",
+                "2026-12-04T00:00:00+00:00"
+            ]
+        );
     }
 
     #[test]
@@ -238,13 +286,21 @@ mod tests {
             let err = CronSchedule::parse(expr, None).unwrap_err().to_string();
             assert!(err.contains(hint), "{expr}: {err}");
         }
-        let err = CronSchedule::parse("* * * * *", Some("Mars/Olympus")).unwrap_err().to_string();
+        let err = CronSchedule::parse("* * * * *", Some("Mars/Olympus"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("IANA"), "{err}");
     }
 
     #[test]
     fn seconds_and_shorthands_are_accepted() {
-        assert_eq!(next("*/20 * * * * *", None, "2026-11-23T00:00:00Z", 2), ["2026-11-23T00:00:20+00:00", "2026-11-23T00:00:40+00:00"]);
-        assert_eq!(next("@daily", None, "2026-11-23T00:00:00Z", 1), ["2026-11-24T00:00:00+00:00"]);
+        assert_eq!(
+            next("*/20 * * * * *", None, "2026-11-23T00:00:00Z", 2),
+            ["2026-11-23T00:00:20+00:00", "2026-11-23T00:00:40+00:00"]
+        );
+        assert_eq!(
+            next("@daily", None, "2026-11-23T00:00:00Z", 1),
+            ["2026-11-24T00:00:00+00:00"]
+        );
     }
 }

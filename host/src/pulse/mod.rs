@@ -135,7 +135,9 @@ pub async fn pulse(db: &Db, source: Option<String>, now: DateTime<Utc>) -> Store
 /// evaluated at `cursor`: the newest occurrence in `(cursor, now]` (catch-up
 /// `latest`, the default; the other policies arrive with the scheduling work).
 fn latest_due(spec: &TaskSpec, cursor: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let Schedule::Cron { expression, timezone } = &spec.schedule else { return None };
+    let Schedule::Cron { expression, timezone } = &spec.schedule else {
+        return None;
+    };
     let schedule = CronSchedule::parse(expression, timezone.as_deref()).ok()?;
     schedule.latest_between(cursor, now, MAX_OCCURRENCES_PER_PULSE).0
 }
@@ -148,9 +150,17 @@ pub async fn trigger(db: &Db, task_id: i64, now: DateTime<Utc>) -> StoreResult<S
             return Err(StoreError::NotFound(format!("active task {task_id}")));
         }
         let pulse_id = pulses::create_pulse(conn, Some("manual"), now)?;
-        let slot = pulses::claim_slots(conn, pulse_id, &[DueSlot { task_id, scheduled_for: now }], "manual")?
-            .pop()
-            .ok_or_else(|| StoreError::NotFound(format!("a free slot for task {task_id} at {now}")))?;
+        let slot = pulses::claim_slots(
+            conn,
+            pulse_id,
+            &[DueSlot {
+                task_id,
+                scheduled_for: now,
+            }],
+            "manual",
+        )?
+        .pop()
+        .ok_or_else(|| StoreError::NotFound(format!("a free slot for task {task_id} at {now}")))?;
         let run = NewRun {
             slot_id: slot.slot_id,
             task_id,
@@ -163,8 +173,24 @@ pub async fn trigger(db: &Db, task_id: i64, now: DateTime<Utc>) -> StoreResult<S
             finished_at: None,
         };
         let run_id = pulses::insert_runs(conn, &[run])?.pop().unwrap_or_default();
-        pulses::finish_pulse(conn, pulse_id, PulseCounts { due: 1, claimed: 1, ..Default::default() }, 0.0)?;
-        Ok(SlotRun { run_id, slot_id: slot.slot_id, task_id, task: task.name, scheduled_for: now, reason: None })
+        pulses::finish_pulse(
+            conn,
+            pulse_id,
+            PulseCounts {
+                due: 1,
+                claimed: 1,
+                ..Default::default()
+            },
+            0.0,
+        )?;
+        Ok(SlotRun {
+            run_id,
+            slot_id: slot.slot_id,
+            task_id,
+            task: task.name,
+            scheduled_for: now,
+            reason: None,
+        })
     })
     .await
 }

@@ -27,20 +27,37 @@ struct Failure {
 /// Executes every phase of `claimed` and says how the run ended.
 pub(super) async fn execute(runner: &Runner, claimed: &ClaimedRun, cancel: &CancellationToken) -> RunEnd {
     let task = &claimed.task;
-    let timeout = task.timeout_ms.map(Duration::from_millis).unwrap_or(runner.config.default_run_timeout);
+    let timeout = task
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(runner.config.default_run_timeout);
     let deadline = Instant::now() + timeout;
     let workdir = match tempfile::Builder::new()
         .prefix(&format!("run-{}-", claimed.run.id))
         .tempdir_in(ensure_dir(&runner.config.data_dir.join("work")))
     {
         Ok(dir) => dir,
-        Err(e) => return end(Some(failure("failed", "internal", format!("cannot create the run's scratch directory: {e}")))),
+        Err(e) => {
+            return end(Some(failure(
+                "failed",
+                "internal",
+                format!("cannot create the run's scratch directory: {e}"),
+            )))
+        }
     };
-    let ctx = Ctx { runner, claimed, workdir: workdir.path(), cancel, deadline };
+    let ctx = Ctx {
+        runner,
+        claimed,
+        workdir: workdir.path(),
+        cancel,
+        deadline,
+    };
 
     let mut failed = None;
     if let Some(spec) = &task.hooks.provision {
-        let done = ctx.process(Phase::Provision, 0, "provision", spec, None, None).await;
+        let done = ctx
+            .process(Phase::Provision, 0, "provision", spec, None, None)
+            .await;
         failed = judge(&done, "provision");
     }
     if failed.is_none() {
@@ -48,8 +65,14 @@ pub(super) async fn execute(runner: &Runner, claimed: &ClaimedRun, cancel: &Canc
     }
     if let Some(spec) = &task.hooks.cleanup {
         let cleanup_token = CancellationToken::new();
-        let cleanup = Ctx { cancel: &cleanup_token, deadline: Instant::now() + CLEANUP_BUDGET, ..ctx };
-        let done = cleanup.process(Phase::Cleanup, 0, "cleanup", spec, None, None).await;
+        let cleanup = Ctx {
+            cancel: &cleanup_token,
+            deadline: Instant::now() + CLEANUP_BUDGET,
+            ..ctx
+        };
+        let done = cleanup
+            .process(Phase::Cleanup, 0, "cleanup", spec, None, None)
+            .await;
         if failed.is_none() {
             failed = judge(&done, "cleanup");
         }
@@ -74,7 +97,10 @@ impl Ctx<'_> {
         let background = task.hooks.background.as_ref().map(|spec| {
             let token = stop_background.clone();
             let ctx = *self;
-            async move { ctx.process(Phase::Background, 0, "background", spec, None, Some(&token)).await }
+            async move {
+                ctx.process(Phase::Background, 0, "background", spec, None, Some(&token))
+                    .await
+            }
         });
         let steps = self.steps();
         let (failed, background_done) = match background {
@@ -93,7 +119,11 @@ impl Ctx<'_> {
         };
         if let Some((_, true)) = &background_done {
             if failed.is_none() && !task.hooks.background_may_exit {
-                return Some(failure("failed", "background", "the background process exited before the steps finished".into()));
+                return Some(failure(
+                    "failed",
+                    "background",
+                    "the background process exited before the steps finished".into(),
+                ));
             }
         }
         failed
@@ -103,9 +133,14 @@ impl Ctx<'_> {
         let task = &self.claimed.task;
         let mut piped: Option<Vec<u8>> = None;
         for (i, step) in task.steps.iter().enumerate() {
-            let done = self.process(Phase::Step, i as i32, &step.name, &step.exec, piped.take(), None).await;
+            let done = self
+                .process(Phase::Step, i as i32, &step.name, &step.exec, piped.take(), None)
+                .await;
             if let Some(f) = judge(&done, "step") {
-                return Some(Failure { error: format!("step {:?}: {}", step.name, f.error), ..f });
+                return Some(Failure {
+                    error: format!("step {:?}: {}", step.name, f.error),
+                    ..f
+                });
             }
             if task.pipe_json {
                 piped = done.stdout_json.as_ref().map(|v| v.to_string().into_bytes());
@@ -131,7 +166,14 @@ impl Ctx<'_> {
             piped_stdin,
             budget: self.deadline.saturating_duration_since(Instant::now()),
         };
-        let done = run_one(self.runner, self.claimed, self.workdir, &inv, token.unwrap_or(self.cancel)).await;
+        let done = run_one(
+            self.runner,
+            self.claimed,
+            self.workdir,
+            &inv,
+            token.unwrap_or(self.cancel),
+        )
+        .await;
         let row = done.row(self.claimed.run.id, &inv);
         persist(&self.runner.db, move |conn| runs::record_step(conn, &row)).await;
         done
@@ -149,12 +191,21 @@ fn judge(done: &Executed, part: &'static str) -> Option<Failure> {
 }
 
 fn failure(status: &'static str, failure_type: &'static str, error: String) -> Failure {
-    Failure { status, failure_type, error }
+    Failure {
+        status,
+        failure_type,
+        error,
+    }
 }
 
 fn end(failed: Option<Failure>) -> RunEnd {
     match failed {
-        None => RunEnd { status: "succeeded".into(), failure_type: None, error: None, finished_at: Utc::now() },
+        None => RunEnd {
+            status: "succeeded".into(),
+            failure_type: None,
+            error: None,
+            finished_at: Utc::now(),
+        },
         Some(f) => RunEnd {
             status: f.status.into(),
             failure_type: Some(f.failure_type.into()),

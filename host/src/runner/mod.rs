@@ -58,7 +58,13 @@ impl Runner {
     /// A runner over `db`; call [`Runner::start`] to begin dispatching.
     pub fn new(db: Db, config: RunnerConfig, python: String) -> Arc<Self> {
         let venvs = VenvCache::new(config.data_dir.join("venvs"), python);
-        Arc::new(Runner { db, config, venvs, wake: Notify::new(), running: Mutex::default() })
+        Arc::new(Runner {
+            db,
+            config,
+            venvs,
+            wake: Notify::new(),
+            running: Mutex::default(),
+        })
     }
 
     /// Starts the dispatcher; it stops when `shutdown` is cancelled.
@@ -74,7 +80,12 @@ impl Runner {
 
     /// Cancels a run executing on this host; false if it is not running here.
     pub fn cancel(&self, run_id: i64) -> bool {
-        match self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&run_id) {
+        match self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&run_id)
+        {
             Some(token) => {
                 token.cancel();
                 true
@@ -125,20 +136,31 @@ impl Runner {
     async fn execute(self: &Arc<Self>, claimed: ClaimedRun) {
         let run_id = claimed.run.id;
         let cancel = CancellationToken::new();
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id, cancel.clone());
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id, cancel.clone());
         let lease = self.keep_lease(run_id);
         tracing::info!(run.id = run_id, plugin = %claimed.plugin, task = %claimed.task.name, "run started");
         let end = lifecycle::execute(self, &claimed, &cancel).await;
         lease.cancel();
         tracing::info!(run.id = run_id, status = %end.status, error = ?end.error, "run finished");
         persist(&self.db, move |conn| runs::finish_run(conn, run_id, &end)).await;
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&run_id);
     }
 
     /// Renews the run's lease every third of its length until cancelled.
     fn keep_lease(&self, run_id: i64) -> CancellationToken {
         let stop = CancellationToken::new();
-        let (db, host, lease, token) = (self.db.clone(), self.config.host_id.clone(), self.lease_duration(), stop.clone());
+        let (db, host, lease, token) = (
+            self.db.clone(),
+            self.config.host_id.clone(),
+            self.lease_duration(),
+            stop.clone(),
+        );
         tokio::spawn(async move {
             let every = (lease / 3).to_std().unwrap_or(Duration::from_secs(10));
             loop {
@@ -147,7 +169,9 @@ impl Runner {
                     _ = tokio::time::sleep(every) => {}
                 }
                 let host = host.clone();
-                let renewed = db.run(move |c| runs::renew_lease(c, run_id, &host, Utc::now() + lease)).await;
+                let renewed = db
+                    .run(move |c| runs::renew_lease(c, run_id, &host, Utc::now() + lease))
+                    .await;
                 if let Err(e) = renewed {
                     tracing::warn!(run.id = run_id, error = %e, "lease renewal failed");
                 }

@@ -93,7 +93,11 @@ pub(super) async fn run_one(
             exit_code: None,
             signal: None,
             stdout: Captured::default(),
-            stderr: Captured { total: output.len() as u64, bytes: output.into_bytes(), truncated: false },
+            stderr: Captured {
+                total: output.len() as u64,
+                bytes: output.into_bytes(),
+                truncated: false,
+            },
             error: Some(error),
             started_at: started,
             finished_at: chrono::Utc::now(),
@@ -124,9 +128,14 @@ async fn resolve(
             Program::Executable(PathBuf::from(path))
         }
         StepKind::Python { source, requirements } => {
-            let python = runner.venvs.python_for(requirements).await.map_err(|e| (e.message, e.output))?;
+            let python = runner
+                .venvs
+                .python_for(requirements)
+                .await
+                .map_err(|e| (e.message, e.output))?;
             let script = workdir.join(format!(".pulsehost-{}-{}.py", inv.phase.as_str(), inv.index));
-            std::fs::write(&script, source).map_err(|e| (format!("writing the script: {e}"), String::new()))?;
+            std::fs::write(&script, source)
+                .map_err(|e| (format!("writing the script: {e}"), String::new()))?;
             args.insert(0, script.to_string_lossy().into_owned());
             Program::Executable(python)
         }
@@ -136,12 +145,20 @@ async fn resolve(
         (Some(piped), None) => Some(piped.clone()),
         (None, None) => None,
     };
-    let timeout = spec.timeout_ms.map(Duration::from_millis).unwrap_or(inv.budget).min(inv.budget);
+    let timeout = spec
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(inv.budget)
+        .min(inv.budget);
     Ok(ProcessSpec {
         program,
         args,
         env: environment(config.env_allow.as_slice(), run, inv),
-        working_dir: spec.working_dir.as_ref().map(PathBuf::from).unwrap_or_else(|| workdir.to_path_buf()),
+        working_dir: spec
+            .working_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workdir.to_path_buf()),
         stdin,
         timeout,
         grace: config.kill_grace,
@@ -152,8 +169,10 @@ async fn resolve(
 /// The child's whole environment: allow-listed host variables, the task's own,
 /// then the run context (which a task cannot override).
 fn environment(allow: &[String], run: &ClaimedRun, inv: &Invocation<'_>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> =
-        allow.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+    let mut env: Vec<(String, String)> = allow
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+        .collect();
     env.extend(inv.spec.envs.iter().cloned());
     let r = &run.run;
     env.extend([

@@ -30,6 +30,13 @@ pub enum EmbeddedError {
          run pulsehost as an ordinary user or set DATABASE_URL"
     )]
     NoUnprivilegedUser,
+    /// The unprivileged account cannot reach the data dir.
+    #[error(
+        "PostgreSQL refuses to run as root, so the embedded cluster runs as 'postgres', which cannot \
+         enter {0:?}: choose a PULSEHOST_DATA_DIR whose parent directories others may traverse \
+         (chmod o+x), or set DATABASE_URL"
+    )]
+    Unreachable(PathBuf),
     /// A command failed.
     #[error("{command} failed: {detail}")]
     Command {
@@ -66,15 +73,32 @@ impl EmbeddedPostgres {
         } else {
             None
         };
-        let base = absolute(data_dir)?.join("postgres");
+        let data_dir = absolute(data_dir)?;
+        if let Some(user) = &run_as {
+            make_traversable(&data_dir, user)?;
+        }
+        let base = data_dir.join("postgres");
         let pgdata = base.join("data");
         let socket_dir = socket_dir_for(&base);
-        let me = EmbeddedPostgres { bin_dir, pgdata, socket_dir, run_as };
+        let me = EmbeddedPostgres {
+            bin_dir,
+            pgdata,
+            socket_dir,
+            run_as,
+        };
         me.prepare_dirs(&base)?;
         if !me.pgdata.join("PG_VERSION").exists() {
             me.pg(
                 "initdb",
-                &["-D", &me.pgdata.to_string_lossy(), "-U", "pulsehost", "--auth=trust", "-E", "UTF8"],
+                &[
+                    "-D",
+                    &me.pgdata.to_string_lossy(),
+                    "-U",
+                    "pulsehost",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ],
             )?;
         }
         if !me.is_running() {
@@ -82,7 +106,16 @@ impl EmbeddedPostgres {
             let log = base.join("postgres.log");
             me.pg(
                 "pg_ctl",
-                &["-D", &me.pgdata.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &options, "-w", "start"],
+                &[
+                    "-D",
+                    &me.pgdata.to_string_lossy(),
+                    "-l",
+                    &log.to_string_lossy(),
+                    "-o",
+                    &options,
+                    "-w",
+                    "start",
+                ],
             )?;
         }
         tracing::info!(pgdata = %me.pgdata.display(), socket = %me.socket_dir.display(), "embedded PostgreSQL running");
@@ -91,16 +124,23 @@ impl EmbeddedPostgres {
 
     /// The connection URL of the cluster's `postgres` database.
     pub fn url(&self) -> String {
-        format!("postgres://pulsehost@/postgres?host={}", self.socket_dir.display())
+        format!(
+            "postgres://pulsehost@/postgres?host={}",
+            self.socket_dir.display()
+        )
     }
 
     fn is_running(&self) -> bool {
-        self.pg("pg_ctl", &["-D", &self.pgdata.to_string_lossy(), "status"]).is_ok()
+        self.pg("pg_ctl", &["-D", &self.pgdata.to_string_lossy(), "status"])
+            .is_ok()
     }
 
     fn prepare_dirs(&self, base: &Path) -> Result<(), EmbeddedError> {
         for dir in [base, &self.socket_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| EmbeddedError::Io { path: dir.into(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| EmbeddedError::Io {
+                path: dir.into(),
+                source,
+            })?;
             if let Some(user) = &self.run_as {
                 nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| EmbeddedError::Io {
                     path: dir.into(),
@@ -109,19 +149,26 @@ impl EmbeddedPostgres {
             }
         }
         let perms = std::fs::Permissions::from_mode(0o700);
-        std::fs::set_permissions(base, perms).map_err(|source| EmbeddedError::Io { path: base.into(), source })
+        std::fs::set_permissions(base, perms).map_err(|source| EmbeddedError::Io {
+            path: base.into(),
+            source,
+        })
     }
 
     fn pg(&self, program: &str, args: &[&str]) -> Result<Output, EmbeddedError> {
         let mut cmd = Command::new(self.bin_dir.join(program));
-        cmd.args(args).process_group(0).env_remove("PGDATA").env("LC_ALL", "C");
+        cmd.args(args)
+            .process_group(0)
+            .env_remove("PGDATA")
+            .env("LC_ALL", "C");
         if let Some(user) = &self.run_as {
             cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw()).current_dir("/");
         }
         let described = format!("{program} {}", args.join(" "));
-        let output = cmd
-            .output()
-            .map_err(|e| EmbeddedError::Command { command: described.clone(), detail: e.to_string() })?;
+        let output = cmd.output().map_err(|e| EmbeddedError::Command {
+            command: described.clone(),
+            detail: e.to_string(),
+        })?;
         if output.status.success() {
             Ok(output)
         } else {
@@ -130,22 +177,53 @@ impl EmbeddedPostgres {
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
-            Err(EmbeddedError::Command { command: described, detail: detail.trim().to_string() })
+            Err(EmbeddedError::Command {
+                command: described,
+                detail: detail.trim().to_string(),
+            })
         }
     }
 }
 
 impl Drop for EmbeddedPostgres {
     fn drop(&mut self) {
-        match self.pg("pg_ctl", &["-D", &self.pgdata.to_string_lossy(), "-m", "fast", "-w", "stop"]) {
+        match self.pg(
+            "pg_ctl",
+            &["-D", &self.pgdata.to_string_lossy(), "-m", "fast", "-w", "stop"],
+        ) {
             Ok(_) => tracing::info!("embedded PostgreSQL stopped"),
             Err(e) => tracing::warn!(error = %e, "embedded PostgreSQL did not stop cleanly"),
         }
     }
 }
 
+/// The cluster's account must be able to walk down to the data dir: the data
+/// dir itself gets `o+x` (enter, not list); a parent that refuses is an error.
+fn make_traversable(data_dir: &Path, user: &nix::unistd::User) -> Result<(), EmbeddedError> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |source| EmbeddedError::Io {
+        path: data_dir.into(),
+        source,
+    };
+    let mode = std::fs::metadata(data_dir).map_err(io)?.permissions().mode();
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(mode | 0o111)).map_err(io)?;
+    for dir in data_dir.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(|source| EmbeddedError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        if meta.mode() & 0o001 == 0 && meta.uid() != user.uid.as_raw() {
+            return Err(EmbeddedError::Unreachable(dir.into()));
+        }
+    }
+    Ok(())
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, EmbeddedError> {
-    std::path::absolute(path).map_err(|source| EmbeddedError::Io { path: path.into(), source })
+    std::path::absolute(path).map_err(|source| EmbeddedError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 /// The socket lives beside the cluster unless that path is too long for a Unix

@@ -110,6 +110,8 @@ impl Db {
 
     /// True when a trivial query succeeds.
     pub async fn ping(&self) -> bool {
-        self.run(|c| Ok(diesel::sql_query("SELECT 1").execute(c)?)).await.is_ok()
+        self.run(|c| Ok(diesel::sql_query("SELECT 1").execute(c)?))
+            .await
+            .is_ok()
     }
 }

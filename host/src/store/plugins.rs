@@ -104,8 +104,8 @@ pub fn register_version(
             Schedule::Cron { expression, timezone } => (Some(expression.clone()), timezone.clone()),
             _ => (None, None),
         };
-        let definition = serde_json::to_value(task)
-            .map_err(|e| StoreError::Encoding(format!("task: {e}")))?;
+        let definition =
+            serde_json::to_value(task).map_err(|e| StoreError::Encoding(format!("task: {e}")))?;
         diesel::insert_into(tasks::table)
             .values((
                 tasks::plugin_id.eq(plugin_id),

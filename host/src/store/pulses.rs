@@ -115,7 +115,10 @@ pub fn insert_runs(conn: &mut PgConnection, new: &[NewRun]) -> StoreResult<Vec<i
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(diesel::insert_into(runs::table).values(new).returning(runs::id).get_results(conn)?)
+    Ok(diesel::insert_into(runs::table)
+        .values(new)
+        .returning(runs::id)
+        .get_results(conn)?)
 }
 
 /// Moves the schedule cursor of `task_ids` forward to `to` (never backwards).

@@ -50,7 +50,12 @@ pub fn claim_next(
         ))
         .returning(RunRow::as_returning())
         .get_result(conn)?;
-    add_event(conn, run.id, "started", serde_json::json!({ "host": host_id, "lateness_ms": lateness }))?;
+    add_event(
+        conn,
+        run.id,
+        "started",
+        serde_json::json!({ "host": host_id, "lateness_ms": lateness }),
+    )?;
     let (plugin, manifest): (String, serde_json::Value) = plugin_versions::table
         .inner_join(plugins::table)
         .filter(plugin_versions::id.eq(run.plugin_version_id))
@@ -59,15 +64,22 @@ pub fn claim_next(
     let task_name: String = tasks::table.find(run.task_id).select(tasks::name).first(conn)?;
     let manifest: Manifest = serde_json::from_value(manifest)
         .map_err(|e| StoreError::Encoding(format!("stored manifest of run {}: {e}", run.id)))?;
-    let task = manifest
-        .task(&task_name)
-        .cloned()
-        .ok_or_else(|| StoreError::NotFound(format!("task {task_name} in plugin version {}", run.plugin_version_id)))?;
+    let task = manifest.task(&task_name).cloned().ok_or_else(|| {
+        StoreError::NotFound(format!(
+            "task {task_name} in plugin version {}",
+            run.plugin_version_id
+        ))
+    })?;
     Ok(Some(ClaimedRun { run, plugin, task }))
 }
 
 /// Extends the lease of a run this host is executing.
-pub fn renew_lease(conn: &mut PgConnection, run_id: i64, host_id: &str, until: DateTime<Utc>) -> StoreResult<()> {
+pub fn renew_lease(
+    conn: &mut PgConnection,
+    run_id: i64,
+    host_id: &str,
+    until: DateTime<Utc>,
+) -> StoreResult<()> {
     diesel::update(runs::table.find(run_id))
         .filter(runs::host_id.eq(host_id))
         .filter(runs::status.eq("running"))
@@ -117,9 +129,18 @@ pub fn finish_run(conn: &mut PgConnection, run_id: i64, end: &RunEnd) -> StoreRe
 }
 
 /// Appends to a run's lifecycle log.
-pub fn add_event(conn: &mut PgConnection, run_id: i64, kind: &str, detail: serde_json::Value) -> StoreResult<()> {
+pub fn add_event(
+    conn: &mut PgConnection,
+    run_id: i64,
+    kind: &str,
+    detail: serde_json::Value,
+) -> StoreResult<()> {
     diesel::insert_into(run_events::table)
-        .values((run_events::run_id.eq(run_id), run_events::kind.eq(kind), run_events::detail.eq(detail)))
+        .values((
+            run_events::run_id.eq(run_id),
+            run_events::kind.eq(kind),
+            run_events::detail.eq(detail),
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -167,7 +188,10 @@ pub fn list_runs(conn: &mut PgConnection, filter: &RunFilter) -> StoreResult<Vec
         query = query.filter(runs::status.eq(status.clone()));
     }
     let rows: Vec<(String, String, RunRow)> = query.load(conn)?;
-    Ok(rows.into_iter().map(|(plugin, task, run)| RunListing { plugin, task, run }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(plugin, task, run)| RunListing { plugin, task, run })
+        .collect())
 }
 
 /// One run with every process it executed and its lifecycle log.

@@ -1,0 +1,67 @@
+//! The documented path, through the built binary's CLI: serve, push, pulse,
+//! then read the run back over HTTP.
+
+use std::process::Command;
+use std::time::Duration;
+
+use chrono::Timelike;
+
+use crate::support::{component_path, server::binary, Server, TestDb, ADMIN};
+
+fn cli(server: &Server, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .args(args)
+        .env("PULSEHOST_URL", &server.url)
+        .env("PULSEHOST_ADMIN_TOKEN", ADMIN)
+        .env_remove("PULSEHOST_READ_TOKEN")
+        .env_remove("PULSEHOST_PULSE_TOKEN")
+        .output()
+        .expect("run the pulsehost CLI");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pulsehost {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn push_pulse_and_read_the_run_back_through_the_cli_and_http() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    let hello = component_path("hello");
+    let pushed = cli(&server, &["plugin", "push", hello.to_str().unwrap()]);
+    assert!(pushed.contains("pushed hello version 1"), "{pushed}");
+    assert!(cli(&server, &["plugin", "list"]).contains("hello"));
+    assert!(cli(&server, &["tasks"]).contains("say-hello"));
+
+    // `say-hello` runs every minute: wait for the next minute boundary after the upload.
+    let now = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(u64::from(60 - now.second()) * 1000 + 200));
+    let pulse: serde_json::Value =
+        serde_json::from_str(&cli(&server, &["--json", "pulse"])).expect("pulse JSON");
+    let run_id = pulse["claimed"][0]["run_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("nothing claimed: {pulse}"));
+
+    let run = server.finished_run(run_id, Duration::from_secs(30));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["steps"][0]["stdout"], "hello from pulsehost\n");
+
+    let shown = cli(&server, &["runs", "show", &run_id.to_string()]);
+    assert!(shown.contains("hello from pulsehost"), "{shown}");
+    assert!(cli(&server, &["runs", "list"]).contains("succeeded"));
+}
+
+#[test]
+fn a_cli_error_explains_itself_and_exits_non_zero() {
+    let out = Command::new(binary())
+        .args(["plugin", "list"])
+        .env("PULSEHOST_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("run the CLI");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach pulsehost"), "{stderr}");
+}

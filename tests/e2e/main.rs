@@ -1,0 +1,14 @@
+//! End-to-end tests: the real `pulsehost` binary, a real PostgreSQL, components
+//! built from `plugins/` (run `cargo build-plugins` first), real child processes
+//! and real HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod auth;
+mod cli;
+mod embedded;
+mod exec;
+mod runs;
+mod upload;

@@ -1,0 +1,56 @@
+//! Shared test fixtures: a private database per test on the real PostgreSQL, a
+//! real `pulsehost serve` process on a free port, and the components built from
+//! `plugins/` by `cargo build-plugins`.
+
+#![allow(dead_code)]
+
+pub mod db;
+pub mod server;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use db::TestDb;
+pub use server::Server;
+
+/// The admin token every test server uses.
+pub const ADMIN: &str = "test-admin-token";
+/// The pulse token every test server uses.
+pub const PULSE: &str = "test-pulse-token";
+/// The read token every test server uses.
+pub const READ: &str = "test-read-token";
+
+/// The bytes of the component built from `plugins/<dir>` (crate `name`).
+pub fn component(name: &str) -> Vec<u8> {
+    let path = component_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): build the plugins first with `cargo build-plugins`",
+            path.display()
+        )
+    })
+}
+
+/// Where `cargo build-plugins` puts the component of crate `name`.
+pub fn component_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("plugins")
+        .join(format!("{name}.wasm"))
+}
+
+/// Polls `f` every 50 ms until it returns Some, for at most `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
