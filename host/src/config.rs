@@ -38,6 +38,8 @@ pub struct Config {
     pub binary_dirs: Vec<PathBuf>,
     /// How long a run's lease lasts without renewal (`PULSEHOST_LEASE_MS`).
     pub lease: Duration,
+    /// Consecutive failures of one hook type that pause a task (`PULSEHOST_HOOK_FAILURES_BEFORE_PAUSE`).
+    pub hook_failures_before_pause: u32,
 }
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
@@ -126,6 +128,8 @@ impl Config {
                 .map(PathBuf::from)
                 .collect(),
             lease: millis(&get, "PULSEHOST_LEASE_MS", 30_000)?,
+            hook_failures_before_pause: number(&get, "PULSEHOST_HOOK_FAILURES_BEFORE_PAUSE", 3)?
+                .clamp(1, 1000) as u32,
         })
     }
 }

@@ -1,3 +1,4 @@
+DROP TABLE hook_failures;
 DROP TABLE run_events;
 DROP TABLE step_executions;
 DROP TABLE runs;

@@ -98,6 +98,8 @@ CREATE TABLE runs (
     skip_reason TEXT,
     host_id TEXT,
     lease_expires_at TIMESTAMPTZ,
+    -- Set by POST /v1/runs/{id}/cancel; the host executing the run acts on it.
+    cancel_requested_at TIMESTAMPTZ,
     UNIQUE (slot_id, attempt)
 );
 
@@ -141,3 +143,16 @@ CREATE TABLE run_events (
 );
 
 CREATE INDEX run_events_run_idx ON run_events (run_id, id);
+
+-- Failures of a task's exec hooks, per hook type: after N consecutive failures
+-- the task is paused until an operator resumes it.
+CREATE TABLE hook_failures (
+    task_id BIGINT NOT NULL REFERENCES tasks (id),
+    hook TEXT NOT NULL CHECK (hook IN ('provision', 'background', 'cleanup')),
+    consecutive INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL DEFAULT 0,
+    last_failed_at TIMESTAMPTZ,
+    -- The most recent errors, newest first.
+    last_errors JSONB NOT NULL DEFAULT '[]',
+    PRIMARY KEY (task_id, hook)
+);

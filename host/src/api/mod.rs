@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod history;
+mod manage;
 mod plugins;
 mod pulse;
 
@@ -60,7 +61,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/v1/plugins", web::get().to(plugins::list))
     .route("/v1/tasks", web::get().to(history::tasks))
     .route("/v1/tasks/{id}", web::get().to(history::task))
-    .route("/v1/tasks/{id}/run", web::post().to(pulse::trigger))
+    .route("/v1/tasks/{id}/run", web::post().to(manage::trigger))
+    .route("/v1/tasks/{id}/resume", web::post().to(manage::resume))
+    .route("/v1/runs/{id}/cancel", web::post().to(manage::cancel))
     .route("/v1/pulse", web::post().to(pulse::pulse))
     .route("/v1/runs", web::get().to(history::runs))
     .route("/v1/runs/{id}", web::get().to(history::run))

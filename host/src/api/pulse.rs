@@ -1,4 +1,4 @@
-//! `POST /v1/pulse` (the hosted-cron entry point) and `POST /v1/tasks/{id}/run`.
+//! `POST /v1/pulse`: the hosted-cron entry point.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -20,16 +20,4 @@ pub async fn pulse(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         state.runner.wake();
     }
     Ok(HttpResponse::Ok().json(report))
-}
-
-/// Queues a run of one task now.
-pub async fn trigger(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    id: web::Path<i64>,
-) -> Result<HttpResponse, ApiError> {
-    require(&req, &state.tokens, Role::Admin)?;
-    let run = pulse::trigger(&state.db, id.into_inner(), chrono::Utc::now()).await?;
-    state.runner.wake();
-    Ok(HttpResponse::Accepted().json(run))
 }

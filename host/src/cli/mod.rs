@@ -62,6 +62,11 @@ enum TasksCommand {
         /// Task id (see `pulsehost tasks`).
         id: i64,
     },
+    /// Resume a task paused after repeated hook failures.
+    Resume {
+        /// Task id.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +88,11 @@ enum RunsCommand {
     },
     /// One run with every step's exit code and output.
     Show {
+        /// Run id.
+        id: i64,
+    },
+    /// Cancel a queued or running run (its cleanup hook still runs).
+    Cancel {
         /// Run id.
         id: i64,
     },
@@ -121,7 +131,17 @@ fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Resul
             c.post(&format!("/v1/tasks/{id}/run"), Need::Admin)?,
             output::triggered,
         ),
+        Command::Tasks(TasksArgs {
+            action: Some(TasksCommand::Resume { id }),
+        }) => (
+            c.post(&format!("/v1/tasks/{id}/resume"), Need::Admin)?,
+            output::resumed,
+        ),
         Command::Pulse => (c.post("/v1/pulse", Need::Pulse)?, output::pulse),
+        Command::Runs(RunsCommand::Cancel { id }) => (
+            c.post(&format!("/v1/runs/{id}/cancel"), Need::Admin)?,
+            output::cancelled,
+        ),
         Command::Runs(RunsCommand::List {
             limit,
             before,

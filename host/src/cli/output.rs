@@ -91,6 +91,19 @@ pub fn triggered(v: &Value) -> String {
     )
 }
 
+/// `tasks resume`.
+pub fn resumed(v: &Value) -> String {
+    format!("resumed task {} ({})\n", s(&v["id"]), s(&v["name"]))
+}
+
+/// `runs cancel`.
+pub fn cancelled(v: &Value) -> String {
+    match v["outcome"].as_str() {
+        Some("cancelled") => "cancelled (it had not started)\n".into(),
+        _ => format!("cancel requested; host {} stops it\n", s(&v["host_id"])),
+    }
+}
+
 /// `pulse`.
 pub fn pulse(v: &Value) -> String {
     let claimed: Vec<&Value> = items(v, "claimed").collect();

@@ -86,6 +86,7 @@ fn runner_config(config: &Config) -> RunnerConfig {
         env_allow: config.env_allow.clone(),
         binary_dirs: config.binary_dirs.clone(),
         lease: config.lease,
+        hook_failures_before_pause: config.hook_failures_before_pause,
     }
 }
 

@@ -117,16 +117,42 @@ impl Ctx<'_> {
                 }
             }
         };
-        if let Some((_, true)) = &background_done {
-            if failed.is_none() && !task.hooks.background_may_exit {
-                return Some(failure(
-                    "failed",
-                    "background",
-                    "the background process exited before the steps finished".into(),
-                ));
-            }
+        let Some((done, exited_early)) = background_done else {
+            return failed;
+        };
+        let background_failed = exited_early.then(|| {
+            let how = done
+                .outcome
+                .error
+                .clone()
+                .unwrap_or_else(|| "exited with code 0".into());
+            failure(
+                "failed",
+                "background",
+                format!("the background process ended before the steps finished: {how}"),
+            )
+        });
+        self.record_hook("background", background_failed.as_ref()).await;
+        if task.hooks.background_may_exit {
+            failed
+        } else {
+            failed.or(background_failed)
         }
-        failed
+    }
+
+    /// Counts a hook's outcome; enough consecutive failures pause the task.
+    async fn record_hook(&self, hook: &'static str, failed: Option<&Failure>) {
+        let (task_id, run_id) = (self.claimed.run.task_id, self.claimed.run.id);
+        let error = failed.map(|f| f.error.clone());
+        let threshold = self.runner.config.hook_failures_before_pause as i32;
+        let paused = persist(&self.runner.db, move |c| {
+            crate::store::hooks::record(c, task_id, hook, error.as_deref(), Utc::now(), threshold)
+        })
+        .await
+        .flatten();
+        if let Some(reason) = paused {
+            tracing::warn!(task.id = task_id, run.id = run_id, %reason, "task paused");
+        }
     }
 
     async fn steps(&self) -> Option<Failure> {

@@ -22,6 +22,9 @@ use crate::store::{Db, StoreError};
 /// (runs whose `not_before` has come, runs queued by another replica).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How often a running run checks whether another replica asked to cancel it.
+const CANCEL_POLL: Duration = Duration::from_secs(1);
+
 /// What the runner needs to know.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -43,6 +46,8 @@ pub struct RunnerConfig {
     pub binary_dirs: Vec<PathBuf>,
     /// Lease length.
     pub lease: Duration,
+    /// Consecutive failures of one hook type that pause a task.
+    pub hook_failures_before_pause: u32,
 }
 
 /// Executes queued runs.
@@ -79,7 +84,7 @@ impl Runner {
     }
 
     /// Cancels a run executing on this host; false if it is not running here.
-    pub fn cancel(&self, run_id: i64) -> bool {
+    pub fn cancel_local(&self, run_id: i64) -> bool {
         match self
             .running
             .lock()
@@ -140,10 +145,10 @@ impl Runner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(run_id, cancel.clone());
-        let lease = self.keep_lease(run_id);
+        let watcher = self.watch(run_id, cancel.clone());
         tracing::info!(run.id = run_id, plugin = %claimed.plugin, task = %claimed.task.name, "run started");
         let end = lifecycle::execute(self, &claimed, &cancel).await;
-        lease.cancel();
+        watcher.cancel();
         tracing::info!(run.id = run_id, status = %end.status, error = ?end.error, "run finished");
         persist(&self.db, move |conn| runs::finish_run(conn, run_id, &end)).await;
         self.running
@@ -152,8 +157,10 @@ impl Runner {
             .remove(&run_id);
     }
 
-    /// Renews the run's lease every third of its length until cancelled.
-    fn keep_lease(&self, run_id: i64) -> CancellationToken {
+    /// Watches a running run until the returned token is cancelled: renews its
+    /// lease every third of the lease length and turns a cancel request stored
+    /// by any replica into cancellation of `run` within a second.
+    fn watch(&self, run_id: i64, run: CancellationToken) -> CancellationToken {
         let stop = CancellationToken::new();
         let (db, host, lease, token) = (
             self.db.clone(),
@@ -162,18 +169,31 @@ impl Runner {
             stop.clone(),
         );
         tokio::spawn(async move {
-            let every = (lease / 3).to_std().unwrap_or(Duration::from_secs(10));
+            let renew_every = (lease / 3).to_std().unwrap_or(Duration::from_secs(10));
+            let mut last_renewal = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(CANCEL_POLL) => {}
                 }
-                let host = host.clone();
-                let renewed = db
-                    .run(move |c| runs::renew_lease(c, run_id, &host, Utc::now() + lease))
-                    .await;
-                if let Err(e) = renewed {
-                    tracing::warn!(run.id = run_id, error = %e, "lease renewal failed");
+                if !run.is_cancelled()
+                    && db
+                        .run(move |c| runs::cancel_requested(c, run_id))
+                        .await
+                        .unwrap_or(false)
+                {
+                    tracing::info!(run.id = run_id, "cancel requested");
+                    run.cancel();
+                }
+                if last_renewal.elapsed() >= renew_every {
+                    last_renewal = tokio::time::Instant::now();
+                    let host = host.clone();
+                    let renewed = db
+                        .run(move |c| runs::renew_lease(c, run_id, &host, Utc::now() + lease))
+                        .await;
+                    if let Err(e) = renewed {
+                        tracing::warn!(run.id = run_id, error = %e, "lease renewal failed");
+                    }
                 }
             }
         });

@@ -105,6 +105,26 @@ pub struct RunRow {
     pub host_id: Option<String>,
     /// Lease held by that host.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When a cancel was asked for.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+/// Failures of one hook type of one task.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = super::schema::hook_failures, check_for_backend(diesel::pg::Pg))]
+pub struct HookFailureRow {
+    /// The task.
+    pub task_id: i64,
+    /// provision, background or cleanup.
+    pub hook: String,
+    /// Failures since the last success.
+    pub consecutive: i32,
+    /// Failures ever.
+    pub total: i32,
+    /// When it last failed.
+    pub last_failed_at: Option<DateTime<Utc>>,
+    /// The most recent errors, newest first.
+    pub last_errors: serde_json::Value,
 }
 
 /// One recorded process.

@@ -218,3 +218,78 @@ pub fn get_run(
         .load(conn)?;
     Ok((RunListing { plugin, task, run }, steps, events))
 }
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The run had not started: it is now cancelled.
+    Cancelled,
+    /// The run is executing: its host was asked to stop it.
+    Requested {
+        /// The host executing it.
+        host_id: Option<String>,
+    },
+    /// Nothing to cancel.
+    AlreadyFinished {
+        /// Its final status.
+        status: String,
+    },
+}
+
+/// Cancels a queued run at once, or flags a running one for its host.
+pub fn request_cancel(
+    conn: &mut PgConnection,
+    run_id: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<CancelOutcome> {
+    let run: RunRow = runs::table
+        .find(run_id)
+        .select(RunRow::as_select())
+        .for_update()
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
+    match run.status.as_str() {
+        "queued" => {
+            diesel::update(runs::table.find(run_id))
+                .set((
+                    runs::status.eq("cancelled"),
+                    runs::cancel_requested_at.eq(now),
+                    runs::finished_at.eq(now),
+                    runs::error.eq("cancelled before it started"),
+                ))
+                .execute(conn)?;
+            add_event(
+                conn,
+                run_id,
+                "cancelled",
+                serde_json::json!({ "while": "queued" }),
+            )?;
+            Ok(CancelOutcome::Cancelled)
+        }
+        "running" => {
+            diesel::update(runs::table.find(run_id))
+                .set(runs::cancel_requested_at.eq(now))
+                .execute(conn)?;
+            add_event(
+                conn,
+                run_id,
+                "cancel_requested",
+                serde_json::json!({ "host": run.host_id }),
+            )?;
+            Ok(CancelOutcome::Requested { host_id: run.host_id })
+        }
+        _ => Ok(CancelOutcome::AlreadyFinished { status: run.status }),
+    }
+}
+
+/// Whether someone asked to cancel a run.
+pub fn cancel_requested(conn: &mut PgConnection, run_id: i64) -> StoreResult<bool> {
+    Ok(runs::table
+        .find(run_id)
+        .select(runs::cancel_requested_at.is_not_null())
+        .first(conn)
+        .optional()?
+        .unwrap_or(false))
+}

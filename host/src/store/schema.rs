@@ -91,6 +91,18 @@ diesel::table! {
         skip_reason -> Nullable<Text>,
         host_id -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamptz>,
+        cancel_requested_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    hook_failures (task_id, hook) {
+        task_id -> Int8,
+        hook -> Text,
+        consecutive -> Int4,
+        total -> Int4,
+        last_failed_at -> Nullable<Timestamptz>,
+        last_errors -> Jsonb,
     }
 }
 
@@ -136,6 +148,7 @@ diesel::joinable!(runs -> tasks (task_id));
 diesel::joinable!(runs -> slots (slot_id));
 diesel::joinable!(step_executions -> runs (run_id));
 diesel::joinable!(run_events -> runs (run_id));
+diesel::joinable!(hook_failures -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     plugins,
@@ -146,4 +159,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     runs,
     step_executions,
     run_events,
+    hook_failures,
 );
