@@ -94,3 +94,50 @@ async fn cancelling_kills_the_process_group() {
     let outcome = run(&shell("sleep 30"), &token).await;
     assert_eq!(outcome.kind, ExitKind::Cancelled);
 }
+
+/// Processes (zombies included) whose process group is `pgid`.
+fn group_members(pgid: i32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            // Fields after the command name: state ppid pgrp …
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            rest.split_whitespace().nth(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_timed_out_step_leaves_no_process_and_no_zombie_behind() {
+    pulsehost::exec::become_subreaper();
+    let mut spec = shell("sleep 60 & sleep 60 & echo $$; wait");
+    spec.timeout = Duration::from_millis(300);
+    let outcome = run(&spec, &CancellationToken::new()).await;
+    assert_eq!(outcome.kind, ExitKind::TimedOut);
+    let pgid: i32 = String::from_utf8_lossy(&outcome.stdout.bytes)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        group_members(pgid),
+        Vec::<String>::new(),
+        "process group {pgid} must be gone"
+    );
+}
+
+#[tokio::test]
+async fn a_double_forked_daemon_holding_stdout_does_not_hold_the_host() {
+    let mut spec = shell("setsid sh -c 'sleep 5' & echo parent done");
+    spec.timeout = Duration::from_secs(10);
+    let start = Instant::now();
+    let outcome = run(&spec, &CancellationToken::new()).await;
+    assert_eq!(outcome.kind, ExitKind::Succeeded);
+    assert!(String::from_utf8_lossy(&outcome.stdout.bytes).contains("parent done"));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+}

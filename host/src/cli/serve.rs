@@ -30,6 +30,7 @@ pub fn serve() -> anyhow::Result<()> {
         }
     };
     let db = Db::connect(&url).context("cannot open the database")?;
+    crate::exec::become_subreaper();
     if config.tokens.admin.is_none() {
         config.tokens.admin = Some(generated_admin_token(&config.data_dir)?);
     }

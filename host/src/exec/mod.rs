@@ -161,6 +161,7 @@ pub async fn run(spec: &ProcessSpec, cancel: &CancellationToken) -> ProcessOutco
     };
     // Whatever the leader left behind in its group goes with it.
     signal_group(group, Signal::SIGKILL);
+    reap_group(group).await;
     let stdout = capture::finish(stdout, DRAIN_AFTER_EXIT).await;
     let stderr = capture::finish(stderr, DRAIN_AFTER_EXIT).await;
 
@@ -217,6 +218,37 @@ fn signal_group(group: Option<Pid>, signal: Signal) {
     if let Some(pgid) = group {
         // ESRCH (the group is already gone) is the expected, harmless case.
         let _ = killpg(pgid, signal);
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants, so a step's
+/// grandchildren, once their parent dies, are ours to reap (see [`reap_group`])
+/// instead of lingering as zombies under an init that may not reap.
+pub fn become_subreaper() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "cannot become a child subreaper; orphaned step processes are init's to reap");
+    }
+}
+
+/// How long to wait for a killed group's members to be reapable.
+const REAP_WINDOW: Duration = Duration::from_secs(1);
+
+/// Reaps members of a killed process group that were re-parented to us. Only
+/// this group's processes are waited for, so other steps' children (which tokio
+/// reaps) are never touched.
+async fn reap_group(group: Option<Pid>) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let Some(pgid) = group else { return };
+    let target = Pid::from_raw(-pgid.as_raw());
+    let until = Instant::now() + REAP_WINDOW;
+    loop {
+        match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
