@@ -10,5 +10,6 @@ mod auth;
 mod cli;
 mod embedded;
 mod exec;
+mod executor;
 mod runs;
 mod upload;

@@ -19,10 +19,23 @@ const DEFAULT_PAGE: i64 = 50;
 /// Active tasks of every plugin.
 pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
-    let rows = state.db.run(plugin_store::list_tasks).await?;
+    let (rows, failures) = state
+        .db
+        .run(|c| {
+            let rows = plugin_store::list_tasks(c)?;
+            let ids: Vec<i64> = rows.iter().map(|(_, t)| t.id).collect();
+            Ok((rows, crate::store::hooks::for_tasks(c, &ids)?))
+        })
+        .await?;
     let tasks: Vec<_> = rows
         .into_iter()
-        .map(|(plugin, t)| task_json(&plugin, t))
+        .map(|(plugin, t)| {
+            let id = t.id;
+            let mut json = task_json(&plugin, t);
+            json["hook_failures"] =
+                serde_json::json!(failures.iter().filter(|f| f.task_id == id).collect::<Vec<_>>());
+            json
+        })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "tasks": tasks })))
 }

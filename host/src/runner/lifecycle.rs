@@ -59,6 +59,7 @@ pub(super) async fn execute(runner: &Runner, claimed: &ClaimedRun, cancel: &Canc
             .process(Phase::Provision, 0, "provision", spec, None, None)
             .await;
         failed = judge(&done, "provision");
+        ctx.record_hook("provision", failed.as_ref()).await;
     }
     if failed.is_none() {
         failed = ctx.steps_with_background().await;
@@ -73,9 +74,9 @@ pub(super) async fn execute(runner: &Runner, claimed: &ClaimedRun, cancel: &Canc
         let done = cleanup
             .process(Phase::Cleanup, 0, "cleanup", spec, None, None)
             .await;
-        if failed.is_none() {
-            failed = judge(&done, "cleanup");
-        }
+        let cleanup_failed = judge(&done, "cleanup");
+        cleanup.record_hook("cleanup", cleanup_failed.as_ref()).await;
+        failed = failed.or(cleanup_failed);
     }
     end(failed)
 }

@@ -1,0 +1,265 @@
+//! Executor benchmarks. Prints `name: value unit` lines:
+//!
+//! * host overhead per trivial step (`/bin/true` through `exec::run`) beside a
+//!   bare spawn+wait of the same program — target ≤ 1.5×;
+//! * sustained trivial runs per second through the runner with every run and
+//!   step recorded in PostgreSQL — target ≥ 200/s — beside the bare spawn rate;
+//! * host RSS growth while a step writes 1 GiB to stdout — target ≤ cap + 16 MiB.
+//!
+//! Needs PostgreSQL at `PULSEHOST_BENCH_DATABASE_URL` (default: the test
+//! server, `postgres://postgres@127.0.0.1:5432/postgres`); creates and drops its
+//! own database.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use pulsehost::exec::{self, ProcessSpec, Program};
+use pulsehost::runner::{Runner, RunnerConfig};
+use pulsehost::spec::*;
+use pulsehost::store::plugins::{register_version, NewPluginVersion};
+use pulsehost::store::Db;
+use tokio_util::sync::CancellationToken;
+
+const SPAWNS: u32 = 500;
+const RUNS: usize = 2000;
+const FLOOD_BYTES: u64 = 1 << 30;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bare = bare_spawn_us();
+    let host = runtime.block_on(host_spawn_us());
+    println!("exec_bare_spawn_wait: {bare:.1} us");
+    println!("exec_host_step: {host:.1} us");
+    println!("exec_host_overhead_ratio: {:.2} x (target <= 1.5)", host / bare);
+    println!("bare_spawns_per_second: {:.0} /s", 1e6 / bare);
+    println!(
+        "recorded_runs_per_second: {:.0} /s (target >= 200)",
+        runtime.block_on(runs_per_second())
+    );
+    let cap = 1 << 20;
+    let growth = runtime.block_on(rss_growth_during_flood(cap));
+    println!("flood_stdout_bytes: {} MiB", FLOOD_BYTES >> 20);
+    println!(
+        "rss_growth_during_flood: {:.1} MiB (target <= {:.1})",
+        growth,
+        cap as f64 / 1048576.0 + 16.0
+    );
+}
+
+fn bare_spawn_us() -> f64 {
+    let start = Instant::now();
+    for _ in 0..SPAWNS {
+        std::process::Command::new("/bin/true").status().unwrap();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(SPAWNS)
+}
+
+fn trivial(program: &str, args: &[&str], cap: usize) -> ProcessSpec {
+    ProcessSpec {
+        program: Program::Executable(PathBuf::from(program)),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        working_dir: PathBuf::from("/"),
+        stdin: None,
+        timeout: Duration::from_secs(600),
+        grace: Duration::from_secs(1),
+        output_cap: cap,
+    }
+}
+
+async fn host_spawn_us() -> f64 {
+    let spec = trivial("/bin/true", &[], 1 << 20);
+    let token = CancellationToken::new();
+    let start = Instant::now();
+    for _ in 0..SPAWNS {
+        let outcome = exec::run(&spec, &token).await;
+        assert_eq!(outcome.exit_code, Some(0));
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(SPAWNS)
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+async fn rss_growth_during_flood(cap: usize) -> f64 {
+    let before = rss_kib();
+    let peak = Arc::new(AtomicU64::new(before));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let spec = trivial(
+        "/usr/bin/head",
+        &["-c", &FLOOD_BYTES.to_string(), "/dev/zero"],
+        cap,
+    );
+    let outcome = exec::run(&spec, &CancellationToken::new()).await;
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(outcome.stdout.total, FLOOD_BYTES);
+    assert!(outcome.stdout.truncated);
+    (peak.load(Ordering::Relaxed).saturating_sub(before)) as f64 / 1024.0
+}
+
+async fn runs_per_second() -> f64 {
+    let admin = std::env::var("PULSEHOST_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("pulsehost_bench_{}", std::process::id());
+    let mut conn = PgConnection::establish(&admin).expect("bench PostgreSQL");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let rate = measure_runs(&url).await;
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .unwrap();
+    rate
+}
+
+async fn measure_runs(url: &str) -> f64 {
+    let db = Db::connect(url).unwrap();
+    let step = ExecSpec {
+        kind: StepKind::Binary {
+            path: "/bin/true".into(),
+        },
+        args: vec![],
+        envs: vec![],
+        working_dir: Some("/tmp".into()),
+        timeout_ms: None,
+        stdin_json: None,
+    };
+    let manifest = Manifest {
+        name: "bench".into(),
+        version: "1".into(),
+        description: String::new(),
+        tasks: vec![TaskSpec {
+            name: "noop".into(),
+            description: String::new(),
+            schedule: Schedule::Manual,
+            enabled: true,
+            timeout_ms: None,
+            priority: 0,
+            retry: None,
+            overlap: Overlap::Allow,
+            catch_up: CatchUp::Latest,
+            starting_deadline_ms: None,
+            tags: vec![],
+            depends_on: vec![],
+            pipe_json: false,
+            hooks: ExecHooks::default(),
+            steps: vec![StepSpec {
+                name: "true".into(),
+                exec: step,
+            }],
+        }],
+    };
+    let registered = db
+        .run(move |c| {
+            let new = NewPluginVersion {
+                sha256: "bench",
+                component: b"",
+                wit_package: "bench",
+                manifest: &manifest,
+            };
+            register_version(c, &new, chrono::Utc::now())
+        })
+        .await
+        .unwrap();
+    let task_id = pulsehost::store::plugins::list_tasks(&mut db.conn().unwrap()).unwrap()[0]
+        .1
+        .id;
+    let _ = registered;
+    // Queue every run before the clock starts.
+    let base = chrono::Utc::now();
+    db.run(move |c| {
+        let pulse = pulsehost::store::pulses::create_pulse(c, Some("bench"), base)?;
+        let due: Vec<_> = (0..RUNS)
+            .map(|i| pulsehost::store::pulses::DueSlot {
+                task_id,
+                scheduled_for: base + chrono::Duration::milliseconds(i as i64),
+            })
+            .collect();
+        let slots = pulsehost::store::pulses::claim_slots(c, pulse, &due, "manual")?;
+        let version: i64 = pulsehost::store::plugins::get_task(c, task_id)?
+            .1
+            .plugin_version_id;
+        let runs: Vec<_> = slots
+            .iter()
+            .map(|s| pulsehost::store::pulses::NewRun {
+                slot_id: s.slot_id,
+                task_id,
+                plugin_version_id: version,
+                status: "queued".into(),
+                priority: 0,
+                scheduled_for: s.scheduled_for,
+                not_before: base,
+                skip_reason: None,
+                finished_at: None,
+            })
+            .collect();
+        pulsehost::store::pulses::insert_runs(c, &runs)
+    })
+    .await
+    .unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = RunnerConfig {
+        host_id: "bench".into(),
+        data_dir: data_dir.path().to_path_buf(),
+        max_concurrent_runs: 8,
+        default_run_timeout: Duration::from_secs(60),
+        kill_grace: Duration::from_secs(1),
+        output_cap_bytes: 1 << 20,
+        env_allow: vec!["PATH".into()],
+        binary_dirs: vec!["/bin".into(), "/usr/bin".into()],
+        lease: Duration::from_secs(30),
+        hook_failures_before_pause: 3,
+    };
+    let runner = Runner::new(db.clone(), config, "python3".into());
+    let shutdown = CancellationToken::new();
+    let start = Instant::now();
+    let dispatcher = runner.start(shutdown.clone());
+    runner.wake();
+    loop {
+        let finished: i64 = db
+            .run(|c| {
+                use diesel::dsl::count_star;
+                use diesel::prelude::*;
+                use pulsehost::store::schema::runs;
+                Ok(runs::table
+                    .filter(runs::status.eq("succeeded"))
+                    .select(count_star())
+                    .first(c)?)
+            })
+            .await
+            .unwrap();
+        if finished as usize >= RUNS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = RUNS as f64 / start.elapsed().as_secs_f64();
+    shutdown.cancel();
+    let _ = dispatcher.await;
+    rate
+}
