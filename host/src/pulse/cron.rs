@@ -303,4 +303,41 @@ mod tests {
             ["2026-11-24T00:00:00+00:00"]
         );
     }
+
+    /// 405 cases (45 expressions, 5 zones, 9 base instants around DST changes)
+    /// computed by an independent implementation; see tests/data/cron_reference.py.
+    #[test]
+    fn next_occurrences_match_the_independent_reference_table() {
+        let table: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/data/cron_reference.json")).unwrap();
+        let cases = table["cases"].as_array().unwrap();
+        assert!(cases.len() >= 40);
+        let mut failures = Vec::new();
+        for case in cases {
+            let expression = case["expression"].as_str().unwrap();
+            let zone = case["timezone"].as_str().unwrap();
+            let after = at(case["after"].as_str().unwrap());
+            let expected: Vec<DateTime<Utc>> = case["next"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| at(t.as_str().unwrap()))
+                .collect();
+            let got = CronSchedule::parse(expression, Some(zone))
+                .unwrap()
+                .next_n(after, expected.len());
+            if got != expected {
+                failures.push(format!(
+                    "{expression:?} in {zone} after {after}: got {got:?}, want {expected:?}"
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases differ:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
+    }
 }
