@@ -103,6 +103,17 @@ pub enum Overlap {
     Replace,
 }
 
+impl Overlap {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Allow => "allow",
+            Overlap::Replace => "replace",
+        }
+    }
+}
+
 /// Catch-up policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,6 +124,17 @@ pub enum CatchUp {
     All,
     /// None of them.
     None,
+}
+
+impl CatchUp {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+            CatchUp::None => "none",
+        }
+    }
 }
 
 /// Retry policy.

@@ -47,8 +47,18 @@ CREATE TABLE tasks (
     enabled BOOLEAN NOT NULL,
     priority INTEGER NOT NULL,
     definition JSONB NOT NULL,
-    -- Occurrences up to this instant have been evaluated by a pulse.
-    schedule_cursor TIMESTAMPTZ NOT NULL,
+    -- Policies a pulse needs, copied out of the definition so that evaluating
+    -- thousands of tasks never parses their JSON.
+    overlap TEXT NOT NULL CHECK (overlap IN ('skip', 'allow', 'replace')),
+    catch_up TEXT NOT NULL CHECK (catch_up IN ('latest', 'all', 'none')),
+    starting_deadline_ms BIGINT,
+    depends_on TEXT[] NOT NULL DEFAULT '{}',
+    dynamic_interval_secs INTEGER,
+    -- Occurrences at or before this instant are never due (the schedule took
+    -- effect then); later ones are evaluated from the previous pulse on.
+    schedule_since TIMESTAMPTZ NOT NULL,
+    -- Dynamic schedules: when should-run was last asked.
+    last_asked_at TIMESTAMPTZ,
     paused_reason TEXT,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -57,8 +67,17 @@ CREATE TABLE tasks (
 
 CREATE TABLE pulses (
     id BIGSERIAL PRIMARY KEY,
+    -- 'pulse' (hosted cron) or 'manual' (an operator's run-now); only pulses
+    -- delimit the window the next pulse evaluates.
+    kind TEXT NOT NULL DEFAULT 'pulse' CHECK (kind IN ('pulse', 'manual')),
     received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     source TEXT,
+    -- A retried delivery with the same key gets the first answer.
+    idempotency_key TEXT UNIQUE,
+    response JSONB,
+    -- Failures met while evaluating (a dynamic schedule that trapped, …).
+    errors JSONB NOT NULL DEFAULT '[]',
+    max_lateness_ms BIGINT,
     due INTEGER NOT NULL DEFAULT 0,
     claimed INTEGER NOT NULL DEFAULT 0,
     skipped INTEGER NOT NULL DEFAULT 0,
@@ -68,6 +87,8 @@ CREATE TABLE pulses (
 
 -- One occurrence of a task's schedule (or one manual trigger). The unique key is
 -- what makes any number of replicas and duplicate pulses run a slot once.
+CREATE INDEX pulses_window_idx ON pulses (received_at DESC) WHERE kind = 'pulse';
+
 CREATE TABLE slots (
     id BIGSERIAL PRIMARY KEY,
     task_id BIGINT NOT NULL REFERENCES tasks (id),
@@ -100,6 +121,12 @@ CREATE TABLE runs (
     lease_expires_at TIMESTAMPTZ,
     -- Set by POST /v1/runs/{id}/cancel; the host executing the run acts on it.
     cancel_requested_at TIMESTAMPTZ,
+    -- Runs of the same pulse that must succeed before this one may start.
+    depends_on_runs BIGINT[] NOT NULL DEFAULT '{}',
+    -- Process group of the process the run is executing, for crash recovery.
+    process_group INTEGER,
+    -- The failed attempt this run retries.
+    retry_of BIGINT REFERENCES runs (id),
     UNIQUE (slot_id, attempt)
 );
 

@@ -34,6 +34,8 @@ pub struct AppState {
     pub rules: Rules,
     /// Largest accepted upload.
     pub max_plugin_bytes: usize,
+    /// Set when the host is shutting down: pulses are refused with 503.
+    pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Serves the API on `listen` until the process receives SIGINT or SIGTERM.

@@ -9,6 +9,13 @@ use crate::pulse;
 /// Works out what is due now, claims it, and wakes the runner.
 pub async fn pulse(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Pulse)?;
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this host is shutting down and takes no pulses; send the pulse to another replica or retry",
+        ));
+    }
     let source = req
         .headers()
         .get("x-pulse-source")

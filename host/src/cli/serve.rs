@@ -53,6 +53,7 @@ pub fn serve() -> anyhow::Result<()> {
                 binary_dirs: config.binary_dirs.clone(),
             },
             max_plugin_bytes: config.max_plugin_bytes,
+            draining: Default::default(),
         };
         let served = api::serve(state, &config.listen).await;
         shutdown.cancel();

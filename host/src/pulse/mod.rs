@@ -75,7 +75,7 @@ pub async fn pulse(db: &Db, source: Option<String>, now: DateTime<Utc>) -> Store
                 }
             };
             evaluated.push(task.id);
-            if let Some(slot) = latest_due(&spec, task.schedule_cursor, now) {
+            if let Some(slot) = latest_due(&spec, task.schedule_since, now) {
                 due.push(DueSlot { task_id: task.id, scheduled_for: slot });
             }
             specs.insert(task.id, (task.name, task.plugin_version_id, spec));
@@ -104,7 +104,7 @@ pub async fn pulse(db: &Db, source: Option<String>, now: DateTime<Utc>) -> Store
             });
         }
         let run_ids = pulses::insert_runs(conn, &new_runs)?;
-        pulses::advance_cursors(conn, &evaluated, now)?;
+
         let (mut queued, mut skipped) = (Vec::new(), Vec::new());
         for (run, run_id) in new_runs.iter().zip(run_ids) {
             let name = specs.get(&run.task_id).map(|(n, _, _)| n.clone()).unwrap_or_default();

@@ -33,8 +33,20 @@ pub struct TaskRow {
     pub priority: i32,
     /// The task's [`crate::spec::TaskSpec`] as JSON.
     pub definition: serde_json::Value,
-    /// Occurrences up to here have been evaluated.
-    pub schedule_cursor: DateTime<Utc>,
+    /// skip, allow or replace.
+    pub overlap: String,
+    /// latest, all or none.
+    pub catch_up: String,
+    /// Starting deadline.
+    pub starting_deadline_ms: Option<i64>,
+    /// Names of tasks this one waits for within a pulse.
+    pub depends_on: Vec<String>,
+    /// Dynamic schedules: seconds between two questions.
+    pub dynamic_interval_secs: Option<i32>,
+    /// Occurrences at or before this instant are never due.
+    pub schedule_since: DateTime<Utc>,
+    /// Dynamic schedules: when should-run was last asked.
+    pub last_asked_at: Option<DateTime<Utc>>,
     /// Why the task is paused, when it is.
     pub paused_reason: Option<String>,
     /// First registered.
@@ -49,10 +61,21 @@ pub struct TaskRow {
 pub struct PulseRow {
     /// Identifier.
     pub id: i64,
+    /// pulse or manual.
+    pub kind: String,
     /// When it arrived.
     pub received_at: DateTime<Utc>,
     /// Who sent it (User-Agent or `X-Pulse-Source`).
     pub source: Option<String>,
+    /// The delivery's `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// The answer given, replayed for a retried delivery.
+    #[serde(skip)]
+    pub response: Option<serde_json::Value>,
+    /// Problems met while evaluating.
+    pub errors: serde_json::Value,
+    /// Lateness of the latest-due slot it claimed.
+    pub max_lateness_ms: Option<i64>,
     /// Slots that were due.
     pub due: i32,
     /// Slots this pulse claimed.
@@ -107,6 +130,12 @@ pub struct RunRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// When a cancel was asked for.
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// Runs of the same pulse that must succeed first.
+    pub depends_on_runs: Vec<i64>,
+    /// Process group of the process being executed.
+    pub process_group: Option<i32>,
+    /// The failed attempt this run retries.
+    pub retry_of: Option<i64>,
 }
 
 /// Failures of one hook type of one task.

@@ -99,42 +99,59 @@ pub fn register_version(
         .returning(plugin_versions::id)
         .get_result(conn)?;
 
+    // A task whose schedule changes starts its new schedule now; otherwise it
+    // keeps the instant its schedule took effect.
+    let existing: Vec<(String, String, Option<String>, Option<String>, DateTime<Utc>)> = tasks::table
+        .filter(tasks::plugin_id.eq(plugin_id))
+        .select((
+            tasks::name,
+            tasks::schedule_kind,
+            tasks::cron_expression,
+            tasks::timezone,
+            tasks::schedule_since,
+        ))
+        .load(conn)?;
     for task in &manifest.tasks {
         let (expression, timezone) = match &task.schedule {
             Schedule::Cron { expression, timezone } => (Some(expression.clone()), timezone.clone()),
             _ => (None, None),
         };
+        let interval = match task.schedule {
+            Schedule::Dynamic { interval_secs } => Some(i32::try_from(interval_secs).unwrap_or(i32::MAX)),
+            _ => None,
+        };
+        let since = existing
+            .iter()
+            .find(|(name, kind, expr, tz, _)| {
+                name == &task.name && kind == task.schedule.kind() && expr == &expression && tz == &timezone
+            })
+            .map_or(now, |(.., since)| *since);
         let definition =
             serde_json::to_value(task).map_err(|e| StoreError::Encoding(format!("task: {e}")))?;
+        let values = (
+            tasks::plugin_id.eq(plugin_id),
+            tasks::plugin_version_id.eq(version_id),
+            tasks::name.eq(&task.name),
+            tasks::active.eq(true),
+            tasks::schedule_kind.eq(task.schedule.kind()),
+            tasks::cron_expression.eq(&expression),
+            tasks::timezone.eq(&timezone),
+            tasks::enabled.eq(task.enabled),
+            tasks::priority.eq(task.priority),
+            tasks::definition.eq(&definition),
+            tasks::overlap.eq(task.overlap.as_str()),
+            tasks::catch_up.eq(task.catch_up.as_str()),
+            tasks::starting_deadline_ms.eq(task.starting_deadline_ms.map(|ms| ms as i64)),
+            tasks::depends_on.eq(&task.depends_on),
+            tasks::dynamic_interval_secs.eq(interval),
+            tasks::schedule_since.eq(since),
+            tasks::updated_at.eq(now),
+        );
         diesel::insert_into(tasks::table)
-            .values((
-                tasks::plugin_id.eq(plugin_id),
-                tasks::plugin_version_id.eq(version_id),
-                tasks::name.eq(&task.name),
-                tasks::active.eq(true),
-                tasks::schedule_kind.eq(task.schedule.kind()),
-                tasks::cron_expression.eq(&expression),
-                tasks::timezone.eq(&timezone),
-                tasks::enabled.eq(task.enabled),
-                tasks::priority.eq(task.priority),
-                tasks::definition.eq(&definition),
-                tasks::schedule_cursor.eq(now),
-                tasks::created_at.eq(now),
-                tasks::updated_at.eq(now),
-            ))
+            .values((values, tasks::created_at.eq(now)))
             .on_conflict((tasks::plugin_id, tasks::name))
             .do_update()
-            .set((
-                tasks::plugin_version_id.eq(excluded(tasks::plugin_version_id)),
-                tasks::active.eq(true),
-                tasks::schedule_kind.eq(excluded(tasks::schedule_kind)),
-                tasks::cron_expression.eq(excluded(tasks::cron_expression)),
-                tasks::timezone.eq(excluded(tasks::timezone)),
-                tasks::enabled.eq(excluded(tasks::enabled)),
-                tasks::priority.eq(excluded(tasks::priority)),
-                tasks::definition.eq(excluded(tasks::definition)),
-                tasks::updated_at.eq(now),
-            ))
+            .set(values)
             .execute(conn)?;
     }
     let names: Vec<&str> = manifest.tasks.iter().map(|t| t.name.as_str()).collect();

@@ -121,16 +121,6 @@ pub fn insert_runs(conn: &mut PgConnection, new: &[NewRun]) -> StoreResult<Vec<i
         .get_results(conn)?)
 }
 
-/// Moves the schedule cursor of `task_ids` forward to `to` (never backwards).
-pub fn advance_cursors(conn: &mut PgConnection, task_ids: &[i64], to: DateTime<Utc>) -> StoreResult<()> {
-    diesel::update(tasks::table)
-        .filter(tasks::id.eq_any(task_ids))
-        .filter(tasks::schedule_cursor.lt(to))
-        .set(tasks::schedule_cursor.eq(to))
-        .execute(conn)?;
-    Ok(())
-}
-
 /// Counts of what a pulse did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PulseCounts {

@@ -40,7 +40,13 @@ diesel::table! {
         enabled -> Bool,
         priority -> Int4,
         definition -> Jsonb,
-        schedule_cursor -> Timestamptz,
+        overlap -> Text,
+        catch_up -> Text,
+        starting_deadline_ms -> Nullable<Int8>,
+        depends_on -> Array<Text>,
+        dynamic_interval_secs -> Nullable<Int4>,
+        schedule_since -> Timestamptz,
+        last_asked_at -> Nullable<Timestamptz>,
         paused_reason -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
@@ -50,8 +56,13 @@ diesel::table! {
 diesel::table! {
     pulses (id) {
         id -> Int8,
+        kind -> Text,
         received_at -> Timestamptz,
         source -> Nullable<Text>,
+        idempotency_key -> Nullable<Text>,
+        response -> Nullable<Jsonb>,
+        errors -> Jsonb,
+        max_lateness_ms -> Nullable<Int8>,
         due -> Int4,
         claimed -> Int4,
         skipped -> Int4,
@@ -92,6 +103,9 @@ diesel::table! {
         host_id -> Nullable<Text>,
         lease_expires_at -> Nullable<Timestamptz>,
         cancel_requested_at -> Nullable<Timestamptz>,
+        depends_on_runs -> Array<Int8>,
+        process_group -> Nullable<Int4>,
+        retry_of -> Nullable<Int8>,
     }
 }
 
