@@ -193,7 +193,8 @@ async fn measure_runs(url: &str) -> f64 {
     // Queue every run before the clock starts.
     let base = chrono::Utc::now();
     db.run(move |c| {
-        let pulse = pulsehost::store::pulses::create_pulse(c, Some("bench"), base)?;
+        let pulse = pulsehost::store::pulses::insert_pulse(c, "manual", Some("bench"), None, base)?
+            .unwrap_or_default();
         let due: Vec<_> = (0..RUNS)
             .map(|i| pulsehost::store::pulses::DueSlot {
                 task_id,

@@ -38,6 +38,12 @@ pub struct Config {
     pub binary_dirs: Vec<PathBuf>,
     /// How long a run's lease lasts without renewal (`PULSEHOST_LEASE_MS`).
     pub lease: Duration,
+    /// Missed slots run (catch-up `all`) or recorded one by one per task per pulse (`PULSEHOST_CATCH_UP_MAX`).
+    pub catch_up_max: usize,
+    /// Under catch-up `none`, how late a slot may be and still run (`PULSEHOST_ON_TIME_MS`).
+    pub on_time: Duration,
+    /// Longest a `?wait=true` pulse holds its answer (`PULSEHOST_PULSE_WAIT_MAX_MS`).
+    pub pulse_wait_max: Duration,
     /// Consecutive failures of one hook type that pause a task (`PULSEHOST_HOOK_FAILURES_BEFORE_PAUSE`).
     pub hook_failures_before_pause: u32,
 }
@@ -128,6 +134,9 @@ impl Config {
                 .map(PathBuf::from)
                 .collect(),
             lease: millis(&get, "PULSEHOST_LEASE_MS", 30_000)?,
+            catch_up_max: number(&get, "PULSEHOST_CATCH_UP_MAX", 100)?.clamp(1, 100_000) as usize,
+            on_time: millis(&get, "PULSEHOST_ON_TIME_MS", 90_000)?,
+            pulse_wait_max: millis(&get, "PULSEHOST_PULSE_WAIT_MAX_MS", 900_000)?,
             hook_failures_before_pause: number(&get, "PULSEHOST_HOOK_FAILURES_BEFORE_PAUSE", 3)?
                 .clamp(1, 1000) as u32,
         })

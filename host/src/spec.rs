@@ -220,3 +220,33 @@ impl StepKind {
         }
     }
 }
+
+/// What a dynamic schedule's `should-run` is told (see `run-context` in the WIT).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunContext {
+    /// Task name.
+    pub task: String,
+    /// The candidate slot: `<task id>@<scheduled for, RFC 3339>`.
+    pub slot_id: String,
+    /// The candidate slot's time, milliseconds since the Unix epoch.
+    pub scheduled_for_ms: i64,
+    /// The pulse's time, milliseconds since the Unix epoch.
+    pub now_ms: i64,
+    /// 1 for a first attempt.
+    pub attempt: u32,
+    /// How the task's previous run ended.
+    pub previous: Option<RunOutcome>,
+}
+
+/// How a run ended, as a plugin sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// succeeded, failed, timed_out, cancelled or skipped.
+    pub status: String,
+    /// When, milliseconds since the Unix epoch.
+    pub finished_at_ms: i64,
+    /// The failing process's exit code.
+    pub exit_code: Option<i32>,
+    /// Why it did not succeed.
+    pub error: Option<String>,
+}

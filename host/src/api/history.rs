@@ -50,8 +50,15 @@ pub async fn task(
     let id = id.into_inner();
     let (plugin, t) = state.db.run(move |c| plugin_store::get_task(c, id)).await?;
     let definition = t.definition.clone();
+    let next = match &t.cron_expression {
+        Some(expression) => {
+            crate::pulse::Pulser::next_fire_times(expression, t.timezone.as_deref(), chrono::Utc::now(), 5)
+        }
+        None => Vec::new(),
+    };
     let mut body = task_json(&plugin, t);
     body["definition"] = definition;
+    body["next_fire_times"] = serde_json::json!(next);
     Ok(HttpResponse::Ok().json(body))
 }
 

@@ -34,6 +34,10 @@ pub struct AppState {
     pub rules: Rules,
     /// Largest accepted upload.
     pub max_plugin_bytes: usize,
+    /// Evaluates pulses.
+    pub pulser: Arc<crate::pulse::Pulser>,
+    /// Longest a `?wait=true` pulse holds its answer.
+    pub pulse_wait_max: std::time::Duration,
     /// Set when the host is shutting down: pulses are refused with 503.
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -67,6 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/v1/tasks/{id}/resume", web::post().to(manage::resume))
     .route("/v1/runs/{id}/cancel", web::post().to(manage::cancel))
     .route("/v1/pulse", web::post().to(pulse::pulse))
+    .route("/v1/pulses", web::get().to(pulse::list))
     .route("/v1/runs", web::get().to(history::runs))
     .route("/v1/runs/{id}", web::get().to(history::run))
     .default_service(web::to(|| async {

@@ -1,30 +1,112 @@
-//! `POST /v1/pulse`: the hosted-cron entry point.
+//! `POST /v1/pulse`: the hosted-cron entry point, and `GET /v1/pulses`.
 
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 
 use super::auth::{require, Role};
 use super::{ApiError, AppState};
-use crate::pulse;
+use crate::pulse::PulseAnswer;
+use crate::store::pulses;
+
+/// How often `?wait=true` looks at the claimed runs.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// Query of `POST /v1/pulse`.
+#[derive(Debug, Deserialize)]
+pub struct PulseQuery {
+    /// Hold the answer until the claimed runs have finished.
+    #[serde(default)]
+    wait: bool,
+}
 
 /// Works out what is due now, claims it, and wakes the runner.
-pub async fn pulse(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn pulse(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<PulseQuery>,
+) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Pulse)?;
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "this host is shutting down and takes no pulses; send the pulse to another replica or retry",
         ));
     }
-    let source = req
-        .headers()
-        .get("x-pulse-source")
-        .or_else(|| req.headers().get("user-agent"))
-        .and_then(|v| v.to_str().ok())
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let source = header("x-pulse-source")
+        .or_else(|| header("user-agent"))
         .map(|s| s.chars().take(200).collect());
-    let report = pulse::pulse(&state.db, source, chrono::Utc::now()).await?;
+    let key = header("idempotency-key").map(|k| k.chars().take(200).collect::<String>());
+    let report = match state.pulser.pulse(source, key, chrono::Utc::now()).await? {
+        PulseAnswer::Replayed(previous) => {
+            return Ok(HttpResponse::Ok()
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(previous))
+        }
+        PulseAnswer::Fresh(report) => report,
+    };
+    for run_id in &report.replaced {
+        state.runner.cancel_local(*run_id);
+    }
     if !report.claimed.is_empty() {
         state.runner.wake();
     }
-    Ok(HttpResponse::Ok().json(report))
+    let mut body = serde_json::to_value(&report)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    if query.wait {
+        let ids: Vec<i64> = report.claimed.iter().map(|r| r.run_id).collect();
+        body["runs"] = serde_json::json!(wait_for(&state, ids).await?);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Polls until none of `ids` is queued or running (or the wait cap passes), for
+/// platforms that freeze a process once it has answered.
+async fn wait_for(state: &AppState, ids: Vec<i64>) -> Result<Vec<serde_json::Value>, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.pulse_wait_max;
+    loop {
+        let ids = ids.clone();
+        let statuses = state.db.run(move |c| pulses::run_statuses(c, &ids)).await?;
+        let done = statuses.iter().all(|(_, s)| s != "queued" && s != "running");
+        if done || tokio::time::Instant::now() >= deadline {
+            return Ok(statuses
+                .into_iter()
+                .map(|(id, status)| serde_json::json!({ "run_id": id, "status": status }))
+                .collect());
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// Query of `GET /v1/pulses`.
+#[derive(Debug, Deserialize)]
+pub struct PulsesQuery {
+    limit: Option<i64>,
+    before: Option<i64>,
+}
+
+/// Recent pulses with their counts, lateness and errors, newest first.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<PulsesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Read)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
+    let before = q.before;
+    let rows = state
+        .db
+        .run(move |c| pulses::list_pulses(c, limit, before))
+        .await?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "pulses": rows, "next_before": next_before })))
 }

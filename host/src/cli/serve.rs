@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::plugin::{Limits, PluginHost, Rules};
+use crate::pulse::{PulseConfig, Pulser};
 use crate::runner::{Runner, RunnerConfig};
 use crate::store::embedded::EmbeddedPostgres;
 use crate::store::Db;
@@ -45,8 +47,8 @@ pub fn serve() -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         let dispatcher = runner.start(shutdown.clone());
         let state = AppState {
-            db,
-            plugins,
+            db: db.clone(),
+            plugins: plugins.clone(),
             runner,
             tokens: config.tokens.clone(),
             rules: Rules {
@@ -54,6 +56,8 @@ pub fn serve() -> anyhow::Result<()> {
             },
             max_plugin_bytes: config.max_plugin_bytes,
             draining: Default::default(),
+            pulser: Arc::new(Pulser::new(db.clone(), plugins.clone(), pulse_config(&config))),
+            pulse_wait_max: config.pulse_wait_max,
         };
         let served = api::serve(state, &config.listen).await;
         shutdown.cancel();
@@ -75,6 +79,13 @@ pub fn migrate() -> anyhow::Result<()> {
     Db::connect(&url).context("migration failed")?;
     println!("migrations applied");
     Ok(())
+}
+
+fn pulse_config(config: &Config) -> PulseConfig {
+    PulseConfig {
+        catch_up_max: config.catch_up_max,
+        on_time: chrono::Duration::from_std(config.on_time).unwrap_or(chrono::Duration::seconds(90)),
+    }
 }
 
 fn runner_config(config: &Config) -> RunnerConfig {

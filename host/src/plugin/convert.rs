@@ -81,3 +81,25 @@ fn exec(e: wit::ExecSpec) -> spec::ExecSpec {
         stdin_json: e.stdin_json,
     }
 }
+
+pub(super) fn run_context(c: &spec::RunContext) -> wit::RunContext {
+    wit::RunContext {
+        task: c.task.clone(),
+        slot_id: c.slot_id.clone(),
+        scheduled_for_ms: c.scheduled_for_ms,
+        now_ms: c.now_ms,
+        attempt: c.attempt,
+        previous: c.previous.as_ref().map(|p| wit::RunOutcome {
+            status: match p.status.as_str() {
+                "succeeded" => wit::RunStatus::Succeeded,
+                "timed_out" => wit::RunStatus::TimedOut,
+                "cancelled" => wit::RunStatus::Cancelled,
+                "skipped" | "missed" => wit::RunStatus::Skipped,
+                _ => wit::RunStatus::Failed,
+            },
+            finished_at_ms: p.finished_at_ms,
+            exit_code: p.exit_code,
+            error: p.error.clone(),
+        }),
+    }
+}

@@ -171,6 +171,30 @@ impl PluginHost {
         Ok(Inspected { sha256, manifest })
     }
 
+    /// Asks a dynamic schedule whether its task is due. `load` fetches the
+    /// component's bytes when it is not compiled yet. Blocking.
+    pub fn should_run(
+        &self,
+        sha256: &str,
+        load: impl FnOnce() -> Result<Vec<u8>, String>,
+        ctx: &crate::spec::RunContext,
+    ) -> Result<bool, PluginError> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sha256)
+            .cloned();
+        let pre = match cached {
+            Some(pre) => pre,
+            None => self.prepare(sha256, &load().map_err(PluginError::Compile)?)?,
+        };
+        let ctx = convert::run_context(ctx);
+        self.call(&pre, "should-run", |plugin, store| {
+            plugin.call_should_run(store, &ctx)
+        })
+    }
+
     /// Compiles (or takes from the cache) and links a component.
     fn prepare(&self, sha256: &str, bytes: &[u8]) -> Result<bindings::PluginPre<SandboxState>, PluginError> {
         if let Some(pre) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {

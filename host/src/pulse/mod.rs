@@ -1,28 +1,51 @@
-//! What is due: each pulse evaluates every schedulable task's cron schedule
-//! between the task's cursor and now, claims the due slots with one batched
-//! insert (so duplicate pulses and replicas claim each slot once), applies the
-//! overlap policy, and queues runs — all in one transaction.
+//! What is due. A pulse reads every schedulable task's policies, works out the
+//! occurrences since the previous pulse (cron) or asks the plugin (dynamic),
+//! applies catch-up and starting deadlines, then — in one transaction — claims
+//! every slot with one batched insert (so duplicate pulses and replicas claim
+//! each slot once), applies the overlap policy, links dependencies and queues
+//! runs. Skipped and missed slots are recorded as runs too: nothing is dropped
+//! silently.
 
 pub mod cron;
+pub mod due;
+mod dynamic;
+mod record;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::spec::{Overlap, Schedule, TaskSpec};
-use crate::store::pulses::{self, DueSlot, NewRun, PulseCounts};
+use crate::plugin::PluginHost;
+use crate::spec::CatchUp;
+use crate::store::pulses::{self, SchedulableTask};
 use crate::store::{Db, StoreError, StoreResult};
 use cron::CronSchedule;
+use due::{Policy, Verdict};
 
-/// Occurrences counted per task per pulse at most; beyond it the newest is
-/// still found by the catch-up policy, the count is just capped.
-const MAX_OCCURRENCES_PER_PULSE: usize = 10_000;
+pub use record::trigger;
 
 /// Skip reason recorded when the previous run of a task is still going.
 pub const PREVIOUS_INSTANCE_RUNNING: &str = "previous_instance_running";
+/// Skip reason of a dependent whose dependency failed or was skipped.
+pub const DEPENDENCY_FAILED: &str = "dependency_failed";
 
-/// A slot a pulse or trigger acted on.
+/// Occurrences looked at per task per pulse at most (an every-second task after
+/// a week without pulses must not spin the host).
+const MAX_OCCURRENCES_SCANNED: usize = 1_000_000;
+
+/// Pulse settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PulseConfig {
+    /// Missed slots run (`all`) or recorded individually per task per pulse.
+    pub catch_up_max: usize,
+    /// Under catch-up `none`, how late a slot may be and still count as on time.
+    pub on_time: Duration,
+}
+
+/// A slot a pulse acted on.
 #[derive(Debug, Clone, Serialize)]
 pub struct SlotRun {
     /// The run created for the slot.
@@ -35,9 +58,20 @@ pub struct SlotRun {
     pub task: String,
     /// The occurrence.
     pub scheduled_for: DateTime<Utc>,
-    /// Why the run was skipped, if it was.
+    /// Why the run was skipped or missed, if it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A problem met while evaluating (the pulse goes on).
+#[derive(Debug, Clone, Serialize)]
+pub struct PulseProblem {
+    /// Task id.
+    pub task_id: i64,
+    /// Task name.
+    pub task: String,
+    /// What went wrong.
+    pub error: String,
 }
 
 /// What one pulse did.
@@ -47,150 +81,237 @@ pub struct PulseReport {
     pub pulse_id: i64,
     /// When it arrived.
     pub received_at: DateTime<Utc>,
-    /// Slots that were due.
+    /// Slots that were due to run.
     pub due: usize,
     /// Slots this pulse claimed and queued.
     pub claimed: Vec<SlotRun>,
     /// Slots claimed but recorded as skipped.
     pub skipped: Vec<SlotRun>,
+    /// Slots recorded as missed.
+    pub missed: Vec<SlotRun>,
+    /// Missed slots beyond the per-task cap, counted but not recorded one by one.
+    pub missed_uncounted: usize,
+    /// Dynamic schedules that failed, and similar.
+    pub errors: Vec<PulseProblem>,
     /// Server-side time to evaluate and claim.
     pub duration_ms: f64,
+    /// Running runs an overlap `replace` asked to cancel.
+    #[serde(skip)]
+    pub replaced: Vec<i64>,
 }
 
-/// Evaluates schedules at `now` and claims what is due.
-pub async fn pulse(db: &Db, source: Option<String>, now: DateTime<Utc>) -> StoreResult<PulseReport> {
-    db.run(move |conn| {
-        let clock = Instant::now();
-        let pulse_id = pulses::create_pulse(conn, source.as_deref(), now)?;
-        let tasks = pulses::cron_tasks(conn)?;
-        let mut due = Vec::new();
-        let mut evaluated = Vec::with_capacity(tasks.len());
-        let mut specs = std::collections::HashMap::new();
-        for task in tasks {
-            let spec: TaskSpec = match serde_json::from_value(task.definition.clone()) {
-                Ok(spec) => spec,
-                Err(e) => {
-                    tracing::error!(task.id = task.id, error = %e, "stored task definition unreadable; skipped");
-                    continue;
-                }
-            };
-            evaluated.push(task.id);
-            if let Some(slot) = latest_due(&spec, task.schedule_since, now) {
-                due.push(DueSlot { task_id: task.id, scheduled_for: slot });
-            }
-            specs.insert(task.id, (task.name, task.plugin_version_id, spec));
+/// The answer to a pulse delivery.
+#[derive(Debug, Clone)]
+pub enum PulseAnswer {
+    /// This delivery evaluated and claimed.
+    Fresh(PulseReport),
+    /// A delivery with the same idempotency key already did; its answer.
+    Replayed(serde_json::Value),
+}
+
+/// One occurrence to claim, with its verdict.
+#[derive(Debug, Clone)]
+struct Candidate {
+    task: usize,
+    scheduled_for: DateTime<Utc>,
+    verdict: Verdict,
+}
+
+/// A cron schedule parsed once and the next fire time last computed for it.
+struct Cached {
+    expression: String,
+    timezone: Option<String>,
+    schedule: Arc<CronSchedule>,
+    /// `(window start, first occurrence after it)`.
+    next: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+}
+
+/// Evaluates pulses.
+pub struct Pulser {
+    db: Db,
+    plugins: PluginHost,
+    config: PulseConfig,
+    schedules: Mutex<HashMap<i64, Cached>>,
+}
+
+impl Pulser {
+    /// A pulser over `db`, asking dynamic schedules through `plugins`.
+    pub fn new(db: Db, plugins: PluginHost, config: PulseConfig) -> Self {
+        Pulser {
+            db,
+            plugins,
+            config,
+            schedules: Mutex::default(),
         }
-        let claimed = pulses::claim_slots(conn, pulse_id, &due, "schedule")?;
-        let skip_ids: Vec<i64> = claimed
-            .iter()
-            .filter(|c| specs.get(&c.task_id).is_some_and(|(_, _, s)| s.overlap == Overlap::Skip))
-            .map(|c| c.task_id)
-            .collect();
-        let busy = pulses::tasks_with_active_runs(conn, &skip_ids)?;
-        let mut new_runs = Vec::with_capacity(claimed.len());
-        for slot in &claimed {
-            let Some((_, version, spec)) = specs.get(&slot.task_id) else { continue };
-            let skipped = busy.contains(&slot.task_id);
-            new_runs.push(NewRun {
-                slot_id: slot.slot_id,
-                task_id: slot.task_id,
-                plugin_version_id: *version,
-                status: if skipped { "skipped" } else { "queued" }.into(),
-                priority: spec.priority,
-                scheduled_for: slot.scheduled_for,
-                not_before: now,
-                skip_reason: skipped.then(|| PREVIOUS_INSTANCE_RUNNING.to_string()),
-                finished_at: skipped.then_some(now),
+    }
+
+    /// Evaluates schedules at `now` and claims what is due. With `key`, a
+    /// delivery that repeats an earlier one gets the earlier answer.
+    pub async fn pulse(
+        &self,
+        source: Option<String>,
+        key: Option<String>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<PulseAnswer> {
+        if let Some(answer) = self.replay(key.as_deref()).await? {
+            return Ok(answer);
+        }
+        let clock = Instant::now();
+        let (previous, tasks) = self
+            .db
+            .run(move |c| Ok((pulses::previous_pulse_at(c, now)?, pulses::schedulable_tasks(c)?)))
+            .await?;
+        let mut candidates = Vec::new();
+        let mut uncounted = 0;
+        for (i, task) in tasks.iter().enumerate() {
+            if task.schedule_kind == "cron" {
+                uncounted += self.cron_candidates(i, task, previous, now, &mut candidates);
+            }
+        }
+        let (asked, mut errors) = dynamic::ask(self, &tasks, now, &mut candidates).await;
+        let outcome = record::claim(
+            &self.db,
+            record::Batch {
+                tasks,
+                candidates,
+                asked,
+                source,
+                key: key.clone(),
+                now,
+                uncounted,
+                errors: std::mem::take(&mut errors),
+                clock,
+            },
+        )
+        .await?;
+        match outcome {
+            Some(report) => Ok(PulseAnswer::Fresh(report)),
+            None => Ok(self
+                .replay(key.as_deref())
+                .await?
+                .unwrap_or(PulseAnswer::Replayed(serde_json::Value::Null))),
+        }
+    }
+
+    /// The stored answer of an earlier delivery with `key`.
+    async fn replay(&self, key: Option<&str>) -> StoreResult<Option<PulseAnswer>> {
+        let Some(key) = key.map(str::to_string) else {
+            return Ok(None);
+        };
+        let row = self.db.run(move |c| pulses::by_idempotency_key(c, &key)).await?;
+        Ok(row.and_then(|r| r.response).map(PulseAnswer::Replayed))
+    }
+
+    /// Adds the occurrences of one cron task in its window; returns how many
+    /// older missed slots were beyond the cap.
+    fn cron_candidates(
+        &self,
+        index: usize,
+        task: &SchedulableTask,
+        previous: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        out: &mut Vec<Candidate>,
+    ) -> usize {
+        let start = previous.map_or(task.schedule_since, |p| p.max(task.schedule_since));
+        let Some(schedule) = self.schedule(task, start, now) else {
+            return 0;
+        };
+        let (slots, total) = due::window(
+            schedule.after(start),
+            now,
+            self.config.catch_up_max,
+            MAX_OCCURRENCES_SCANNED,
+        );
+        let policy = Policy {
+            catch_up: catch_up(&task.catch_up),
+            starting_deadline: task.starting_deadline_ms.map(Duration::milliseconds),
+            on_time: self.config.on_time,
+        };
+        for (slot, verdict) in slots.iter().zip(due::classify(&slots, now, policy)) {
+            out.push(Candidate {
+                task: index,
+                scheduled_for: *slot,
+                verdict,
             });
         }
-        let run_ids = pulses::insert_runs(conn, &new_runs)?;
+        total - slots.len()
+    }
 
-        let (mut queued, mut skipped) = (Vec::new(), Vec::new());
-        for (run, run_id) in new_runs.iter().zip(run_ids) {
-            let name = specs.get(&run.task_id).map(|(n, _, _)| n.clone()).unwrap_or_default();
-            let entry = SlotRun {
-                run_id,
-                slot_id: run.slot_id,
-                task_id: run.task_id,
-                task: name,
-                scheduled_for: run.scheduled_for,
-                reason: run.skip_reason.clone(),
+    /// The task's parsed schedule, or None when nothing is due in `(start, now]`
+    /// (answered from the cached next fire time without walking the schedule).
+    fn schedule(
+        &self,
+        task: &SchedulableTask,
+        start: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<CronSchedule>> {
+        let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = cache.get(&task.id).is_none_or(|c| {
+            Some(&c.expression) != task.cron_expression.as_ref() || c.timezone != task.timezone
+        });
+        if stale {
+            let expression = task.cron_expression.clone()?;
+            let schedule = match CronSchedule::parse(&expression, task.timezone.as_deref()) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::error!(task.id = task.id, error = %e, "stored cron expression no longer parses");
+                    return None;
+                }
             };
-            if run.skip_reason.is_some() { skipped.push(entry) } else { queued.push(entry) }
+            cache.insert(
+                task.id,
+                Cached {
+                    expression,
+                    timezone: task.timezone.clone(),
+                    schedule,
+                    next: None,
+                },
+            );
         }
-        let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
-        let counts = PulseCounts {
-            due: due.len() as i32,
-            claimed: queued.len() as i32,
-            skipped: skipped.len() as i32,
-            missed: 0,
+        let cached = cache.get_mut(&task.id)?;
+        // The first occurrence after an earlier start is still the first after
+        // this one as long as it lies beyond this start.
+        let next = match cached.next {
+            Some((known_start, next)) if known_start <= start && next.is_none_or(|n| n > start) => next,
+            _ => cached.schedule.after(start).next(),
         };
-        pulses::finish_pulse(conn, pulse_id, counts, duration_ms)?;
-        Ok(PulseReport { pulse_id, received_at: now, due: due.len(), claimed: queued, skipped, duration_ms })
-    })
-    .await
+        cached.next = Some((start, next));
+        next.is_some_and(|n| n <= now)
+            .then(|| Arc::clone(&cached.schedule))
+    }
+
+    /// The next `n` fire times of a cron schedule after `after`.
+    pub fn next_fire_times(
+        expression: &str,
+        timezone: Option<&str>,
+        after: DateTime<Utc>,
+        n: usize,
+    ) -> Vec<DateTime<Utc>> {
+        CronSchedule::parse(expression, timezone)
+            .map(|s| s.next_n(after, n))
+            .unwrap_or_default()
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
 }
 
-/// The slot a pulse at `now` should claim for a task whose schedule was last
-/// evaluated at `cursor`: the newest occurrence in `(cursor, now]` (catch-up
-/// `latest`, the default; the other policies arrive with the scheduling work).
-fn latest_due(spec: &TaskSpec, cursor: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let Schedule::Cron { expression, timezone } = &spec.schedule else {
-        return None;
-    };
-    let schedule = CronSchedule::parse(expression, timezone.as_deref()).ok()?;
-    schedule.latest_between(cursor, now, MAX_OCCURRENCES_PER_PULSE).0
+fn catch_up(stored: &str) -> CatchUp {
+    match stored {
+        "all" => CatchUp::All,
+        "none" => CatchUp::None,
+        _ => CatchUp::Latest,
+    }
 }
 
-/// Queues a run of a task now, whatever its schedule (an operator's "run now").
-pub async fn trigger(db: &Db, task_id: i64, now: DateTime<Utc>) -> StoreResult<SlotRun> {
-    db.run(move |conn| {
-        let (_, task) = crate::store::plugins::get_task(conn, task_id)?;
-        if !task.active {
-            return Err(StoreError::NotFound(format!("active task {task_id}")));
+impl From<StoreError> for PulseProblem {
+    fn from(e: StoreError) -> Self {
+        PulseProblem {
+            task_id: 0,
+            task: String::new(),
+            error: e.to_string(),
         }
-        let pulse_id = pulses::create_pulse(conn, Some("manual"), now)?;
-        let slot = pulses::claim_slots(
-            conn,
-            pulse_id,
-            &[DueSlot {
-                task_id,
-                scheduled_for: now,
-            }],
-            "manual",
-        )?
-        .pop()
-        .ok_or_else(|| StoreError::NotFound(format!("a free slot for task {task_id} at {now}")))?;
-        let run = NewRun {
-            slot_id: slot.slot_id,
-            task_id,
-            plugin_version_id: task.plugin_version_id,
-            status: "queued".into(),
-            priority: task.priority,
-            scheduled_for: now,
-            not_before: now,
-            skip_reason: None,
-            finished_at: None,
-        };
-        let run_id = pulses::insert_runs(conn, &[run])?.pop().unwrap_or_default();
-        pulses::finish_pulse(
-            conn,
-            pulse_id,
-            PulseCounts {
-                due: 1,
-                claimed: 1,
-                ..Default::default()
-            },
-            0.0,
-        )?;
-        Ok(SlotRun {
-            run_id,
-            slot_id: slot.slot_id,
-            task_id,
-            task: task.name,
-            scheduled_for: now,
-            reason: None,
-        })
-    })
-    .await
+    }
 }

@@ -1,0 +1,160 @@
+//! Which occurrences of a task a pulse runs and which it records as missed:
+//! the catch-up policy and the starting deadline, as pure functions.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::spec::CatchUp;
+
+/// Why a slot was recorded as missed instead of run.
+pub const DEADLINE_EXCEEDED: &str = "starting_deadline_exceeded";
+/// An older occurrence under catch-up `latest`.
+pub const SUPERSEDED: &str = "superseded_by_newer_slot";
+/// An occurrence that was not on time under catch-up `none`.
+pub const NOT_ON_TIME: &str = "catch_up_none";
+
+/// A task's policies as the pulse applies them.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// latest, all or none.
+    pub catch_up: CatchUp,
+    /// Slots later than this are missed whatever the catch-up policy.
+    pub starting_deadline: Option<Duration>,
+    /// Under catch-up `none`, how late the newest slot may be and still run.
+    pub on_time: Duration,
+}
+
+/// What to do with one occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Claim it and queue a run.
+    Run,
+    /// Claim it and record it as missed, with this reason.
+    Missed(&'static str),
+}
+
+/// The newest `keep` occurrences in `(after, until]`, ascending, and how many
+/// there were in all (counting stops at `limit`).
+pub fn window(
+    occurrences: impl Iterator<Item = DateTime<Utc>>,
+    until: DateTime<Utc>,
+    keep: usize,
+    limit: usize,
+) -> (Vec<DateTime<Utc>>, usize) {
+    let mut kept = std::collections::VecDeque::with_capacity(keep.min(64));
+    let mut total = 0;
+    for t in occurrences.take_while(|t| *t <= until).take(limit) {
+        total += 1;
+        if kept.len() == keep {
+            kept.pop_front();
+        }
+        kept.push_back(t);
+    }
+    (kept.into(), total)
+}
+
+/// The verdict for each occurrence (ascending) of one task at `now`.
+pub fn classify(occurrences: &[DateTime<Utc>], now: DateTime<Utc>, policy: Policy) -> Vec<Verdict> {
+    let newest = occurrences.len().saturating_sub(1);
+    occurrences
+        .iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            let late = now - *slot;
+            if policy.starting_deadline.is_some_and(|d| late > d) {
+                return Verdict::Missed(DEADLINE_EXCEEDED);
+            }
+            match policy.catch_up {
+                CatchUp::All => Verdict::Run,
+                CatchUp::Latest if i == newest => Verdict::Run,
+                CatchUp::Latest => Verdict::Missed(SUPERSEDED),
+                CatchUp::None if i == newest && late <= policy.on_time => Verdict::Run,
+                CatchUp::None => Verdict::Missed(NOT_ON_TIME),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minutes(n: i64) -> Vec<DateTime<Utc>> {
+        let base = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        (0..n).map(|i| base + Duration::minutes(i)).collect()
+    }
+
+    fn policy(catch_up: CatchUp) -> Policy {
+        Policy {
+            catch_up,
+            starting_deadline: None,
+            on_time: Duration::seconds(90),
+        }
+    }
+
+    #[test]
+    fn latest_runs_the_newest_missed_slot_and_records_the_others() {
+        let slots = minutes(4);
+        let now = slots[3] + Duration::seconds(5);
+        let got = classify(&slots, now, policy(CatchUp::Latest));
+        assert_eq!(
+            got,
+            [
+                Verdict::Missed(SUPERSEDED),
+                Verdict::Missed(SUPERSEDED),
+                Verdict::Missed(SUPERSEDED),
+                Verdict::Run
+            ]
+        );
+    }
+
+    #[test]
+    fn all_runs_every_slot_and_none_runs_only_an_on_time_one() {
+        let slots = minutes(3);
+        assert_eq!(
+            classify(&slots, slots[2], policy(CatchUp::All)),
+            [Verdict::Run; 3]
+        );
+        let on_time = classify(&slots, slots[2] + Duration::seconds(10), policy(CatchUp::None));
+        assert_eq!(
+            on_time,
+            [
+                Verdict::Missed(NOT_ON_TIME),
+                Verdict::Missed(NOT_ON_TIME),
+                Verdict::Run
+            ]
+        );
+        let late = classify(
+            &slots[2..],
+            slots[2] + Duration::minutes(10),
+            policy(CatchUp::None),
+        );
+        assert_eq!(late, [Verdict::Missed(NOT_ON_TIME)]);
+    }
+
+    #[test]
+    fn the_starting_deadline_overrides_catch_up() {
+        let slots = minutes(3);
+        let p = Policy {
+            starting_deadline: Some(Duration::seconds(30)),
+            ..policy(CatchUp::All)
+        };
+        let got = classify(&slots, slots[2] + Duration::seconds(20), p);
+        assert_eq!(
+            got,
+            [
+                Verdict::Missed(DEADLINE_EXCEEDED),
+                Verdict::Missed(DEADLINE_EXCEEDED),
+                Verdict::Run
+            ]
+        );
+    }
+
+    #[test]
+    fn the_window_keeps_the_newest_and_counts_them_all() {
+        let slots = minutes(10);
+        let (kept, total) = window(slots.clone().into_iter(), slots[7], 3, 1000);
+        assert_eq!((kept, total), (slots[5..8].to_vec(), 8));
+    }
+}
