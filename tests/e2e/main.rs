@@ -12,4 +12,5 @@ mod embedded;
 mod exec;
 mod executor;
 mod runs;
+mod scheduling;
 mod upload;
