@@ -270,3 +270,49 @@ fn binary_steps_outside_the_allowed_directories_are_refused_at_upload() {
         "{body}"
     );
 }
+
+#[test]
+fn concurrent_runs_needing_the_same_venv_build_it_once() {
+    let db = TestDb::new();
+    let server = exec_server(&db, &[]);
+    let ids: Vec<i64> = (0..3).map(|_| server.trigger("python-stdin")).collect();
+    for id in ids {
+        let run = server.finished_run(id, Duration::from_secs(120));
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+    assert_eq!(
+        server.log().matches("python venv built").count(),
+        1,
+        "{}",
+        server.log()
+    );
+    let venvs: Vec<String> = std::fs::read_dir(server.data_path().join("venvs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert_eq!(venvs.len(), 1, "one venv, no half-built leftovers: {venvs:?}");
+}
+
+#[test]
+fn queued_runs_wait_in_postgres_and_survive_a_restart() {
+    let db = TestDb::new();
+    let mut first = exec_server(
+        &db,
+        &[
+            ("PULSEHOST_MAX_CONCURRENT_RUNS", "1"),
+            ("PULSEHOST_SHUTDOWN_GRACE_MS", "200"),
+        ],
+    );
+    let blocker = first.trigger("cancel-me");
+    let waiting = first.trigger("env");
+    eventually(Duration::from_secs(30), "the blocker to run", || {
+        (first.get(&format!("/v1/runs/{blocker}"))["status"] == "running").then_some(())
+    });
+    assert_eq!(first.get(&format!("/v1/runs/{waiting}"))["status"], "queued");
+    first.stop();
+    let second = Server::start_with(Some(&db.url), &[]);
+    let run = second.finished_run(waiting, Duration::from_secs(60));
+    assert_eq!(run["status"], "succeeded", "the queued run was not lost: {run}");
+}
