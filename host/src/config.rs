@@ -46,6 +46,9 @@ pub struct Config {
     pub pulse_wait_max: Duration,
     /// Consecutive failures of one hook type that pause a task (`PULSEHOST_HOOK_FAILURES_BEFORE_PAUSE`).
     pub hook_failures_before_pause: u32,
+    /// On SIGTERM or SIGINT, how long running runs may go on before they are
+    /// cancelled (`PULSEHOST_SHUTDOWN_GRACE_MS`).
+    pub shutdown_grace: Duration,
 }
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
@@ -139,6 +142,7 @@ impl Config {
             pulse_wait_max: millis(&get, "PULSEHOST_PULSE_WAIT_MAX_MS", 900_000)?,
             hook_failures_before_pause: number(&get, "PULSEHOST_HOOK_FAILURES_BEFORE_PAUSE", 3)?
                 .clamp(1, 1000) as u32,
+            shutdown_grace: millis(&get, "PULSEHOST_SHUTDOWN_GRACE_MS", 30_000)?,
         })
     }
 }

@@ -42,14 +42,18 @@ pub struct AppState {
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Serves the API on `listen` until the process receives SIGINT or SIGTERM.
-pub async fn serve(state: AppState, listen: &str) -> std::io::Result<()> {
+/// Binds the API on `listen`. The returned server serves once polled (await or
+/// spawn it) and stops through [`actix_web::dev::Server::handle`]: it does not
+/// handle signals itself, the caller drains first (see `cli::serve`).
+pub fn serve(state: AppState, listen: &str) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(routes))
         .workers(2)
+        .disable_signals()
+        .shutdown_timeout(10)
         .bind(listen)?;
     tracing::info!(listen, "pulsehost listening");
-    server.run().await
+    Ok(server.run())
 }
 
 /// Every route, with JSON errors for malformed paths and queries.

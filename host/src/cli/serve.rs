@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -44,22 +45,52 @@ pub fn serve() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         let runner = Runner::new(db.clone(), runner_config(&config), config.python.clone());
+        // Runs a previous host left running are finished (and retried) before
+        // this one takes any.
+        match runner.recover().await {
+            Ok(lost) if !lost.is_empty() => tracing::warn!(runs = lost.len(), "finished the runs of lost hosts"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not look for runs of lost hosts"),
+        }
         let shutdown = CancellationToken::new();
         let dispatcher = runner.start(shutdown.clone());
+        let draining = Arc::new(AtomicBool::new(false));
         let state = AppState {
             db: db.clone(),
             plugins: plugins.clone(),
-            runner,
+            runner: Arc::clone(&runner),
             tokens: config.tokens.clone(),
             rules: Rules {
                 binary_dirs: config.binary_dirs.clone(),
             },
             max_plugin_bytes: config.max_plugin_bytes,
-            draining: Default::default(),
+            draining: Arc::clone(&draining),
             pulser: Arc::new(Pulser::new(db.clone(), plugins.clone(), pulse_config(&config))),
             pulse_wait_max: config.pulse_wait_max,
         };
-        let served = api::serve(state, &config.listen).await;
+        let served = match api::serve(state, &config.listen) {
+            Ok(server) => {
+                let handle = server.handle();
+                let mut server = tokio::spawn(server);
+                tokio::select! {
+                    ended = &mut server => flatten(ended),
+                    signal = stop_signal() => {
+                        tracing::info!(signal, "shutting down: pulses get 503, running runs get the shutdown grace");
+                        draining.store(true, Ordering::SeqCst);
+                        tokio::select! {
+                            _ = runner.drain(config.shutdown_grace) => {}
+                            again = stop_signal() => {
+                                tracing::warn!(signal = again, "second signal: cancelling every run now");
+                                runner.drain(std::time::Duration::ZERO).await;
+                            }
+                        }
+                        handle.stop(true).await;
+                        flatten(server.await)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
         shutdown.cancel();
         let _ = dispatcher.await;
         served
@@ -67,6 +98,25 @@ pub fn serve() -> anyhow::Result<()> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     drop(embedded);
     result.with_context(|| format!("cannot serve on {}", config.listen))
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot listen for signals; stop the host with SIGKILL");
+            std::future::pending().await
+        }
+    }
+}
+
+fn flatten(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
+    ended.unwrap_or_else(|e| Err(std::io::Error::other(format!("the HTTP server stopped: {e}"))))
 }
 
 /// Applies migrations to `DATABASE_URL` and exits.

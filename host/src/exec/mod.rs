@@ -104,6 +104,17 @@ pub struct ProcessOutcome {
 
 /// Runs one process to completion, timeout or cancellation.
 pub async fn run(spec: &ProcessSpec, cancel: &CancellationToken) -> ProcessOutcome {
+    run_observed(spec, cancel, |_| {}).await
+}
+
+/// [`run`], telling `on_spawn` the id of the process group (the child's pid)
+/// as soon as the child exists, before waiting for it: the runner records it
+/// so that a host that dies mid-run leaves something the next host can kill.
+pub async fn run_observed(
+    spec: &ProcessSpec,
+    cancel: &CancellationToken,
+    on_spawn: impl FnOnce(i32),
+) -> ProcessOutcome {
     let started_at = Utc::now();
     let clock = Instant::now();
     let mut command = match &spec.program {
@@ -145,6 +156,9 @@ pub async fn run(spec: &ProcessSpec, cancel: &CancellationToken) -> ProcessOutco
         }
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    if let Some(pgid) = group {
+        on_spawn(pgid.as_raw());
+    }
     if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
         // A child that does not read its stdin must not block the host.
         tokio::spawn(async move {

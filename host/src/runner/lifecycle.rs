@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use super::groups::Groups;
 use super::process::{run_one, Executed, Invocation, Phase};
 use super::{persist, Runner};
 use crate::exec::ExitKind;
@@ -25,7 +26,12 @@ struct Failure {
 }
 
 /// Executes every phase of `claimed` and says how the run ended.
-pub(super) async fn execute(runner: &Runner, claimed: &ClaimedRun, cancel: &CancellationToken) -> RunEnd {
+pub(super) async fn execute(
+    runner: &Runner,
+    claimed: &ClaimedRun,
+    cancel: &CancellationToken,
+    groups: &Groups,
+) -> RunEnd {
     let task = &claimed.task;
     let timeout = task
         .timeout_ms
@@ -51,6 +57,7 @@ pub(super) async fn execute(runner: &Runner, claimed: &ClaimedRun, cancel: &Canc
         workdir: workdir.path(),
         cancel,
         deadline,
+        groups,
     };
 
     let mut failed = None;
@@ -88,6 +95,7 @@ struct Ctx<'a> {
     workdir: &'a Path,
     cancel: &'a CancellationToken,
     deadline: Instant,
+    groups: &'a Groups,
 }
 
 impl Ctx<'_> {
@@ -199,6 +207,7 @@ impl Ctx<'_> {
             self.workdir,
             &inv,
             token.unwrap_or(self.cancel),
+            self.groups,
         )
         .await;
         let row = done.row(self.claimed.run.id, &inv);

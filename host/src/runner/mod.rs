@@ -1,9 +1,13 @@
 //! Runs: a dispatcher takes queued runs from PostgreSQL (never only from
 //! memory, so a restart loses none), at most `max_concurrent_runs` at once, and
 //! executes each one's lifecycle (see [`lifecycle`]) while renewing its lease.
+//! Alongside, it finishes the runs of hosts that died (see [`recovery`]); on
+//! shutdown it drains (see [`Runner::drain`]).
 
+mod groups;
 mod lifecycle;
 mod process;
+mod recovery;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,8 +19,11 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::python::VenvCache;
+use crate::store::finish::{self, RecoveredRun};
 use crate::store::runs::{self, ClaimedRun};
 use crate::store::{Db, StoreError};
+
+pub use recovery::{machine_of, recover_expired_runs};
 
 /// How often an idle dispatcher looks at the queue without being woken
 /// (runs whose `not_before` has come, runs queued by another replica).
@@ -24,6 +31,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// How often a running run checks whether another replica asked to cancel it.
 const CANCEL_POLL: Duration = Duration::from_secs(1);
+
+/// How often the runner looks for runs whose host's lease expired.
+const RECOVERY_EVERY: Duration = Duration::from_secs(5);
 
 /// What the runner needs to know.
 #[derive(Debug, Clone)]
@@ -57,6 +67,13 @@ pub struct Runner {
     venvs: VenvCache,
     wake: Notify,
     running: Mutex<HashMap<i64, CancellationToken>>,
+    /// One permit per run executing here; all of them free means none is.
+    slots: Arc<Semaphore>,
+    /// Cancelled when the host drains: no run is taken any more.
+    stop_claiming: CancellationToken,
+    /// Parent of every run's token: cancelling it cancels every run, even one
+    /// that starts afterwards.
+    cancel_all: CancellationToken,
 }
 
 impl Runner {
@@ -65,17 +82,80 @@ impl Runner {
         let venvs = VenvCache::new(config.data_dir.join("venvs"), python);
         Arc::new(Runner {
             db,
-            config,
             venvs,
             wake: Notify::new(),
             running: Mutex::default(),
+            slots: Arc::new(Semaphore::new(config.max_concurrent_runs)),
+            stop_claiming: CancellationToken::new(),
+            cancel_all: CancellationToken::new(),
+            config,
         })
     }
 
-    /// Starts the dispatcher; it stops when `shutdown` is cancelled.
+    /// Starts the dispatcher, and beside it the recovery of runs whose host's
+    /// lease expired, every [`RECOVERY_EVERY`]; both stop when `shutdown` is
+    /// cancelled. The handle is the dispatcher's.
     pub fn start(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RECOVERY_EVERY) => {}
+                    _ = stop.cancelled() => return,
+                }
+                if let Err(e) = me.recover().await {
+                    tracing::warn!(error = %e, "could not look for runs of lost hosts");
+                }
+            }
+        });
+        let me = Arc::clone(self);
         tokio::spawn(async move { me.dispatch(shutdown).await })
+    }
+
+    /// Finishes every run whose lease expired as `failed`/`host_lost` (retrying
+    /// it by policy), kills the process groups such runs left on this machine,
+    /// and cancels any of them that still executes here (this host lost its
+    /// lease, say through a database outage). Called at start-up and every
+    /// [`RECOVERY_EVERY`].
+    pub async fn recover(&self) -> Result<Vec<RecoveredRun>, StoreError> {
+        let recovered = recover_expired_runs(&self.db, &self.config.host_id).await?;
+        for run in &recovered {
+            if run.host_id.as_deref() == Some(self.config.host_id.as_str()) {
+                self.cancel_local(run.run_id);
+            }
+        }
+        if recovered.iter().any(|r| r.retry.is_some()) {
+            self.wake();
+        }
+        Ok(recovered)
+    }
+
+    /// Graceful shutdown: takes no more runs, lets the running ones finish for
+    /// up to `grace`, then cancels the rest (their cleanup hooks still run) and
+    /// returns once every run executing here is recorded.
+    pub async fn drain(&self, grace: Duration) {
+        self.stop_claiming.cancel();
+        let all = self.config.max_concurrent_runs as u32;
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+        tracing::info!(
+            running,
+            grace_ms = grace.as_millis() as u64,
+            "draining: no new runs"
+        );
+        match tokio::time::timeout(grace, self.slots.acquire_many(all)).await {
+            Ok(_) => tracing::info!("every run finished"),
+            Err(_) => {
+                let left = self.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+                tracing::warn!(
+                    runs = left,
+                    "shutdown grace over; cancelling the runs still going"
+                );
+                self.cancel_all.cancel();
+                let _ = self.slots.acquire_many(all).await;
+                tracing::info!("cancelled runs recorded");
+            }
+        }
     }
 
     /// Tells the dispatcher that runs were queued.
@@ -100,12 +180,15 @@ impl Runner {
     }
 
     async fn dispatch(self: Arc<Self>, shutdown: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(self.config.max_concurrent_runs));
         loop {
             let permit = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+                permit = Arc::clone(&self.slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
                 _ = shutdown.cancelled() => return,
+                _ = self.stop_claiming.cancelled() => return,
             };
+            if self.stop_claiming.is_cancelled() {
+                return;
+            }
             match self.claim().await {
                 Ok(Some(claimed)) => {
                     let me = Arc::clone(&self);
@@ -123,6 +206,7 @@ impl Runner {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = shutdown.cancelled() => return,
+                _ = self.stop_claiming.cancelled() => return,
             }
         }
     }
@@ -140,21 +224,45 @@ impl Runner {
 
     async fn execute(self: &Arc<Self>, claimed: ClaimedRun) {
         let run_id = claimed.run.id;
-        let cancel = CancellationToken::new();
+        let cancel = self.cancel_all.child_token();
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(run_id, cancel.clone());
         let watcher = self.watch(run_id, cancel.clone());
-        tracing::info!(run.id = run_id, plugin = %claimed.plugin, task = %claimed.task.name, "run started");
-        let end = lifecycle::execute(self, &claimed, &cancel).await;
+        tracing::info!(run.id = run_id, plugin = %claimed.plugin, task = %claimed.task.name, attempt = claimed.run.attempt, "run started");
+        let (groups, group_writer) = groups::Groups::start(self.db.clone(), run_id);
+        let end = lifecycle::execute(self, &claimed, &cancel, &groups).await;
+        drop(groups);
+        let _ = group_writer.await;
         watcher.cancel();
         tracing::info!(run.id = run_id, status = %end.status, error = ?end.error, "run finished");
-        persist(&self.db, move |conn| runs::finish_run(conn, run_id, &end)).await;
+        let policy = claimed.task.retry;
+        let finished = persist(&self.db, move |conn| {
+            finish::finish_run(conn, run_id, &end, policy.as_ref())
+        })
+        .await;
+        match finished {
+            Some(f) if !f.recorded => tracing::warn!(
+                run.id = run_id,
+                "the run had already been finished by another host (its lease expired); its outcome here is not recorded"
+            ),
+            Some(f) => {
+                if let Some(retry) = &f.retry {
+                    tracing::info!(run.id = run_id, next_run = retry.run_id, attempt = retry.attempt, not_before = %retry.not_before, "retry scheduled");
+                }
+                if !f.skipped.is_empty() {
+                    tracing::info!(run.id = run_id, skipped = ?f.skipped, "dependent runs skipped");
+                }
+            }
+            None => {}
+        }
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&run_id);
+        // Runs that waited for this one may start now.
+        self.wake();
     }
 
     /// Watches a running run until the returned token is cancelled: renews its
@@ -191,8 +299,17 @@ impl Runner {
                     let renewed = db
                         .run(move |c| runs::renew_lease(c, run_id, &host, Utc::now() + lease))
                         .await;
-                    if let Err(e) = renewed {
-                        tracing::warn!(run.id = run_id, error = %e, "lease renewal failed");
+                    match renewed {
+                        Ok(true) => {}
+                        Ok(false) if !run.is_cancelled() => {
+                            tracing::warn!(
+                                run.id = run_id,
+                                "lease lost: another host finished the run; stopping it here"
+                            );
+                            run.cancel();
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(run.id = run_id, error = %e, "lease renewal failed"),
                     }
                 }
             }

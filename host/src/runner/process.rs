@@ -2,6 +2,7 @@
 //! interpreter, working directory, limits) and from its outcome to a stored row.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use crate::exec::{self, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
@@ -10,6 +11,7 @@ use crate::spec::{ExecSpec, StepKind};
 use crate::store::models::NewStepExecution;
 use crate::store::runs::ClaimedRun;
 
+use super::groups::Groups;
 use super::Runner;
 
 /// Where in the run a process belongs.
@@ -77,17 +79,30 @@ impl Executed {
     }
 }
 
-/// Resolves and runs one process of `run`.
+/// Resolves and runs one process of `run`, recording its process group while it runs.
 pub(super) async fn run_one(
     runner: &Runner,
     run: &ClaimedRun,
     workdir: &Path,
     inv: &Invocation<'_>,
     cancel: &tokio_util::sync::CancellationToken,
+    groups: &Groups,
 ) -> Executed {
     let started = chrono::Utc::now();
     let outcome = match resolve(runner, run, workdir, inv).await {
-        Ok(spec) => exec::run(&spec, cancel).await,
+        Ok(spec) => {
+            let group = AtomicI32::new(0);
+            let outcome = exec::run_observed(&spec, cancel, |pgid| {
+                group.store(pgid, Ordering::Relaxed);
+                groups.spawned(pgid);
+            })
+            .await;
+            match group.load(Ordering::Relaxed) {
+                0 => {}
+                pgid => groups.exited(pgid),
+            }
+            outcome
+        }
         Err((error, output)) => ProcessOutcome {
             kind: ExitKind::Failed,
             exit_code: None,

@@ -4,6 +4,7 @@
 //! moves the work onto tokio's blocking pool.
 
 pub mod embedded;
+pub mod finish;
 pub mod hooks;
 pub mod models;
 pub mod plugins;

@@ -2,7 +2,9 @@
 //! never take the same run), leases, step results, and history queries.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 use serde::Serialize;
 
 use super::models::{NewStepExecution, RunEventRow, RunRow, StepExecutionRow};
@@ -21,8 +23,9 @@ pub struct ClaimedRun {
     pub task: TaskSpec,
 }
 
-/// Takes the next queued run that may start, marks it running under a lease held
-/// by `host_id`, and returns it; None when nothing is waiting.
+/// Takes the next queued run that may start (its `not_before` has come and every
+/// run it depends on succeeded), marks it running under a lease held by
+/// `host_id`, and returns it; None when nothing is waiting.
 pub fn claim_next(
     conn: &mut PgConnection,
     host_id: &str,
@@ -32,6 +35,10 @@ pub fn claim_next(
     let next: Option<RunRow> = runs::table
         .filter(runs::status.eq("queued"))
         .filter(runs::not_before.le(now))
+        .filter(sql::<Bool>(
+            "NOT EXISTS (SELECT 1 FROM runs d \
+             WHERE d.id = ANY(runs.depends_on_runs) AND d.status <> 'succeeded')",
+        ))
         .order((runs::priority.desc(), runs::not_before, runs::id))
         .select(RunRow::as_select())
         .for_update()
@@ -54,8 +61,15 @@ pub fn claim_next(
         conn,
         run.id,
         "started",
-        serde_json::json!({ "host": host_id, "lateness_ms": lateness }),
+        serde_json::json!({ "host": host_id, "lateness_ms": lateness, "attempt": run.attempt }),
     )?;
+    let (plugin, task) = task_of(conn, &run)?;
+    Ok(Some(ClaimedRun { run, plugin, task }))
+}
+
+/// The plugin name and the task definition a run executes, from the manifest of
+/// the run's plugin version.
+pub fn task_of(conn: &mut PgConnection, run: &RunRow) -> StoreResult<(String, TaskSpec)> {
     let (plugin, manifest): (String, serde_json::Value) = plugin_versions::table
         .inner_join(plugins::table)
         .filter(plugin_versions::id.eq(run.plugin_version_id))
@@ -70,20 +84,31 @@ pub fn claim_next(
             run.plugin_version_id
         ))
     })?;
-    Ok(Some(ClaimedRun { run, plugin, task }))
+    Ok((plugin, task))
 }
 
-/// Extends the lease of a run this host is executing.
+/// Extends the lease of a run this host is executing; false when the run is no
+/// longer running under this host (its lease expired and another host
+/// finished it as `host_lost`).
 pub fn renew_lease(
     conn: &mut PgConnection,
     run_id: i64,
     host_id: &str,
     until: DateTime<Utc>,
-) -> StoreResult<()> {
-    diesel::update(runs::table.find(run_id))
+) -> StoreResult<bool> {
+    let renewed = diesel::update(runs::table.find(run_id))
         .filter(runs::host_id.eq(host_id))
         .filter(runs::status.eq("running"))
         .set(runs::lease_expires_at.eq(until))
+        .execute(conn)?;
+    Ok(renewed == 1)
+}
+
+/// Records the process group a running run is executing (None between processes).
+pub fn set_process_group(conn: &mut PgConnection, run_id: i64, group: Option<i32>) -> StoreResult<()> {
+    diesel::update(runs::table.find(run_id))
+        .filter(runs::status.eq("running"))
+        .set(runs::process_group.eq(group))
         .execute(conn)?;
     Ok(())
 }
@@ -96,7 +121,7 @@ pub fn record_step(conn: &mut PgConnection, step: &NewStepExecution) -> StoreRes
         .get_result(conn)?)
 }
 
-/// How a run ended.
+/// How a run ended (see [`super::finish::finish_run`]).
 #[derive(Debug, Clone)]
 pub struct RunEnd {
     /// succeeded, failed, timed_out or cancelled.
@@ -107,25 +132,6 @@ pub struct RunEnd {
     pub error: Option<String>,
     /// When.
     pub finished_at: DateTime<Utc>,
-}
-
-/// Finishes a running run and logs the event.
-pub fn finish_run(conn: &mut PgConnection, run_id: i64, end: &RunEnd) -> StoreResult<()> {
-    diesel::update(runs::table.find(run_id))
-        .set((
-            runs::status.eq(&end.status),
-            runs::failure_type.eq(&end.failure_type),
-            runs::error.eq(&end.error),
-            runs::finished_at.eq(end.finished_at),
-            runs::lease_expires_at.eq(None::<DateTime<Utc>>),
-        ))
-        .execute(conn)?;
-    add_event(
-        conn,
-        run_id,
-        "finished",
-        serde_json::json!({ "status": end.status, "failure_type": end.failure_type }),
-    )
 }
 
 /// Appends to a run's lifecycle log.
@@ -266,6 +272,7 @@ pub fn request_cancel(
                 "cancelled",
                 serde_json::json!({ "while": "queued" }),
             )?;
+            super::finish::skip_dependents(conn, run_id, now)?;
             Ok(CancelOutcome::Cancelled)
         }
         "running" => {
