@@ -11,6 +11,7 @@ mod cli;
 mod embedded;
 mod exec;
 mod executor;
+mod recovery;
 mod runs;
 mod scheduling;
 mod upload;

@@ -49,6 +49,7 @@ impl Server {
             .env("PULSEHOST_PLUGIN_CALL_TIMEOUT_MS", "1000")
             .env("PULSEHOST_PLUGIN_MEMORY_BYTES", "67108864")
             .env("PULSEHOST_KILL_GRACE_MS", "500")
+            .env("PULSEHOST_SHUTDOWN_GRACE_MS", "2000")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -160,11 +161,18 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        eventually(Duration::from_secs(30), "the server to exit", || {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(60))
+    }
+
+    /// Sends `signal` to the server process without waiting.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Waits up to `limit` for the server process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        eventually(limit, "the server to exit", || {
             self.child.try_wait().ok().flatten()
         })
     }
