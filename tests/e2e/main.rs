@@ -8,6 +8,7 @@ mod support;
 
 mod auth;
 mod cli;
+mod dependencies;
 mod embedded;
 mod exec;
 mod executor;

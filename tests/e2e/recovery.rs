@@ -1,7 +1,6 @@
 //! What the runner does when runs fail and hosts go away: retries with backoff
 //! that survive a restart, runs of a killed host finished as `host_lost` (their
-//! process group killed, the run retried), graceful shutdown on SIGTERM, and runs
-//! that wait for the runs they depend on.
+//! process group killed, the run retried), graceful shutdown on SIGTERM.
 
 use std::time::Duration;
 
@@ -12,25 +11,25 @@ use serde_json::Value;
 
 use crate::support::{component, eventually, Server, TestDb, PULSE};
 
-fn server_with(db: &TestDb, fixture: &str, extra: &[(&str, &str)]) -> Server {
+pub(crate) fn server_with(db: &TestDb, fixture: &str, extra: &[(&str, &str)]) -> Server {
     let server = Server::start_with(Some(&db.url), extra);
     let (status, body) = server.push(&component(fixture));
     assert_eq!(status, 201, "{body}");
     server
 }
 
-fn time(v: &Value) -> DateTime<Utc> {
+pub(crate) fn time(v: &Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
         .unwrap()
         .with_timezone(&Utc)
 }
 
-fn millis_between(from: &Value, to: &Value) -> i64 {
+pub(crate) fn millis_between(from: &Value, to: &Value) -> i64 {
     (time(to) - time(from)).num_milliseconds()
 }
 
 /// The runs of task `name`, oldest first.
-fn runs_of(server: &Server, name: &str) -> Vec<Value> {
+pub(crate) fn runs_of(server: &Server, name: &str) -> Vec<Value> {
     let id = server.task_id(name);
     let mut runs = server.get(&format!("/v1/runs?task_id={id}"))["runs"]
         .as_array()
@@ -94,7 +93,7 @@ fn live_group_members(pgid: i64) -> Vec<String> {
         .collect()
 }
 
-fn event<'a>(run: &'a Value, kind: &str) -> &'a Value {
+pub(crate) fn event<'a>(run: &'a Value, kind: &str) -> &'a Value {
     run["events"]
         .as_array()
         .unwrap()
@@ -297,56 +296,4 @@ fn sigterm_cancels_a_run_that_outlasts_the_grace_and_its_cleanup_still_runs() {
     let phases: Vec<(&str, &str)> = steps.iter().map(|(p, s, _)| (p.as_str(), s.as_str())).collect();
     assert_eq!(phases, [("step", "cancelled"), ("cleanup", "succeeded")]);
     assert!(steps[1].2.contains("cleanup-ran"));
-}
-
-/// One pulse over the dependency fixture, once its every-second tasks are due.
-fn pulse_deps(server: &Server) -> Value {
-    std::thread::sleep(Duration::from_millis(1100));
-    let (status, body) = server.request("POST", "/v1/pulse", Some(PULSE), None);
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// The finished run the pulse queued for `task`.
-fn claimed_run(server: &Server, pulse: &Value, task: &str) -> Value {
-    let claimed = pulse["claimed"].as_array().unwrap();
-    let id = claimed
-        .iter()
-        .find(|c| c["task"] == task)
-        .and_then(|c| c["run_id"].as_i64())
-        .unwrap_or_else(|| panic!("no {task} run claimed by {pulse}"));
-    server.finished_run(id, Duration::from_secs(30))
-}
-
-#[test]
-fn a_run_starts_only_after_the_run_it_depends_on_succeeded() {
-    let db = TestDb::new();
-    let server = server_with(&db, "fixture-deps", &[("PULSEHOST_MAX_CONCURRENT_RUNS", "4")]);
-    let pulse = pulse_deps(&server);
-    let parent = claimed_run(&server, &pulse, "parent");
-    let child = claimed_run(&server, &pulse, "child");
-    assert_eq!(child["depends_on_runs"], serde_json::json!([parent["id"]]));
-    assert_eq!(parent["status"], "succeeded");
-    assert_eq!(child["status"], "succeeded", "{child}");
-    assert!(
-        millis_between(&parent["finished_at"], &child["started_at"]) >= 0,
-        "the child started at {} before the parent finished at {}",
-        child["started_at"],
-        parent["finished_at"]
-    );
-}
-
-#[test]
-fn a_failed_dependency_skips_the_run_that_depends_on_it_as_dependency_failed() {
-    let db = TestDb::new();
-    let server = server_with(&db, "fixture-deps", &[]);
-    let pulse = pulse_deps(&server);
-    let bad = claimed_run(&server, &pulse, "bad-parent");
-    let orphan = claimed_run(&server, &pulse, "orphan");
-    assert_eq!(bad["status"], "failed");
-    assert_eq!(orphan["status"], "skipped", "{orphan}");
-    assert_eq!(orphan["skip_reason"], "dependency_failed");
-    assert!(orphan["started_at"].is_null(), "it never ran");
-    assert!(orphan["steps"].as_array().unwrap().is_empty());
-    event(&orphan, "skipped");
 }
