@@ -193,33 +193,22 @@ async fn measure_runs(url: &str) -> f64 {
     // Queue every run before the clock starts.
     let base = chrono::Utc::now();
     db.run(move |c| {
-        let pulse = pulsehost::store::pulses::insert_pulse(c, "manual", Some("bench"), None, base)?
-            .unwrap_or_default();
-        let due: Vec<_> = (0..RUNS)
-            .map(|i| pulsehost::store::pulses::DueSlot {
-                task_id,
-                scheduled_for: base + chrono::Duration::milliseconds(i as i64),
-            })
-            .collect();
-        let slots = pulsehost::store::pulses::claim_slots(c, pulse, &due, "manual")?;
+        use pulsehost::store::pulses::{claim_and_record, insert_pulse, SlotCandidate};
+        let pulse = insert_pulse(c, "manual", Some("bench"), None, base)?.unwrap_or_default();
         let version: i64 = pulsehost::store::plugins::get_task(c, task_id)?
             .1
             .plugin_version_id;
-        let runs: Vec<_> = slots
-            .iter()
-            .map(|s| pulsehost::store::pulses::NewRun {
-                slot_id: s.slot_id,
+        let candidates: Vec<SlotCandidate> = (0..RUNS)
+            .map(|i| SlotCandidate {
                 task_id,
+                scheduled_for: base + chrono::Duration::milliseconds(i as i64),
                 plugin_version_id: version,
                 status: "queued".into(),
                 priority: 0,
-                scheduled_for: s.scheduled_for,
-                not_before: base,
                 skip_reason: None,
-                finished_at: None,
             })
             .collect();
-        pulsehost::store::pulses::insert_runs(c, &runs)
+        claim_and_record(c, pulse, "manual", base, &candidates)
     })
     .await
     .unwrap();

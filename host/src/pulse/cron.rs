@@ -52,11 +52,7 @@ impl CronSchedule {
     pub fn after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
         // Wall-clock times are walked as if they were UTC, then placed in the zone.
         let start = Utc.from_utc_datetime(&after.with_timezone(&self.tz).naive_local());
-        let mut streams: Vec<_> = self
-            .parts
-            .iter()
-            .map(|s| s.after_owned(start).peekable())
-            .collect();
+        let mut streams: Vec<_> = self.parts.iter().map(|s| s.after(&start).peekable()).collect();
         let mut last: Option<DateTime<Utc>> = None;
         std::iter::from_fn(move || loop {
             let next = streams

@@ -132,6 +132,7 @@ pub struct Pulser {
     plugins: PluginHost,
     config: PulseConfig,
     schedules: Mutex<HashMap<i64, Cached>>,
+    tasks: Mutex<Option<(pulses::TaskFingerprint, Arc<Vec<SchedulableTask>>)>>,
 }
 
 impl Pulser {
@@ -142,6 +143,7 @@ impl Pulser {
             plugins,
             config,
             schedules: Mutex::default(),
+            tasks: Mutex::default(),
         }
     }
 
@@ -157,15 +159,17 @@ impl Pulser {
             return Ok(answer);
         }
         let clock = Instant::now();
-        let (previous, tasks) = self
-            .db
-            .run(move |c| Ok((pulses::previous_pulse_at(c, now)?, pulses::schedulable_tasks(c)?)))
-            .await?;
+        let (previous, tasks) = self.read_tasks(now).await?;
         let mut candidates = Vec::new();
         let mut uncounted = 0;
-        for (i, task) in tasks.iter().enumerate() {
-            if task.schedule_kind == "cron" {
-                uncounted += self.cron_candidates(i, task, previous, now, &mut candidates);
+        {
+            let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, task) in tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.schedule_kind == "cron")
+            {
+                uncounted += self.cron_candidates(&mut cache, i, task, previous, now, &mut candidates);
             }
         }
         let (asked, mut errors) = dynamic::ask(self, &tasks, now, &mut candidates).await;
@@ -193,6 +197,39 @@ impl Pulser {
         }
     }
 
+    /// The previous pulse's time and the schedulable tasks, re-read only when
+    /// their fingerprint changed (a pulse over 10,000 tasks must not decode
+    /// 10,000 rows every minute).
+    async fn read_tasks(
+        &self,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(Option<DateTime<Utc>>, Arc<Vec<SchedulableTask>>)> {
+        let cached = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let known = cached.as_ref().map(|(fp, _)| *fp);
+        let (previous, fingerprint, fresh) = self
+            .db
+            .run(move |c| {
+                let previous = pulses::previous_pulse_at(c, now)?;
+                let fingerprint = pulses::task_fingerprint(c)?;
+                let fresh = (Some(fingerprint) != known)
+                    .then(|| pulses::schedulable_tasks(c))
+                    .transpose()?;
+                Ok((previous, fingerprint, fresh))
+            })
+            .await?;
+        let tasks = match (fresh, cached) {
+            (Some(tasks), _) => {
+                let tasks = Arc::new(tasks);
+                *self.tasks.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((fingerprint, Arc::clone(&tasks)));
+                tasks
+            }
+            (None, Some((_, tasks))) => tasks,
+            (None, None) => Arc::default(),
+        };
+        Ok((previous, tasks))
+    }
+
     /// The stored answer of an earlier delivery with `key`.
     async fn replay(&self, key: Option<&str>) -> StoreResult<Option<PulseAnswer>> {
         let Some(key) = key.map(str::to_string) else {
@@ -206,6 +243,7 @@ impl Pulser {
     /// older missed slots were beyond the cap.
     fn cron_candidates(
         &self,
+        cache: &mut HashMap<i64, Cached>,
         index: usize,
         task: &SchedulableTask,
         previous: Option<DateTime<Utc>>,
@@ -213,7 +251,7 @@ impl Pulser {
         out: &mut Vec<Candidate>,
     ) -> usize {
         let start = previous.map_or(task.schedule_since, |p| p.max(task.schedule_since));
-        let Some(schedule) = self.schedule(task, start, now) else {
+        let Some(schedule) = Self::schedule(cache, task, start, now) else {
             return 0;
         };
         let (slots, total) = due::window(
@@ -240,12 +278,11 @@ impl Pulser {
     /// The task's parsed schedule, or None when nothing is due in `(start, now]`
     /// (answered from the cached next fire time without walking the schedule).
     fn schedule(
-        &self,
+        cache: &mut HashMap<i64, Cached>,
         task: &SchedulableTask,
         start: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<Arc<CronSchedule>> {
-        let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
         let stale = cache.get(&task.id).is_none_or(|c| {
             Some(&c.expression) != task.cron_expression.as_ref() || c.timezone != task.timezone
         });

@@ -1,6 +1,6 @@
 //! The write half of a pulse: one transaction that records the pulse, claims
-//! every candidate slot in one batched insert, applies overlap, links
-//! dependencies and queues runs; and the operator's "run now".
+//! every candidate slot and records its run in one statement, applies overlap,
+//! links dependencies; and the operator's "run now".
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 
 use super::due::Verdict;
 use super::{Candidate, PulseProblem, PulseReport, SlotRun, DEPENDENCY_FAILED, PREVIOUS_INSTANCE_RUNNING};
-use crate::store::pulses::{self, DueSlot, NewRun, PulseSummary, SchedulableTask};
+use crate::store::pulses::{self, ClaimedRun, PulseSummary, SchedulableTask, SlotCandidate};
 use crate::store::{runs, Db, StoreError, StoreResult};
 
 /// Everything the evaluation produced.
 pub(super) struct Batch {
-    pub tasks: Vec<SchedulableTask>,
+    pub tasks: std::sync::Arc<Vec<SchedulableTask>>,
     pub candidates: Vec<Candidate>,
     pub asked: Vec<i64>,
     pub source: Option<String>,
@@ -43,65 +43,52 @@ pub(super) async fn claim(db: &Db, batch: Batch) -> StoreResult<Option<PulseRepo
         else {
             return Ok(None);
         };
-        let due: Vec<DueSlot> = candidates
+        let index_of: HashMap<i64, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
+        // Overlap: what is still queued or running of the tasks about to run.
+        let watched: Vec<i64> = candidates
             .iter()
-            .map(|c| DueSlot {
-                task_id: tasks[c.task].id,
-                scheduled_for: c.scheduled_for,
+            .filter(|c| c.verdict == Verdict::Run && tasks[c.task].overlap != "allow")
+            .map(|c| tasks[c.task].id)
+            .collect();
+        let mut active: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (run_id, task_id, _) in pulses::active_runs(conn, &watched)? {
+            active.entry(task_id).or_default().push(run_id);
+        }
+        let rows: Vec<SlotCandidate> = candidates
+            .iter()
+            .map(|c| {
+                let task = &tasks[c.task];
+                let (status, reason) = match c.verdict {
+                    Verdict::Missed(reason) => ("missed", Some(reason.to_string())),
+                    Verdict::Run if task.overlap == "skip" && active.contains_key(&task.id) => {
+                        ("skipped", Some(PREVIOUS_INSTANCE_RUNNING.to_string()))
+                    }
+                    Verdict::Run => ("queued", None),
+                };
+                SlotCandidate {
+                    task_id: task.id,
+                    scheduled_for: c.scheduled_for,
+                    plugin_version_id: task.plugin_version_id,
+                    status: status.into(),
+                    priority: task.priority,
+                    skip_reason: reason,
+                }
             })
             .collect();
-        let claimed = pulses::claim_slots(conn, pulse_id, &due, "schedule")?;
-        let index_of: HashMap<i64, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
-        let verdict_of: HashMap<(i64, DateTime<Utc>), Verdict> = candidates
-            .iter()
-            .map(|c| ((tasks[c.task].id, c.scheduled_for), c.verdict))
-            .collect();
-
-        // Overlap: what is still queued or running of the tasks about to run.
-        let running_ids: Vec<i64> = claimed
-            .iter()
-            .filter(|c| verdict_of.get(&(c.task_id, c.scheduled_for)) == Some(&Verdict::Run))
-            .map(|c| c.task_id)
-            .collect();
-        let mut active: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
-        for (run_id, task_id, status) in pulses::active_runs(conn, &running_ids)? {
-            active.entry(task_id).or_default().push((run_id, status));
-        }
+        let recorded = pulses::claim_and_record(conn, pulse_id, "schedule", now, &rows)?;
+        // Overlap `replace`: a new run of the task was queued, so the old ones go.
         let mut replaced = Vec::new();
-        let mut new_runs = Vec::with_capacity(claimed.len());
-        for slot in &claimed {
-            let task = &tasks[index_of[&slot.task_id]];
-            let (status, reason) = match verdict_of.get(&(slot.task_id, slot.scheduled_for)) {
-                Some(Verdict::Missed(reason)) => ("missed", Some(reason.to_string())),
-                _ => match (task.overlap.as_str(), active.get(&task.id)) {
-                    ("skip", Some(_)) => ("skipped", Some(PREVIOUS_INSTANCE_RUNNING.to_string())),
-                    ("replace", Some(previous)) => {
-                        for (run_id, _) in previous {
-                            if let runs::CancelOutcome::Requested { .. } =
-                                runs::request_cancel(conn, *run_id, now)?
-                            {
-                                replaced.push(*run_id);
-                            }
-                        }
-                        ("queued", None)
-                    }
-                    _ => ("queued", None),
-                },
-            };
-            new_runs.push(NewRun {
-                slot_id: slot.slot_id,
-                task_id: slot.task_id,
-                plugin_version_id: task.plugin_version_id,
-                status: status.into(),
-                priority: task.priority,
-                scheduled_for: slot.scheduled_for,
-                not_before: now,
-                finished_at: reason.as_ref().map(|_| now),
-                skip_reason: reason,
-            });
+        for run in recorded.iter().filter(|r| r.status == "queued") {
+            if tasks[index_of[&run.task_id]].overlap != "replace" {
+                continue;
+            }
+            for previous in active.remove(&run.task_id).unwrap_or_default() {
+                if let runs::CancelOutcome::Requested { .. } = runs::request_cancel(conn, previous, now)? {
+                    replaced.push(previous);
+                }
+            }
         }
-        let run_ids = pulses::insert_runs(conn, &new_runs)?;
-        link_dependencies(conn, &tasks, &new_runs, &run_ids, now)?;
+        link_dependencies(conn, &tasks, &index_of, &recorded, now)?;
         pulses::mark_asked(conn, &asked, now)?;
 
         let mut report = PulseReport {
@@ -116,9 +103,9 @@ pub(super) async fn claim(db: &Db, batch: Batch) -> StoreResult<Option<PulseRepo
             duration_ms: 0.0,
             replaced,
         };
-        for (run, run_id) in new_runs.into_iter().zip(run_ids) {
+        for run in recorded {
             let entry = SlotRun {
-                run_id,
+                run_id: run.run_id,
                 slot_id: run.slot_id,
                 task_id: run.task_id,
                 task: tasks[index_of[&run.task_id]].name.clone(),
@@ -132,25 +119,27 @@ pub(super) async fn claim(db: &Db, batch: Batch) -> StoreResult<Option<PulseRepo
             }
         }
         report.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
-        let response = serde_json::to_value(&report).map_err(|e| StoreError::Encoding(e.to_string()))?;
-        pulses::finish_pulse(
-            conn,
-            pulse_id,
-            &PulseSummary {
-                due: report.due as i32,
-                claimed: report.claimed.len() as i32,
-                skipped: report.skipped.len() as i32,
-                missed: (report.missed.len() + uncounted) as i32,
-                duration_ms: report.duration_ms,
-                max_lateness_ms: report
-                    .claimed
-                    .iter()
-                    .map(|r| (now - r.scheduled_for).num_milliseconds())
-                    .max(),
-                errors: response["errors"].clone(),
-                response: Some(response),
-            },
-        )?;
+        // The whole answer is kept only when a retried delivery may ask for it again.
+        let errors = serde_json::to_value(&report.errors).map_err(|e| StoreError::Encoding(e.to_string()))?;
+        let response = match key {
+            Some(_) => Some(serde_json::to_value(&report).map_err(|e| StoreError::Encoding(e.to_string()))?),
+            None => None,
+        };
+        let summary = PulseSummary {
+            due: report.due as i32,
+            claimed: report.claimed.len() as i32,
+            skipped: report.skipped.len() as i32,
+            missed: (report.missed.len() + uncounted) as i32,
+            duration_ms: report.duration_ms,
+            max_lateness_ms: report
+                .claimed
+                .iter()
+                .map(|r| (now - r.scheduled_for).num_milliseconds())
+                .max(),
+            errors,
+            response,
+        };
+        pulses::finish_pulse(conn, pulse_id, &summary)?;
         Ok(Some(report))
     })
     .await
@@ -162,40 +151,33 @@ pub(super) async fn claim(db: &Db, batch: Batch) -> StoreResult<Option<PulseRepo
 fn link_dependencies(
     conn: &mut diesel::PgConnection,
     tasks: &[SchedulableTask],
-    new_runs: &[NewRun],
-    run_ids: &[i64],
+    index_of: &HashMap<i64, usize>,
+    recorded: &[ClaimedRun],
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let by_task: HashMap<i64, (&SchedulableTask, &NewRun, i64)> = new_runs
+    let task_of = |run: &ClaimedRun| &tasks[index_of[&run.task_id]];
+    for run in recorded
         .iter()
-        .zip(run_ids)
-        .filter_map(|(run, id)| {
-            tasks
-                .iter()
-                .find(|t| t.id == run.task_id)
-                .map(|t| (t.id, (t, run, *id)))
-        })
-        .collect();
-    for (task, run, run_id) in by_task.values() {
-        if task.depends_on.is_empty() || run.status != "queued" {
-            continue;
-        }
+        .filter(|r| r.status == "queued" && !task_of(r).depends_on.is_empty())
+    {
+        let task = task_of(run);
         let mut waits_for = Vec::new();
         let mut failed = false;
         for name in &task.depends_on {
-            let dependency = by_task
-                .values()
-                .find(|(t, ..)| t.plugin_id == task.plugin_id && &t.name == name);
+            let dependency = recorded.iter().find(|d| {
+                let t = task_of(d);
+                t.plugin_id == task.plugin_id && &t.name == name
+            });
             match dependency {
-                Some((_, dep_run, dep_id)) if dep_run.status == "queued" => waits_for.push(*dep_id),
+                Some(d) if d.status == "queued" => waits_for.push(d.run_id),
                 Some(_) => failed = true,
                 None => {}
             }
         }
         if failed {
-            pulses::skip_runs(conn, &[*run_id], DEPENDENCY_FAILED, now)?;
+            pulses::skip_runs(conn, &[run.run_id], DEPENDENCY_FAILED, now)?;
         } else if !waits_for.is_empty() {
-            pulses::set_dependencies(conn, *run_id, &waits_for)?;
+            pulses::set_dependencies(conn, run.run_id, &waits_for)?;
         }
     }
     Ok(())
@@ -210,29 +192,17 @@ pub async fn trigger(db: &Db, task_id: i64, now: DateTime<Utc>) -> StoreResult<S
         }
         let pulse_id = pulses::insert_pulse(conn, "manual", Some("manual"), None, now)?
             .ok_or_else(|| StoreError::NotFound("a pulse id".into()))?;
-        let slot = pulses::claim_slots(
-            conn,
-            pulse_id,
-            &[DueSlot {
-                task_id,
-                scheduled_for: now,
-            }],
-            "manual",
-        )?
-        .pop()
-        .ok_or_else(|| StoreError::NotFound(format!("a free slot for task {task_id} at {now}")))?;
-        let run = NewRun {
-            slot_id: slot.slot_id,
+        let candidate = SlotCandidate {
             task_id,
+            scheduled_for: now,
             plugin_version_id: task.plugin_version_id,
             status: "queued".into(),
             priority: task.priority,
-            scheduled_for: now,
-            not_before: now,
             skip_reason: None,
-            finished_at: None,
         };
-        let run_id = pulses::insert_runs(conn, &[run])?.pop().unwrap_or_default();
+        let run = pulses::claim_and_record(conn, pulse_id, "manual", now, &[candidate])?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("a free slot for task {task_id} at {now}")))?;
         let summary = PulseSummary {
             due: 1,
             claimed: 1,
@@ -241,8 +211,8 @@ pub async fn trigger(db: &Db, task_id: i64, now: DateTime<Utc>) -> StoreResult<S
         };
         pulses::finish_pulse(conn, pulse_id, &summary)?;
         Ok(SlotRun {
-            run_id,
-            slot_id: slot.slot_id,
+            run_id: run.run_id,
+            slot_id: run.slot_id,
             task_id,
             task: task.name,
             scheduled_for: now,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use super::models::{PulseRow, RunRow};
-use super::schema::{plugin_versions, pulses, runs, slots, tasks};
+use super::schema::{plugin_versions, pulses, runs, tasks};
 use super::StoreResult;
 
 /// What a pulse needs of a task: identity and policies, never the definition.
@@ -44,50 +44,6 @@ pub struct SchedulableTask {
     pub last_asked_at: Option<DateTime<Utc>>,
 }
 
-/// A slot a pulse wants to claim.
-#[derive(Debug, Clone)]
-pub struct DueSlot {
-    /// The task.
-    pub task_id: i64,
-    /// The occurrence.
-    pub scheduled_for: DateTime<Utc>,
-}
-
-/// A slot this pulse won.
-#[derive(Debug, Clone, Queryable)]
-pub struct ClaimedSlot {
-    /// Identifier passed to steps as `PULSEHOST_SLOT_ID`.
-    pub slot_id: i64,
-    /// The task.
-    pub task_id: i64,
-    /// The occurrence.
-    pub scheduled_for: DateTime<Utc>,
-}
-
-/// A run to insert for a claimed slot.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = runs)]
-pub struct NewRun {
-    /// The slot.
-    pub slot_id: i64,
-    /// The task.
-    pub task_id: i64,
-    /// Definition to execute.
-    pub plugin_version_id: i64,
-    /// `queued`, `skipped` or `missed`.
-    pub status: String,
-    /// Queue priority.
-    pub priority: i32,
-    /// The occurrence.
-    pub scheduled_for: DateTime<Utc>,
-    /// Earliest start.
-    pub not_before: DateTime<Utc>,
-    /// Why it was skipped or missed.
-    pub skip_reason: Option<String>,
-    /// Set for runs that end at once (skipped, missed).
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
 /// The pulse that answered a delivery with this idempotency key, if any.
 pub fn by_idempotency_key(conn: &mut PgConnection, key: &str) -> StoreResult<Option<PulseRow>> {
     Ok(pulses::table
@@ -107,6 +63,21 @@ pub fn previous_pulse_at(
         .filter(pulses::received_at.lt(before))
         .select(diesel::dsl::max(pulses::received_at))
         .first(conn)?)
+}
+
+/// Changes whenever a task changes (a trigger bumps it); lets a pulse reuse
+/// the tasks it read last time.
+pub type TaskFingerprint = i64;
+
+/// The current [`TaskFingerprint`].
+pub fn task_fingerprint(conn: &mut PgConnection) -> StoreResult<TaskFingerprint> {
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Int8)]
+        version: i64,
+    }
+    let rows: Vec<Version> = diesel::sql_query("SELECT version FROM tasks_version").load(conn)?;
+    Ok(rows.first().map_or(0, |r| r.version))
 }
 
 /// Tasks a pulse evaluates: active, enabled, not paused, cron or dynamic.
@@ -141,33 +112,88 @@ pub fn insert_pulse(
         .optional()?)
 }
 
-/// Claims slots with one batched `INSERT … ON CONFLICT DO NOTHING`: only the
-/// rows this call inserted come back, so a slot is won by exactly one pulse.
-pub fn claim_slots(
+/// One candidate slot and the run to record for it if this pulse wins it.
+#[derive(Debug, Clone)]
+pub struct SlotCandidate {
+    /// The task.
+    pub task_id: i64,
+    /// The occurrence.
+    pub scheduled_for: DateTime<Utc>,
+    /// Definition the run executes.
+    pub plugin_version_id: i64,
+    /// `queued`, `skipped` or `missed`.
+    pub status: String,
+    /// Queue priority.
+    pub priority: i32,
+    /// Why it is skipped or missed.
+    pub skip_reason: Option<String>,
+}
+
+/// A slot this pulse won and the run recorded for it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ClaimedRun {
+    /// The run.
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub run_id: i64,
+    /// The slot (passed to steps as `PULSEHOST_SLOT_ID`).
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub slot_id: i64,
+    /// The task.
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    pub task_id: i64,
+    /// The occurrence.
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub scheduled_for: DateTime<Utc>,
+    /// `queued`, `skipped` or `missed`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+    /// Why it is skipped or missed.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub skip_reason: Option<String>,
+}
+
+/// Claims slots and records their runs in one statement: the slots go in with
+/// `INSERT … ON CONFLICT DO NOTHING`, and only the ones this statement inserted
+/// get a run, so any number of concurrent pulses record each slot once. The
+/// rows travel as arrays, not as thousands of parameters.
+pub fn claim_and_record(
     conn: &mut PgConnection,
     pulse_id: i64,
-    due: &[DueSlot],
     trigger: &str,
-) -> StoreResult<Vec<ClaimedSlot>> {
-    if due.is_empty() {
+    now: DateTime<Utc>,
+    candidates: &[SlotCandidate],
+) -> StoreResult<Vec<ClaimedRun>> {
+    use diesel::sql_types::{Array, Int4, Int8, Nullable, Text, Timestamptz};
+    if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<_> = due
-        .iter()
-        .map(|d| {
-            (
-                slots::task_id.eq(d.task_id),
-                slots::scheduled_for.eq(d.scheduled_for),
-                slots::pulse_id.eq(pulse_id),
-                slots::trigger.eq(trigger),
-            )
-        })
-        .collect();
-    Ok(diesel::insert_into(slots::table)
-        .values(&rows)
-        .on_conflict_do_nothing()
-        .returning((slots::id, slots::task_id, slots::scheduled_for))
-        .get_results(conn)?)
+    let column = |f: fn(&SlotCandidate) -> i64| candidates.iter().map(f).collect::<Vec<_>>();
+    Ok(diesel::sql_query(
+        "WITH input AS ( \
+             SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int8[], $4::text[], $5::int4[], $6::text[]) \
+                 AS i (task_id, scheduled_for, plugin_version_id, status, priority, skip_reason) \
+         ), claimed AS ( \
+             INSERT INTO slots (task_id, scheduled_for, pulse_id, trigger) \
+             SELECT task_id, scheduled_for, $7, $8 FROM input \
+             ON CONFLICT DO NOTHING RETURNING id, task_id, scheduled_for \
+         ) \
+         INSERT INTO runs (slot_id, task_id, plugin_version_id, status, priority, scheduled_for, \
+                           not_before, skip_reason, finished_at) \
+         SELECT c.id, i.task_id, i.plugin_version_id, i.status, i.priority, i.scheduled_for, $9, \
+                i.skip_reason, CASE WHEN i.status = 'queued' THEN NULL ELSE $9 END \
+         FROM claimed c JOIN input i ON i.task_id = c.task_id AND i.scheduled_for = c.scheduled_for \
+         RETURNING id AS run_id, slot_id, task_id, scheduled_for, status, skip_reason",
+    )
+    .bind::<Array<Int8>, _>(column(|c| c.task_id))
+    .bind::<Array<Timestamptz>, _>(candidates.iter().map(|c| c.scheduled_for).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(column(|c| c.plugin_version_id))
+    .bind::<Array<Text>, _>(candidates.iter().map(|c| c.status.clone()).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(candidates.iter().map(|c| c.priority).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(candidates.iter().map(|c| c.skip_reason.clone()).collect::<Vec<_>>())
+    .bind::<Int8, _>(pulse_id)
+    .bind::<Text, _>(trigger)
+    .bind::<Timestamptz, _>(now)
+    .load(conn)?)
 }
 
 /// Queued or running runs of `task_ids`: (run id, task id, status).
@@ -180,17 +206,6 @@ pub fn active_runs(conn: &mut PgConnection, task_ids: &[i64]) -> StoreResult<Vec
         .filter(runs::status.eq_any(["queued", "running"]))
         .select((runs::id, runs::task_id, runs::status))
         .load(conn)?)
-}
-
-/// Inserts runs in one statement and returns their ids in order.
-pub fn insert_runs(conn: &mut PgConnection, new: &[NewRun]) -> StoreResult<Vec<i64>> {
-    if new.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(diesel::insert_into(runs::table)
-        .values(new)
-        .returning(runs::id)
-        .get_results(conn)?)
 }
 
 /// Makes a queued run wait for `depends_on` (runs of the same pulse).
