@@ -58,6 +58,9 @@ pub struct PluginSummary {
     pub uploaded_at: DateTime<Utc>,
 }
 
+/// A task's name, schedule kind, expression, time zone and since-when.
+type ExistingSchedule = (String, String, Option<String>, Option<String>, DateTime<Utc>);
+
 /// Records a new version of a plugin and makes it active: its tasks are upserted
 /// (keeping their identity and schedule cursor) and tasks it no longer describes
 /// are deactivated, all in the caller's transaction.
@@ -101,7 +104,7 @@ pub fn register_version(
 
     // A task whose schedule changes starts its new schedule now; otherwise it
     // keeps the instant its schedule took effect.
-    let existing: Vec<(String, String, Option<String>, Option<String>, DateTime<Utc>)> = tasks::table
+    let existing: Vec<ExistingSchedule> = tasks::table
         .filter(tasks::plugin_id.eq(plugin_id))
         .select((
             tasks::name,
