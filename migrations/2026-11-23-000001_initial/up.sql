@@ -155,6 +155,8 @@ CREATE TABLE runs (
 
 CREATE INDEX runs_queue_idx ON runs (priority DESC, not_before, id) WHERE status = 'queued';
 CREATE INDEX runs_task_idx ON runs (task_id, id DESC);
+-- Crash recovery on every pulse and every few seconds: running runs by lease.
+CREATE INDEX runs_running_idx ON runs (lease_expires_at) WHERE status = 'running';
 -- The overlap check of every pulse: which tasks have a run queued or running.
 CREATE INDEX runs_active_idx ON runs (task_id) WHERE status IN ('queued', 'running');
 

@@ -41,6 +41,11 @@ pub async fn pulse(
         .or_else(|| header("user-agent"))
         .map(|s| s.chars().take(200).collect());
     let key = header("idempotency-key").map(|k| k.chars().take(200).collect::<String>());
+    // Runs whose host died are finished (and retried) first, so that overlap
+    // does not wait on a run nobody executes any more.
+    if let Err(e) = state.runner.recover().await {
+        tracing::warn!(error = %e, "recovering runs of lost hosts failed");
+    }
     let report = match state.pulser.pulse(source, key, chrono::Utc::now()).await? {
         PulseAnswer::Replayed(previous) => {
             return Ok(HttpResponse::Ok()
