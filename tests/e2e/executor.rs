@@ -316,3 +316,16 @@ fn queued_runs_wait_in_postgres_and_survive_a_restart() {
     let run = second.finished_run(waiting, Duration::from_secs(60));
     assert_eq!(run["status"], "succeeded", "the queued run was not lost: {run}");
 }
+
+#[test]
+fn pip_uses_the_package_index_the_host_is_configured_with() {
+    let db = TestDb::new();
+    let server = exec_server(&db, &[("PIP_INDEX_URL", "http://127.0.0.1:9/pulsehost-index/")]);
+    let run = run(&server, "pip-fails");
+    assert_eq!(run["status"], "failed", "{run}");
+    let pip_output = run["steps"][0]["stderr"].as_str().unwrap();
+    assert!(
+        pip_output.contains("127.0.0.1:9"),
+        "pip did not use PIP_INDEX_URL:\n{pip_output}"
+    );
+}
