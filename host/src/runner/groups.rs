@@ -2,6 +2,7 @@
 //! the host that recovers the run after this one died can kill what it left
 //! behind. While a background hook runs beside a step, the step's group (the
 //! newer one) is recorded; when it exits, the background's group is again.
+//! Recording is asynchronous: a slow write never delays a process.
 
 use std::sync::Mutex;
 
@@ -42,10 +43,15 @@ impl Groups {
         self.current.send_replace(live.last().copied());
     }
 
-    /// The process that led group `pgid` ended (and the group was killed).
+    /// The process that led group `pgid` ended (and the group was killed). With
+    /// no other process live, the stale id stays until the run finishes (which
+    /// clears it): one write less per process, and recovery kills a group only
+    /// when its members carry the run's id.
     pub fn exited(&self, pgid: i32) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|g| *g != pgid);
-        self.current.send_replace(live.last().copied());
+        if let Some(&last) = live.last() {
+            self.current.send_replace(Some(last));
+        }
     }
 }

@@ -35,9 +35,12 @@ pub fn claim_next(
     let next: Option<RunRow> = runs::table
         .filter(runs::status.eq("queued"))
         .filter(runs::not_before.le(now))
+        // The OR keeps PostgreSQL from turning the NOT EXISTS into an anti-join
+        // over every unfinished run: it is a subplan, asked only of runs with
+        // dependencies.
         .filter(sql::<Bool>(
-            "NOT EXISTS (SELECT 1 FROM runs d \
-             WHERE d.id = ANY(runs.depends_on_runs) AND d.status <> 'succeeded')",
+            "(runs.depends_on_runs = '{}' OR NOT EXISTS (SELECT 1 FROM runs d \
+             WHERE d.id = ANY(runs.depends_on_runs) AND d.status <> 'succeeded'))",
         ))
         .order((runs::priority.desc(), runs::not_before, runs::id))
         .select(RunRow::as_select())
