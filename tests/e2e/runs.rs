@@ -72,9 +72,10 @@ fn skipped_or_missed(db: &TestDb) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let rows: Vec<N> = diesel::sql_query("SELECT count(*) AS n FROM runs WHERE status IN ('skipped', 'missed')")
-        .load(&mut db.conn())
-        .unwrap();
+    let rows: Vec<N> =
+        diesel::sql_query("SELECT count(*) AS n FROM runs WHERE status IN ('skipped', 'missed')")
+            .load(&mut db.conn())
+            .unwrap();
     rows[0].n
 }
 
