@@ -272,3 +272,25 @@ fn two_hosts_hit_by_fifty_concurrent_duplicate_pulses_run_every_slot_exactly_onc
         "one run per slot, none lost"
     );
 }
+
+#[test]
+fn after_missed_occurrences_a_dependent_waits_for_its_dependencys_run_of_the_same_slot() {
+    let db = TestDb::new();
+    let server = server_with(&db, "fixture-deps", &[]);
+    std::thread::sleep(Duration::from_millis(2300));
+    let pulse = server.pulse();
+    assert!(
+        !of_task(&pulse["missed"], "parent").is_empty(),
+        "older slots were missed: {pulse}"
+    );
+    let parent = of_task(&pulse["claimed"], "parent")[0].clone();
+    let child = of_task(&pulse["claimed"], "child")[0].clone();
+    assert_eq!(parent["scheduled_for"], child["scheduled_for"]);
+    let child = server.finished_run(child["run_id"].as_i64().unwrap(), Duration::from_secs(30));
+    assert_eq!(
+        child["depends_on_runs"],
+        serde_json::json!([parent["run_id"]]),
+        "{child}"
+    );
+    assert_eq!(child["status"], "succeeded", "{child}");
+}

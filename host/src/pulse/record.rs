@@ -164,10 +164,16 @@ fn link_dependencies(
         let mut waits_for = Vec::new();
         let mut failed = false;
         for name in &task.depends_on {
-            let dependency = recorded.iter().find(|d| {
+            // The dependency's run for the same occurrence, else its newest one
+            // in this pulse (older, missed occurrences do not count).
+            let of_dependency = recorded.iter().filter(|d| {
                 let t = task_of(d);
                 t.plugin_id == task.plugin_id && &t.name == name
             });
+            let dependency = of_dependency
+                .clone()
+                .find(|d| d.scheduled_for == run.scheduled_for)
+                .or_else(|| of_dependency.max_by_key(|d| d.scheduled_for));
             match dependency {
                 Some(d) if d.status == "queued" => waits_for.push(d.run_id),
                 Some(_) => failed = true,
