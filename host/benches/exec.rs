@@ -11,12 +11,13 @@
 //! own database.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::{Connection, PgConnection, RunQueryDsl};
 use pulsehost::exec::{self, ProcessSpec, Program};
 use pulsehost::runner::{Runner, RunnerConfig};
 use pulsehost::spec::*;
@@ -122,19 +123,8 @@ async fn rss_growth_during_flood(cap: usize) -> f64 {
 }
 
 async fn runs_per_second() -> f64 {
-    let admin = std::env::var("PULSEHOST_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("pulsehost_bench_{}", std::process::id());
-    let mut conn = PgConnection::establish(&admin).expect("bench PostgreSQL");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    let rate = measure_runs(&url).await;
-    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .unwrap();
-    rate
+    let db = support::BenchDb::create("exec");
+    measure_runs(&db.url).await
 }
 
 async fn measure_runs(url: &str) -> f64 {

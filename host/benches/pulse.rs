@@ -7,10 +7,12 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); creates and drops its own database.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
-use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel::RunQueryDsl;
 use pulsehost::plugin::{Limits, PluginHost};
 use pulsehost::pulse::{PulseAnswer, PulseConfig, Pulser};
 use pulsehost::spec::*;
@@ -22,22 +24,13 @@ const DUE: usize = 1_000;
 const ROUNDS: usize = 7;
 
 fn main() {
-    let admin = std::env::var("PULSEHOST_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("pulsehost_bench_pulse_{}", std::process::id());
-    let mut conn = PgConnection::establish(&admin).expect("bench PostgreSQL");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let db = support::BenchDb::create("pulse");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (pulse_ms, insert_ms) = runtime.block_on(measure(&url));
-    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .unwrap();
+    let (pulse_ms, insert_ms) = runtime.block_on(measure(&db.url));
+    drop(db);
     println!("pulse_tasks: {TASKS} tasks");
     println!("pulse_due: {DUE} slots");
     println!("pulse_evaluate_and_claim: {pulse_ms:.2} ms (median of {ROUNDS})");
