@@ -1,0 +1,200 @@
+//! Cron as users write it, on top of the `cron` crate. Users type Vixie cron:
+//! five fields (or six with leading seconds), Sunday as 0 or 7, `@daily`-style
+//! shorthands, and day-of-month OR day-of-week when both are restricted. The
+//! crate wants seconds first, reads day-of-week 1 = Sunday and ANDs the two day
+//! fields, so expressions are checked and normalised here and never reach users
+//! raw: every error quotes the expression as the user wrote it.
+//!
+//! Time zones: occurrences are computed in the zone's wall-clock time and then
+//! mapped to instants. A wall-clock time inside a spring-forward gap fires once,
+//! at the end of the gap; a time in a repeated autumn hour fires once, at its
+//! first occurrence.
+
+mod fields;
+
+use std::iter::Peekable;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+
+use fields::{Fields, Written};
+
+/// Why an expression or time zone was rejected; the message says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CronError(String);
+
+/// A parsed, normalised schedule in a time zone.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    /// One schedule, or two whose union is the Vixie day-of-month OR day-of-week.
+    parts: Vec<cron::Schedule>,
+    tz: Tz,
+}
+
+impl CronSchedule {
+    /// Parses `expression` read in `timezone` (IANA name; None is UTC).
+    pub fn parse(expression: &str, timezone: Option<&str>) -> Result<Self, CronError> {
+        let tz = match timezone {
+            None => Tz::UTC,
+            Some(name) => Tz::from_str(name).map_err(|_| {
+                CronError(format!(
+                    "unknown time zone {name:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\""
+                ))
+            })?,
+        };
+        let expanded = expand_shorthand(expression)?;
+        let written = split_fields(expression, expanded)?;
+        let fields = Fields::read(expression, &written)?;
+        let parts = fields
+            .for_crate(&written)
+            .iter()
+            .map(|text| {
+                // Every field was checked above; should the crate still object,
+                // its message would show the normalised form, not the user's.
+                cron::Schedule::from_str(text).map_err(|_| {
+                    CronError(format!(
+                        "invalid cron expression {expression:?}: it could not be read; write minute \
+                         hour day-of-month month day-of-week, such as \"*/5 * * * *\""
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CronSchedule { parts, tz })
+    }
+
+    /// Occurrences strictly after `after`, ascending, each instant once.
+    pub fn after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        let mut last: Option<DateTime<Utc>> = None;
+        self.walls_after(after.with_timezone(&self.tz).naive_local())
+            .map(|wall| self.instant(wall))
+            .filter(move |instant| {
+                let fresh = *instant > after && last.is_none_or(|l| *instant > l);
+                if fresh {
+                    last = Some(*instant);
+                }
+                fresh
+            })
+    }
+
+    /// The newest occurrence in `(after, until]`, and how many there were,
+    /// counting at most `limit` (a cursor years old must not spin the host).
+    pub fn latest_between(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> (Option<DateTime<Utc>>, usize) {
+        let mut newest = None;
+        let mut count = 0;
+        for t in self.after(after).take_while(|t| *t <= until).take(limit) {
+            newest = Some(t);
+            count += 1;
+        }
+        (newest, count)
+    }
+
+    /// The first `n` occurrences after `after`.
+    pub fn next_n(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        self.after(after).take(n).collect()
+    }
+
+    /// Matching wall-clock times strictly after `start`, ascending, each once.
+    fn walls_after(&self, start: NaiveDateTime) -> WallClock<'_> {
+        // The crate walks wall-clock time when handed it as if it were UTC.
+        let start = Utc.from_utc_datetime(&start);
+        WallClock {
+            streams: self
+                .parts
+                .iter()
+                .map(|part| part.after(&start).peekable())
+                .collect(),
+        }
+    }
+
+    /// The instant a wall-clock time fires at.
+    fn instant(&self, wall: NaiveDateTime) -> DateTime<Utc> {
+        match self.tz.from_local_datetime(&wall) {
+            LocalResult::Single(t) => t.with_timezone(&Utc),
+            LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+            LocalResult::None => self.end_of_gap(wall),
+        }
+    }
+
+    /// The instant a wall-clock time inside a spring-forward gap fires at:
+    /// the first wall-clock minute that exists again.
+    fn end_of_gap(&self, wall: NaiveDateTime) -> DateTime<Utc> {
+        let mut probe = wall;
+        loop {
+            probe += Duration::minutes(1);
+            if let Some(t) = self.tz.from_local_datetime(&probe).earliest() {
+                let end = t - Duration::seconds(i64::from(t.naive_local().second()));
+                return end.with_timezone(&Utc);
+            }
+        }
+    }
+}
+
+/// The wall-clock times of every part of a schedule, merged.
+struct WallClock<'a> {
+    streams: Vec<Peekable<cron::ScheduleIterator<'a, Utc>>>,
+}
+
+impl Iterator for WallClock<'_> {
+    type Item = NaiveDateTime;
+
+    fn next(&mut self) -> Option<NaiveDateTime> {
+        let next = self.streams.iter_mut().filter_map(|s| s.peek().copied()).min()?;
+        for stream in &mut self.streams {
+            if stream.peek() == Some(&next) {
+                stream.next();
+            }
+        }
+        Some(next.naive_utc())
+    }
+}
+
+/// The five-field form of an `@`-shorthand, or the expression itself.
+fn expand_shorthand(expression: &str) -> Result<&str, CronError> {
+    let trimmed = expression.trim();
+    Ok(match trimmed.to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        other if other.starts_with('@') => {
+            return Err(CronError(format!(
+                "unknown shorthand {expression:?}: use @yearly, @monthly, @weekly, @daily or @hourly"
+            )))
+        }
+        _ => trimmed,
+    })
+}
+
+/// Splits five fields (or six, seconds first); five fields run at second 0.
+fn split_fields<'a>(expression: &str, expanded: &'a str) -> Result<Written<'a>, CronError> {
+    let fields: Vec<&str> = expanded.split_whitespace().collect();
+    let (second, rest) = match fields.len() {
+        5 => ("0", &fields[..]),
+        6 => (fields[0], &fields[1..]),
+        n => {
+            return Err(CronError(format!(
+                "cron expression {expression:?} has {n} fields: write 5 (minute hour day-of-month month \
+                 day-of-week), optionally preceded by a seconds field"
+            )))
+        }
+    };
+    Ok(Written {
+        second,
+        minute: rest[0],
+        hour: rest[1],
+        day_of_month: rest[2],
+        month: rest[3],
+        day_of_week: rest[4],
+    })
+}
+
+#[cfg(test)]
+mod tests;
