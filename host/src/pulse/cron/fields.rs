@@ -94,6 +94,9 @@ pub(super) struct Fields {
     pub days_of_week: u64,
     /// Both day fields are restricted, so a day matches if EITHER does (Vixie).
     pub days_either: bool,
+    /// The hour field starts with `*`: the schedule follows real time through
+    /// a repeated autumn hour instead of running a wall-clock time once.
+    pub hour_wildcard: bool,
 }
 
 /// An expression split into its fields, as the user wrote them.
@@ -121,6 +124,7 @@ impl Fields {
             months: field(MONTH, written.month)?,
             days_of_week: (day_of_week | day_of_week >> 7) & 0x7f,
             days_either: !written.day_of_month.starts_with('*') && !written.day_of_week.starts_with('*'),
+            hour_wildcard: written.hour.starts_with('*'),
         };
         fields.check_fires(expression, written)?;
         Ok(fields)

@@ -6,16 +6,25 @@
 //! raw: every error quotes the expression as the user wrote it.
 //!
 //! Time zones: occurrences are computed in the zone's wall-clock time and then
-//! mapped to instants. A wall-clock time inside a spring-forward gap fires once,
-//! at the end of the gap; a time in a repeated autumn hour fires once, at its
-//! first occurrence.
+//! mapped to instants, following Vixie cron's rule for clock changes:
+//!
+//! * A wall-clock time inside a spring-forward gap fires once, at the end of
+//!   the gap.
+//! * In a repeated autumn hour, a schedule whose hour field starts with `*`
+//!   (`*` or `*/n`, which includes `@hourly`) follows real time: a wall-clock
+//!   time that happens twice fires at both of its instants, so `* * * * *`
+//!   keeps firing every minute and `0 * * * *` every hour through the night.
+//! * A schedule with a fixed hour (a number, list or range) runs such a time
+//!   once, at its first instant: `30 2 * * *` runs once on the night the clocks
+//!   go back.
 
 mod fields;
 
+use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 use fields::{Fields, Written};
@@ -30,8 +39,14 @@ pub struct CronError(String);
 pub struct CronSchedule {
     /// One schedule, or two whose union is the Vixie day-of-month OR day-of-week.
     parts: Vec<cron::Schedule>,
+    fields: Fields,
     tz: Tz,
 }
+
+/// How far ahead of a start instant a clock change can still move wall-clock
+/// time back to before the start's own wall-clock time. Real zones change
+/// their clocks by at most a few hours, and never twice within this span.
+const CLOCK_CHANGE_REACH: Duration = Duration::hours(3);
 
 impl CronSchedule {
     /// Parses `expression` read in `timezone` (IANA name; None is UTC).
@@ -61,21 +76,19 @@ impl CronSchedule {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CronSchedule { parts, tz })
+        Ok(CronSchedule { parts, fields, tz })
     }
 
     /// Occurrences strictly after `after`, ascending, each instant once.
     pub fn after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
-        let mut last: Option<DateTime<Utc>> = None;
-        self.walls_after(after.with_timezone(&self.tz).naive_local())
-            .map(|wall| self.instant(wall))
-            .filter(move |instant| {
-                let fresh = *instant > after && last.is_none_or(|l| *instant > l);
-                if fresh {
-                    last = Some(*instant);
-                }
-                fresh
-            })
+        Occurrences {
+            schedule: self,
+            walls: self.walls_after(self.walk_start(after)),
+            walked: None,
+            deferred: VecDeque::new(),
+            after,
+            last: None,
+        }
     }
 
     /// The newest occurrence in `(after, until]`, and how many there were,
@@ -100,6 +113,26 @@ impl CronSchedule {
         self.after(after).take(n).collect()
     }
 
+    /// The wall-clock time from which to walk so that no occurrence after
+    /// `after` is missed: if the clocks go back within the next hours, the
+    /// second copies of the repeated times lie after `after` although their
+    /// wall-clock time is earlier than `after`'s own.
+    fn walk_start(&self, after: DateTime<Utc>) -> NaiveDateTime {
+        let smallest_offset = (0..=CLOCK_CHANGE_REACH.num_hours())
+            .filter_map(|h| after.checked_add_signed(Duration::hours(h)))
+            .map(|t| self.offset_at(t))
+            .min()
+            .unwrap_or_default();
+        let wall = after.naive_utc();
+        wall.checked_add_signed(smallest_offset).unwrap_or(wall)
+    }
+
+    /// The zone's offset from UTC at `instant`.
+    fn offset_at(&self, instant: DateTime<Utc>) -> Duration {
+        let offset = self.tz.offset_from_utc_datetime(&instant.naive_utc()).fix();
+        Duration::seconds(i64::from(offset.local_minus_utc()))
+    }
+
     /// Matching wall-clock times strictly after `start`, ascending, each once.
     fn walls_after(&self, start: NaiveDateTime) -> WallClock<'_> {
         // The crate walks wall-clock time when handed it as if it were UTC.
@@ -113,12 +146,17 @@ impl CronSchedule {
         }
     }
 
-    /// The instant a wall-clock time fires at.
-    fn instant(&self, wall: NaiveDateTime) -> DateTime<Utc> {
+    /// The instant a wall-clock time fires at, and for a repeated time the
+    /// second instant too when the schedule follows real time.
+    fn instants(&self, wall: NaiveDateTime) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
         match self.tz.from_local_datetime(&wall) {
-            LocalResult::Single(t) => t.with_timezone(&Utc),
-            LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
-            LocalResult::None => self.end_of_gap(wall),
+            LocalResult::Single(t) => (t.with_timezone(&Utc), None),
+            LocalResult::Ambiguous(a, b) => {
+                let (first, second) = (a.with_timezone(&Utc), b.with_timezone(&Utc));
+                let (first, second) = (first.min(second), first.max(second));
+                (first, self.fields.hour_wildcard.then_some(second))
+            }
+            LocalResult::None => (self.end_of_gap(wall), None),
         }
     }
 
@@ -152,6 +190,51 @@ impl Iterator for WallClock<'_> {
             }
         }
         Some(next.naive_utc())
+    }
+}
+
+/// Occurrences in instant order. Walking wall-clock time yields the first
+/// instants of a repeated hour in order but its second instants an hour too
+/// early, so those are held back until the walk passes them.
+struct Occurrences<'a> {
+    schedule: &'a CronSchedule,
+    walls: WallClock<'a>,
+    /// The next first instant from the walk, not yet handed out.
+    walked: Option<DateTime<Utc>>,
+    /// Second instants of repeated times, ascending, not yet handed out.
+    deferred: VecDeque<DateTime<Utc>>,
+    after: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+}
+
+impl Occurrences<'_> {
+    fn walk(&mut self) -> Option<DateTime<Utc>> {
+        let wall = self.walls.next()?;
+        let (first, second) = self.schedule.instants(wall);
+        self.deferred.extend(second);
+        Some(first)
+    }
+}
+
+impl Iterator for Occurrences<'_> {
+    type Item = DateTime<Utc>;
+
+    fn next(&mut self) -> Option<DateTime<Utc>> {
+        loop {
+            if self.walked.is_none() {
+                self.walked = self.walk();
+            }
+            let candidate = match (self.deferred.front(), self.walked) {
+                (Some(deferred), Some(walked)) if *deferred < walked => self.deferred.pop_front(),
+                (_, Some(_)) => self.walked.take(),
+                (Some(_), None) => self.deferred.pop_front(),
+                (None, None) => return None,
+            }?;
+            if candidate > self.after && self.last.is_none_or(|l| candidate > l) {
+                self.last = Some(candidate);
+                return Some(candidate);
+            }
+        }
     }
 }
 
@@ -196,5 +279,7 @@ fn split_fields<'a>(expression: &str, expanded: &'a str) -> Result<Written<'a>, 
     })
 }
 
+#[cfg(test)]
+mod dst_tests;
 #[cfg(test)]
 mod tests;
