@@ -1,6 +1,9 @@
 //! Reading the six fields of a Vixie cron expression ourselves, so that a
 //! mistake is reported in the user's own terms (their bounds, their text)
-//! rather than in the `cron` crate's.
+//! rather than in the `cron` crate's, and so that the sets of matching values
+//! are at hand for counting occurrences arithmetically.
+
+use chrono::{Datelike, NaiveDate};
 
 use super::CronError;
 
@@ -128,6 +131,41 @@ impl Fields {
         };
         fields.check_fires(expression, written)?;
         Ok(fields)
+    }
+
+    /// Whether the schedule runs at all on `date`.
+    pub fn day_matches(&self, date: NaiveDate) -> bool {
+        // The `cron` crate knows no years outside these, so neither may counting.
+        if !(1970..=2100).contains(&date.year()) || !has(self.months, date.month()) {
+            return false;
+        }
+        let by_month_day = has(self.days_of_month, date.day());
+        let by_week_day = has(self.days_of_week, date.weekday().num_days_from_sunday());
+        if self.days_either {
+            by_month_day || by_week_day
+        } else {
+            by_month_day && by_week_day
+        }
+    }
+
+    /// How many times of day (hour, minute, second) match.
+    pub fn times_per_day(&self) -> u64 {
+        u64::from(self.hours.count_ones() * self.minutes.count_ones() * self.seconds.count_ones())
+    }
+
+    /// How many matching times of day are at or before `seconds` past midnight.
+    pub fn times_up_to(&self, seconds: u32) -> u64 {
+        let (hour, minute, second) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+        let below = |set: u64, value: u32| u64::from((set & ((1u64 << value) - 1)).count_ones());
+        let per_hour = u64::from(self.minutes.count_ones() * self.seconds.count_ones());
+        let mut count = below(self.hours, hour) * per_hour;
+        if has(self.hours, hour) {
+            count += below(self.minutes, minute) * u64::from(self.seconds.count_ones());
+            if has(self.minutes, minute) {
+                count += below(self.seconds, second + 1);
+            }
+        }
+        count
     }
 
     /// The crate's spelling of each field: `*` stays, anything else becomes

@@ -18,6 +18,7 @@
 //!   once, at its first instant: `30 2 * * *` runs once on the night the clocks
 //!   go back.
 
+mod count;
 mod fields;
 
 use std::collections::VecDeque;
@@ -89,23 +90,6 @@ impl CronSchedule {
             after,
             last: None,
         }
-    }
-
-    /// The newest occurrence in `(after, until]`, and how many there were,
-    /// counting at most `limit` (a cursor years old must not spin the host).
-    pub fn latest_between(
-        &self,
-        after: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: usize,
-    ) -> (Option<DateTime<Utc>>, usize) {
-        let mut newest = None;
-        let mut count = 0;
-        for t in self.after(after).take_while(|t| *t <= until).take(limit) {
-            newest = Some(t);
-            count += 1;
-        }
-        (newest, count)
     }
 
     /// The first `n` occurrences after `after`.
