@@ -20,11 +20,11 @@ use super::{CronSchedule, CLOCK_CHANGE_REACH};
 
 /// A change of the zone's offset from UTC.
 #[derive(Debug, Clone, Copy)]
-struct ClockChange {
+pub(super) struct ClockChange {
     /// The first instant with the new offset.
-    at: DateTime<Utc>,
-    before: Duration,
-    after: Duration,
+    pub at: DateTime<Utc>,
+    pub before: Duration,
+    pub after: Duration,
 }
 
 impl CronSchedule {
@@ -140,7 +140,7 @@ impl CronSchedule {
 
     /// The clock changes in `[from, to]`, found by sampling the offset every
     /// few hours and bisecting where it differs to the second.
-    fn clock_changes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<ClockChange> {
+    pub(super) fn clock_changes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<ClockChange> {
         let mut changes = Vec::new();
         if self.tz == chrono_tz::Tz::UTC {
             return changes;

@@ -164,3 +164,18 @@ fn starting_inside_the_second_copy_goes_on_from_there() {
     let fixed = next("30 1 * * *", Some(NEW_YORK), "2026-11-01T06:00:00Z", 1);
     assert_eq!(fixed, ["2026-11-02T06:30:00+00:00"]);
 }
+
+#[test]
+fn the_walk_starts_early_only_when_second_copies_lie_ahead() {
+    let wall = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+    let every_minute = CronSchedule::parse("* * * * *", Some(BERLIN)).unwrap();
+    let fixed = CronSchedule::parse("30 2 * * *", Some(BERLIN)).unwrap();
+    // Two hours before the change: 01:00 CEST, nothing repeated yet ahead.
+    let early = at("2026-10-24T23:00:00Z");
+    assert_eq!(every_minute.walk_start(early), wall("2026-10-25 01:00:00"));
+    // Inside the first copy: from just before the repeated stretch.
+    let inside = at("2026-10-25T00:30:00Z");
+    assert_eq!(every_minute.walk_start(inside), wall("2026-10-25 01:59:59"));
+    // A fixed hour never fires second copies, so it walks from its own time.
+    assert_eq!(fixed.walk_start(inside), wall("2026-10-25 02:30:00"));
+}

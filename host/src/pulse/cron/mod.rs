@@ -98,17 +98,23 @@ impl CronSchedule {
     }
 
     /// The wall-clock time from which to walk so that no occurrence after
-    /// `after` is missed: if the clocks go back within the next hours, the
-    /// second copies of the repeated times lie after `after` although their
-    /// wall-clock time is earlier than `after`'s own.
+    /// `after` is missed. Usually that is `after`'s own wall-clock time, but
+    /// when the clocks go back within the next hours, the second copies of the
+    /// repeated times lie after `after` although their wall-clock times do
+    /// not; a schedule that fires them must walk from the start of the
+    /// repeated stretch.
     fn walk_start(&self, after: DateTime<Utc>) -> NaiveDateTime {
-        let smallest_offset = (0..=CLOCK_CHANGE_REACH.num_hours())
-            .filter_map(|h| after.checked_add_signed(Duration::hours(h)))
-            .map(|t| self.offset_at(t))
-            .min()
-            .unwrap_or_default();
         let wall = after.naive_utc();
-        wall.checked_add_signed(smallest_offset).unwrap_or(wall)
+        let own = wall.checked_add_signed(self.offset_at(after)).unwrap_or(wall);
+        if !self.fields.hour_wildcard {
+            return own;
+        }
+        let reach = after.checked_add_signed(CLOCK_CHANGE_REACH).unwrap_or(after);
+        self.clock_changes(after, reach)
+            .iter()
+            .filter(|change| change.at > after && change.after < change.before)
+            .map(|change| change.at.naive_utc() + change.after - Duration::seconds(1))
+            .fold(own, NaiveDateTime::min)
     }
 
     /// The zone's offset from UTC at `instant`.
