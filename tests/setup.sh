@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prerequisites of building and testing pulsehost, installed or started when
 # missing: libpq (Diesel), PostgreSQL's server binaries (the embedded-database
-# test), python3 with venv, and a PostgreSQL on 127.0.0.1:5432 for the tests.
+# and outage tests), python3 with venv, libfaketime (clock-skew tests), and a
+# PostgreSQL on 127.0.0.1:5432 for the tests.
 # Sourced by tests/run and .ci/run.
 
 apt_install() {
@@ -18,6 +19,8 @@ missing=()
 [ -e /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
+# Clock-skew tests run a replica under libfaketime.
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # The tests need a PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`.

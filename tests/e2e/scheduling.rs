@@ -27,7 +27,7 @@ fn of_task<'a>(list: &'a Value, task: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn pulse_with(server: &Server, query: &str, key: Option<&str>) -> (u16, Value, bool) {
+pub(crate) fn pulse_with(server: &Server, query: &str, key: Option<&str>) -> (u16, Value, bool) {
     let mut req = ureq::post(&format!("{}/v1/pulse{query}", server.url))
         .timeout(Duration::from_secs(120))
         .set("Authorization", &format!("Bearer {PULSE}"));

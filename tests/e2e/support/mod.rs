@@ -4,12 +4,15 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod db;
+pub mod procs;
 pub mod server;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use cluster::Cluster;
 pub use db::TestDb;
 pub use server::Server;
 
@@ -53,4 +56,25 @@ pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Where Debian's `libfaketime` lives; tests that run a host with a skewed
+/// clock preload it (`tests/setup.sh` installs it).
+pub fn libfaketime() -> String {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .find(|path| path.exists())
+        .map(|path| path.to_string_lossy().into_owned())
+        .expect("libfaketime.so.1 is missing: install Debian's libfaketime (tests/setup.sh does)")
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{eventually, ADMIN, PULSE, READ};
+use super::{eventually, free_port, ADMIN, PULSE, READ};
 
 /// A running server.
 pub struct Server {
@@ -75,6 +75,11 @@ impl Server {
             ureq::get(&health).call().ok().map(|_| ())
         });
         server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// What the server logged so far.
@@ -179,16 +184,20 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM, then SIGKILL if the server is still there after a while; never
+    /// panics (a panic while a failed test unwinds would abort every test).
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            self.stop();
+            self.signal(nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
