@@ -1,7 +1,9 @@
 //! Executor benchmarks. Prints `name: value unit` lines:
 //!
 //! * host overhead per trivial step (`/bin/true` through `exec::run`) beside a
-//!   bare spawn+wait of the same program — target ≤ 1.5×;
+//!   bare spawn of the same program doing the same work — its own process
+//!   group, the same cleared environment, stdout and stderr piped and read to
+//!   the end, then waited for — target ≤ 1.5×;
 //! * sustained trivial runs per second through the runner with every run and
 //!   step recorded in PostgreSQL — target ≥ 200/s — beside the bare spawn rate;
 //! * host RSS growth while a step writes 1 GiB to stdout — target ≤ cap + 16 MiB.
@@ -21,7 +23,6 @@ use std::time::{Duration, Instant};
 use pulsehost::exec::{self, ProcessSpec, Program};
 use pulsehost::runner::{Runner, RunnerConfig};
 use pulsehost::spec::*;
-use pulsehost::store::plugins::{register_version, NewPluginVersion};
 use pulsehost::store::Db;
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +37,7 @@ fn main() {
         .unwrap();
     let bare = bare_spawn_us();
     let host = runtime.block_on(host_spawn_us());
-    println!("exec_bare_spawn_wait: {bare:.1} us");
+    println!("exec_bare_spawn_piped_wait: {bare:.1} us");
     println!("exec_host_step: {host:.1} us");
     println!("exec_host_overhead_ratio: {:.2} x (target <= 1.5)", host / bare);
     println!("bare_spawns_per_second: {:.0} /s", 1e6 / bare);
@@ -55,9 +56,25 @@ fn main() {
 }
 
 fn bare_spawn_us() -> f64 {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
     let start = Instant::now();
     for _ in 0..SPAWNS {
-        std::process::Command::new("/bin/true").status().unwrap();
+        let mut child = std::process::Command::new("/bin/true")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+        assert!(child.wait().unwrap().success());
     }
     start.elapsed().as_secs_f64() * 1e6 / f64::from(SPAWNS)
 }
@@ -129,82 +146,34 @@ async fn runs_per_second() -> f64 {
 
 async fn measure_runs(url: &str) -> f64 {
     let db = Db::connect(url).unwrap();
-    let step = ExecSpec {
-        kind: StepKind::Binary {
-            path: "/bin/true".into(),
-        },
-        args: vec![],
-        envs: vec![],
-        working_dir: Some("/tmp".into()),
-        timeout_ms: None,
-        stdin_json: None,
-    };
-    let manifest = Manifest {
-        name: "bench".into(),
-        version: "1".into(),
-        description: String::new(),
-        tasks: vec![TaskSpec {
-            name: "noop".into(),
-            description: String::new(),
-            schedule: Schedule::Manual,
-            enabled: true,
-            timeout_ms: None,
-            priority: 0,
-            retry: None,
-            overlap: Overlap::Allow,
-            catch_up: CatchUp::Latest,
-            starting_deadline_ms: None,
-            tags: vec![],
-            depends_on: vec![],
-            pipe_json: false,
-            hooks: ExecHooks::default(),
-            steps: vec![StepSpec {
-                name: "true".into(),
-                exec: step,
-            }],
-        }],
-    };
-    let registered = db
-        .run(move |c| {
-            let new = NewPluginVersion {
-                sha256: "bench",
-                component: b"",
-                wit_package: "bench",
-                manifest: &manifest,
-            };
-            register_version(c, &new, chrono::Utc::now())
-        })
-        .await
-        .unwrap();
-    let task_id = pulsehost::store::plugins::list_tasks(&mut db.conn().unwrap()).unwrap()[0]
-        .1
-        .id;
-    let _ = registered;
+    let noop = support::task("noop", Schedule::Manual, Overlap::Allow);
+    support::register(&db, "bench", vec![noop], b"bench".to_vec(), chrono::Utc::now()).await;
     // Queue every run before the clock starts.
     let base = chrono::Utc::now();
-    db.run(move |c| {
+    db.run(move |tx| {
         use pulsehost::store::pulses::{claim_and_record, insert_pulse, SlotCandidate};
-        let pulse = insert_pulse(c, "manual", Some("bench"), None, base)?.unwrap_or_default();
-        let version: i64 = pulsehost::store::plugins::get_task(c, task_id)?
-            .1
-            .plugin_version_id;
+        let (_, task) = pulsehost::store::plugins::list_tasks(tx)?.remove(0);
+        let pulse = insert_pulse(tx, "manual", Some("bench"), None, base, 0)?.unwrap_or_default();
         let candidates: Vec<SlotCandidate> = (0..RUNS)
             .map(|i| SlotCandidate {
-                task_id,
+                task_id: task.id,
                 scheduled_for: base + chrono::Duration::milliseconds(i as i64),
-                plugin_version_id: version,
+                plugin_version_id: task.plugin_version_id,
+                definition_id: task.definition_id,
                 status: "queued".into(),
                 priority: 0,
                 skip_reason: None,
+                start_deadline: None,
             })
             .collect();
-        claim_and_record(c, pulse, "manual", base, &candidates)
+        claim_and_record(tx, pulse, "manual", base, &candidates)
     })
     .await
     .unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let config = RunnerConfig {
         host_id: "bench".into(),
+        machine: "bench".into(),
         data_dir: data_dir.path().to_path_buf(),
         max_concurrent_runs: 8,
         default_run_timeout: Duration::from_secs(60),
@@ -218,19 +187,11 @@ async fn measure_runs(url: &str) -> f64 {
     let runner = Runner::new(db.clone(), config, "python3".into());
     let shutdown = CancellationToken::new();
     let start = Instant::now();
-    let dispatcher = runner.start(shutdown.clone());
+    let dispatcher = runner.start(shutdown.clone()).await.unwrap();
     runner.wake();
     loop {
         let finished: i64 = db
-            .run(|c| {
-                use diesel::dsl::count_star;
-                use diesel::prelude::*;
-                use pulsehost::store::schema::runs;
-                Ok(runs::table
-                    .filter(runs::status.eq("succeeded"))
-                    .select(count_star())
-                    .first(c)?)
-            })
+            .run(|tx| pulsehost::store::runs::count_with_status(tx, "succeeded"))
             .await
             .unwrap();
         if finished as usize >= RUNS {

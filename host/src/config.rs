@@ -49,6 +49,14 @@ pub struct Config {
     /// On SIGTERM or SIGINT, how long running runs may go on before they are
     /// cancelled (`PULSEHOST_SHUTDOWN_GRACE_MS`).
     pub shutdown_grace: Duration,
+    /// Connections kept open to PostgreSQL (`PULSEHOST_DB_POOL_SIZE`).
+    pub db_pool_size: u32,
+    /// Most tasks one plugin may describe (`PULSEHOST_MAX_TASKS_PER_PLUGIN`).
+    pub max_tasks_per_plugin: usize,
+    /// Largest description a plugin may give, as JSON (`PULSEHOST_MAX_MANIFEST_BYTES`).
+    pub max_manifest_bytes: usize,
+    /// How long an `Idempotency-Key` is remembered (`PULSEHOST_IDEMPOTENCY_WINDOW_MS`).
+    pub idempotency_window: Duration,
 }
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
@@ -80,6 +88,13 @@ pub const DEFAULT_PLUGIN_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_PLUGIN_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Default output kept per stream per process.
 pub const DEFAULT_OUTPUT_CAP_BYTES: usize = 1 << 20;
+/// Default cap on the tasks of one plugin.
+pub const DEFAULT_MAX_TASKS_PER_PLUGIN: u64 = 10_000;
+/// Default cap on a plugin's description as JSON: ten thousand tasks with
+/// short scripts fit; a 20 MB description does not.
+pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// Default memory of an `Idempotency-Key`: a day, as hosted crons retry within minutes.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 impl Config {
     /// Reads the configuration from the process environment.
@@ -143,6 +158,24 @@ impl Config {
             hook_failures_before_pause: number(&get, "PULSEHOST_HOOK_FAILURES_BEFORE_PAUSE", 3)?
                 .clamp(1, 1000) as u32,
             shutdown_grace: millis(&get, "PULSEHOST_SHUTDOWN_GRACE_MS", 30_000)?,
+            db_pool_size: positive(
+                &get,
+                "PULSEHOST_DB_POOL_SIZE",
+                u64::from(crate::store::DEFAULT_POOL_SIZE),
+            )?
+            .min(1000) as u32,
+            max_tasks_per_plugin: positive(
+                &get,
+                "PULSEHOST_MAX_TASKS_PER_PLUGIN",
+                DEFAULT_MAX_TASKS_PER_PLUGIN,
+            )? as usize,
+            max_manifest_bytes: positive(&get, "PULSEHOST_MAX_MANIFEST_BYTES", DEFAULT_MAX_MANIFEST_BYTES)?
+                as usize,
+            idempotency_window: millis(
+                &get,
+                "PULSEHOST_IDEMPOTENCY_WINDOW_MS",
+                DEFAULT_IDEMPOTENCY_WINDOW_MS,
+            )?,
         })
     }
 }
@@ -159,6 +192,21 @@ fn number(
             value,
             reason: "expected a whole non-negative number".into(),
         }),
+    }
+}
+
+fn positive(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match number(get, name, default)? {
+        0 => Err(ConfigError {
+            name,
+            value: "0".into(),
+            reason: "must be at least 1".into(),
+        }),
+        n => Ok(n),
     }
 }
 
@@ -187,6 +235,21 @@ mod tests {
         assert!(c.database_url.is_none());
         assert_eq!(c.output_cap_bytes, 1 << 20);
         assert_eq!(c.env_allow, ["PATH", "HOME", "LANG", "TZ"]);
+    }
+
+    #[test]
+    fn the_pool_size_is_configurable_and_zero_is_refused() {
+        assert_eq!(
+            config(&[("PULSEHOST_DB_POOL_SIZE", "3")]).unwrap().db_pool_size,
+            3
+        );
+        let err = config(&[("PULSEHOST_DB_POOL_SIZE", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PULSEHOST_DB_POOL_SIZE") && err.contains("at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,9 +1,23 @@
 //! What a plugin describes, as the host understands it: plain serde types that
 //! every stage shares. `plugin/` converts the WIT bindings into these after
-//! validating them; `store/` keeps them as JSON; `pulse/`, `runner/` and `exec/`
-//! read them. Field meanings are documented in `wit/plugin.wit`.
+//! validating them; `store/` keeps each task's definition as JSON; `pulse/`,
+//! `runner/` and `exec/` read them. Field meanings are documented in
+//! `wit/plugin.wit`.
+//!
+//! The stored JSON is forward-compatible: every field added after the first
+//! format has a default, so definitions written by an older host still decode,
+//! and [`DEFINITION_FORMAT`] is stored beside each one so that a definition
+//! written by a newer host is refused with a clear error instead of being
+//! misread.
 
 use serde::{Deserialize, Serialize};
+
+/// Version of the stored definition format this host writes and reads.
+pub const DEFINITION_FORMAT: i32 = 1;
+
+fn yes() -> bool {
+    true
+}
 
 /// A plugin's description of itself and its tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,33 +45,59 @@ pub struct TaskSpec {
     /// Unique within the plugin.
     pub name: String,
     /// Free text.
+    #[serde(default)]
     pub description: String,
     /// When it is due.
     pub schedule: Schedule,
     /// False: never due.
+    #[serde(default = "yes")]
     pub enabled: bool,
     /// Limit for the whole run, milliseconds.
+    #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// Higher runs first.
+    #[serde(default)]
     pub priority: i32,
     /// Retries of a failed run.
+    #[serde(default)]
     pub retry: Option<RetryPolicy>,
     /// Policy when the previous run is still going.
+    #[serde(default)]
     pub overlap: Overlap,
     /// Policy for missed slots.
+    #[serde(default)]
     pub catch_up: CatchUp,
     /// Milliseconds after its time a slot may still start.
+    #[serde(default)]
     pub starting_deadline_ms: Option<u64>,
     /// Labels.
+    #[serde(default)]
     pub tags: Vec<String>,
     /// Tasks of the same plugin that must succeed first in the same pulse.
+    #[serde(default)]
     pub depends_on: Vec<String>,
     /// Pipe each step's JSON stdout into the next step's stdin.
+    #[serde(default)]
     pub pipe_json: bool,
     /// Provision, background and cleanup processes.
+    #[serde(default)]
     pub hooks: ExecHooks,
     /// The steps, in order.
     pub steps: Vec<StepSpec>,
+}
+
+impl TaskSpec {
+    /// Decodes a stored definition written in `format`; the error says what is
+    /// wrong in words an operator can act on.
+    pub fn decode(format: i32, json: serde_json::Value) -> Result<TaskSpec, String> {
+        if format > DEFINITION_FORMAT {
+            return Err(format!(
+                "it was written in definition format {format} by a newer pulsehost, and this host reads \
+                 format {DEFINITION_FORMAT} at most: upgrade this host"
+            ));
+        }
+        serde_json::from_value(json).map_err(|e| format!("it does not decode: {e}"))
+    }
 }
 
 /// When a task is due.
@@ -92,10 +132,11 @@ impl Schedule {
 }
 
 /// Overlap policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Record a skipped run.
+    #[default]
     Skip,
     /// Run both.
     Allow,
@@ -115,10 +156,11 @@ impl Overlap {
 }
 
 /// Catch-up policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// One run for the newest missed slot.
+    #[default]
     Latest,
     /// One run per missed slot, capped.
     All,
@@ -158,6 +200,7 @@ pub struct ExecHooks {
     /// Alongside the steps.
     pub background: Option<ExecSpec>,
     /// An early exit of the background process does not fail the run.
+    #[serde(default)]
     pub background_may_exit: bool,
 }
 
@@ -176,14 +219,19 @@ pub struct ExecSpec {
     /// The program.
     pub kind: StepKind,
     /// Its arguments.
+    #[serde(default)]
     pub args: Vec<String>,
     /// Extra environment variables.
+    #[serde(default)]
     pub envs: Vec<(String, String)>,
     /// Absolute working directory; None is the run's scratch directory.
+    #[serde(default)]
     pub working_dir: Option<String>,
     /// Limit for this process, milliseconds.
+    #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// JSON text for stdin.
+    #[serde(default)]
     pub stdin_json: Option<String>,
 }
 
@@ -201,6 +249,7 @@ pub enum StepKind {
         /// Program text.
         source: String,
         /// pip requirement specifiers.
+        #[serde(default)]
         requirements: Vec<String>,
     },
     /// An executable run directly.
@@ -249,4 +298,32 @@ pub struct RunOutcome {
     pub exit_code: Option<i32>,
     /// Why it did not succeed.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_definition_missing_every_optional_field_decodes_with_defaults() {
+        let json = serde_json::json!({
+            "name": "old",
+            "schedule": {"kind": "manual"},
+            "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}}}],
+            "a_field_from_the_future": 1
+        });
+        let task = TaskSpec::decode(1, json).unwrap();
+        assert!(task.enabled);
+        assert_eq!(task.overlap, Overlap::Skip);
+        assert_eq!(task.catch_up, CatchUp::Latest);
+        assert!(task.steps[0].exec.args.is_empty());
+    }
+
+    #[test]
+    fn a_definition_from_a_newer_format_or_a_broken_one_is_refused_with_a_reason() {
+        let newer = TaskSpec::decode(DEFINITION_FORMAT + 1, serde_json::json!({})).unwrap_err();
+        assert!(newer.contains("newer pulsehost"), "{newer}");
+        let broken = TaskSpec::decode(1, serde_json::json!({"steps": "not a list"})).unwrap_err();
+        assert!(broken.contains("does not decode"), "{broken}");
+    }
 }

@@ -64,7 +64,13 @@ fn a_failed_dependency_skips_the_run_that_depends_on_it_as_dependency_failed() {
 
 /// Queues a run of `task` straight into the database, the way a pulse that
 /// linked dependencies would, and returns its id.
-fn queue_directly(db: &TestDb, server: &Server, task: &str, not_before_secs: i64, depends_on: &[i64]) -> i64 {
+pub(crate) fn queue_directly(
+    db: &TestDb,
+    server: &Server,
+    task: &str,
+    not_before_secs: i64,
+    depends_on: &[i64],
+) -> i64 {
     #[derive(diesel::QueryableByName)]
     struct Id {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -73,8 +79,9 @@ fn queue_directly(db: &TestDb, server: &Server, task: &str, not_before_secs: i64
     let rows: Vec<Id> = diesel::sql_query(
         "WITH s AS (INSERT INTO slots (task_id, scheduled_for, trigger) \
                     VALUES ($1, clock_timestamp(), 'manual') RETURNING id, task_id, scheduled_for) \
-         INSERT INTO runs (slot_id, task_id, plugin_version_id, status, scheduled_for, not_before, depends_on_runs) \
-         SELECT s.id, s.task_id, t.plugin_version_id, 'queued', s.scheduled_for, \
+         INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, status, scheduled_for, \
+                           not_before, depends_on_runs) \
+         SELECT s.id, s.task_id, t.plugin_version_id, t.definition_id, 'queued', s.scheduled_for, \
                 now() + make_interval(secs => $2), $3 \
          FROM s JOIN tasks t ON t.id = s.task_id RETURNING runs.id",
     )

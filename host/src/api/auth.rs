@@ -39,8 +39,8 @@ pub fn require(req: &HttpRequest, tokens: &Tokens, role: Role) -> Result<(), Api
         .map(str::trim);
     let Some(presented) = presented else {
         return Err(unauthorized(format!(
-            "this endpoint needs a bearer token ({} or admin): send 'Authorization: Bearer <token>'",
-            role.name()
+            "this endpoint needs {}: send 'Authorization: Bearer <token>'",
+            accepted(role)
         )));
     };
     let matches = |t: &Option<String>| {
@@ -57,9 +57,17 @@ pub fn require(req: &HttpRequest, tokens: &Tokens, role: Role) -> Result<(), Api
         Ok(())
     } else {
         Err(unauthorized(format!(
-            "the token is not valid for this endpoint: it needs the {} or admin token",
-            role.name()
+            "the token is not valid for this endpoint: it needs {}",
+            accepted(role)
         )))
+    }
+}
+
+/// The tokens a role's endpoints accept, in words.
+fn accepted(role: Role) -> String {
+    match role {
+        Role::Admin => "the admin token".into(),
+        other => format!("the {} token or the admin token", other.name()),
     }
 }
 

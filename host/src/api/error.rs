@@ -97,6 +97,9 @@ impl From<PluginError> for ApiError {
             PluginError::WrongWorld(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_world", message)
             }
+            PluginError::ManifestTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "manifest_too_large", message)
+            }
             PluginError::Timeout { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plugin_timeout", message)
             }

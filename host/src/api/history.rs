@@ -21,10 +21,10 @@ pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     require(&req, &state.tokens, Role::Read)?;
     let (rows, failures) = state
         .db
-        .run(|c| {
-            let rows = plugin_store::list_tasks(c)?;
+        .run(|tx| {
+            let rows = plugin_store::list_tasks(tx)?;
             let ids: Vec<i64> = rows.iter().map(|(_, t)| t.id).collect();
-            Ok((rows, crate::store::hooks::for_tasks(c, &ids)?))
+            Ok((rows, crate::store::hooks::for_tasks(tx, &ids)?))
         })
         .await?;
     let tasks: Vec<_> = rows
@@ -48,12 +48,14 @@ pub async fn task(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let id = id.into_inner();
-    let (plugin, t) = state.db.run(move |c| plugin_store::get_task(c, id)).await?;
-    let definition = t.definition.clone();
+    let (plugin, t, definition) = state.db.run(move |tx| plugin_store::get_task(tx, id)).await?;
     let next = match &t.cron_expression {
-        Some(expression) => {
-            crate::pulse::Pulser::next_fire_times(expression, t.timezone.as_deref(), chrono::Utc::now(), 5)
-        }
+        Some(expression) => crate::pulse::Pulser::next_fire_times(
+            expression,
+            t.timezone.as_deref(),
+            state.db.clock().now(),
+            5,
+        ),
         None => Vec::new(),
     };
     let mut body = task_json(&plugin, t);
@@ -107,7 +109,7 @@ pub async fn runs(
         task_id: q.task_id,
         status: q.status,
     };
-    let runs: Vec<RunListing> = state.db.run(move |c| runs::list_runs(c, &filter)).await?;
+    let runs: Vec<RunListing> = state.db.run(move |tx| runs::list_runs(tx, &filter)).await?;
     let next_before = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.run.id))
         .flatten();
@@ -122,7 +124,7 @@ pub async fn run(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let id = id.into_inner();
-    let (listing, steps, events) = state.db.run(move |c| runs::get_run(c, id)).await?;
+    let (listing, steps, events) = state.db.run(move |tx| runs::get_run(tx, id)).await?;
     let steps: Vec<StepView> = steps.into_iter().map(StepView::from).collect();
     Ok(HttpResponse::Ok().json(RunView {
         run: listing,

@@ -1,22 +1,42 @@
 //! Operator actions: run a task now, resume a paused task, cancel a run.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{require, Role};
 use super::{ApiError, AppState};
-use crate::pulse;
+use crate::pulse::{self, Triggered, PREVIOUS_INSTANCE_RUNNING};
+use crate::runner::settle;
 use crate::store::runs::{self, CancelOutcome};
 
-/// Queues a run of one task now.
+/// Queues a run of one task now, obeying its overlap policy: with `skip` and
+/// a run still going, a skipped run is recorded and the answer is 409.
 pub async fn trigger(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
-    let run = pulse::trigger(&state.db, id.into_inner(), chrono::Utc::now()).await?;
-    state.runner.wake();
-    Ok(HttpResponse::Accepted().json(run))
+    match pulse::trigger(&state.db, id.into_inner()).await? {
+        Triggered::Queued(run) => {
+            state.runner.wake();
+            Ok(HttpResponse::Accepted().json(run))
+        }
+        Triggered::Skipped { skipped, running } => {
+            let listed: Vec<String> = running.iter().map(i64::to_string).collect();
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                PREVIOUS_INSTANCE_RUNNING,
+                format!(
+                    "task {:?} is still running (run {}) and its overlap policy is skip: run {} was recorded \
+                     as skipped; wait for the running one to finish, or cancel it first",
+                    skipped.task,
+                    listed.join(", "),
+                    skipped.run_id
+                ),
+            ))
+        }
+    }
 }
 
 /// Un-pauses a task paused by hook failures.
@@ -29,13 +49,14 @@ pub async fn resume(
     let id = id.into_inner();
     let task = state
         .db
-        .run(move |c| crate::store::hooks::resume(c, id, chrono::Utc::now()))
+        .run(move |tx| crate::store::hooks::resume(tx, id))
         .await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({ "id": task.id, "name": task.name, "paused_reason": null })))
 }
 
-/// Cancels a queued run at once, or a running one (on whichever host runs it).
+/// Cancels a queued run at once (skipping what waited for it), or a running
+/// one (on whichever host runs it).
 pub async fn cancel(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -45,12 +66,18 @@ pub async fn cancel(
     let id = id.into_inner();
     let outcome = state
         .db
-        .run(move |c| runs::request_cancel(c, id, chrono::Utc::now()))
+        .run(move |tx| {
+            let outcome = runs::request_cancel(tx, id)?;
+            if let CancelOutcome::Cancelled = outcome {
+                settle::cascade(tx, &[id])?;
+            }
+            Ok(outcome)
+        })
         .await?;
     match &outcome {
         CancelOutcome::AlreadyFinished { status } => {
             return Err(ApiError::new(
-                actix_web::http::StatusCode::CONFLICT,
+                StatusCode::CONFLICT,
                 "already_finished",
                 format!("run {id} already finished as {status}; there is nothing to cancel"),
             ))

@@ -1,12 +1,12 @@
 //! `POST /v1/plugins` (upload a component) and `GET /v1/plugins`.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::auth::{require, Role};
 use super::{ApiError, AppState};
 use crate::plugin::{PluginError, WIT_PACKAGE};
+use crate::pulse;
 use crate::store::plugins::{self, NewPluginVersion};
 
 /// Validates an uploaded component completely, then records it as a new version.
@@ -34,28 +34,22 @@ pub async fn upload(
             "the body is empty: send the component's bytes (Content-Type: application/wasm)",
         ));
     }
-    let bytes = bytes.freeze();
-    let (host, rules, wasm) = (state.plugins.clone(), state.rules.clone(), bytes.clone());
-    let inspected = web::block(move || host.inspect(&wasm, &rules))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("inspection stopped: {e}"),
-            )
-        })??;
+    let bytes: std::sync::Arc<[u8]> = std::sync::Arc::from(&bytes[..]);
+    let inspected = state
+        .plugins
+        .inspect(std::sync::Arc::clone(&bytes), &state.rules)
+        .await?;
     let sha256 = inspected.sha256.clone();
     let registered = state
         .db
-        .run(move |conn| {
+        .run(move |tx| {
             let new = NewPluginVersion {
                 sha256: &inspected.sha256,
                 component: &bytes,
                 wit_package: WIT_PACKAGE,
                 manifest: &inspected.manifest,
             };
-            plugins::register_version(conn, &new, chrono::Utc::now())
+            pulse::register(tx, &new)
         })
         .await?;
     tracing::info!(plugin = %registered.plugin, version = registered.version, tasks = registered.tasks.len(), "plugin registered");

@@ -14,6 +14,10 @@ use crate::store::pulses;
 /// How often `?wait=true` looks at the claimed runs.
 const WAIT_POLL: Duration = Duration::from_millis(200);
 
+/// Longest `Idempotency-Key` accepted; a longer one is refused rather than
+/// cut (two keys cut to the same prefix would collide).
+const MAX_KEY_CHARS: usize = 200;
+
 /// Query of `POST /v1/pulse`.
 #[derive(Debug, Deserialize)]
 pub struct PulseQuery {
@@ -40,13 +44,24 @@ pub async fn pulse(
     let source = header("x-pulse-source")
         .or_else(|| header("user-agent"))
         .map(|s| s.chars().take(200).collect());
-    let key = header("idempotency-key").map(|k| k.chars().take(200).collect::<String>());
+    let key = header("idempotency-key").map(str::to_string);
+    if key.as_ref().is_some_and(|k| k.chars().count() > MAX_KEY_CHARS) {
+        return Err(ApiError::bad_request(format!(
+            "the Idempotency-Key header is longer than {MAX_KEY_CHARS} characters: send a shorter key \
+             (a UUID or a hash of the delivery id)"
+        )));
+    }
     // Runs whose host died are finished (and retried) first, so that overlap
     // does not wait on a run nobody executes any more.
     if let Err(e) = state.runner.recover().await {
+        if matches!(e, crate::store::StoreError::Unavailable(_)) {
+            return Err(e.into());
+        }
         tracing::warn!(error = %e, "recovering runs of lost hosts failed");
     }
-    let report = match state.pulser.pulse(source, key, chrono::Utc::now()).await? {
+    let runner = std::sync::Arc::clone(&state.runner);
+    let wake = move || runner.wake();
+    let report = match state.pulser.pulse(source, key, &wake).await? {
         PulseAnswer::Replayed(previous) => {
             return Ok(HttpResponse::Ok()
                 .insert_header(("Idempotent-Replayed", "true"))
@@ -56,9 +71,6 @@ pub async fn pulse(
     };
     for run_id in &report.replaced {
         state.runner.cancel_local(*run_id);
-    }
-    if !report.claimed.is_empty() {
-        state.runner.wake();
     }
     let mut body = serde_json::to_value(&report)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -75,7 +87,7 @@ async fn wait_for(state: &AppState, ids: Vec<i64>) -> Result<Vec<serde_json::Val
     let deadline = tokio::time::Instant::now() + state.pulse_wait_max;
     loop {
         let ids = ids.clone();
-        let statuses = state.db.run(move |c| pulses::run_statuses(c, &ids)).await?;
+        let statuses = state.db.run(move |tx| pulses::run_statuses(tx, &ids)).await?;
         let done = statuses.iter().all(|(_, s)| s != "queued" && s != "running");
         if done || tokio::time::Instant::now() >= deadline {
             return Ok(statuses
@@ -108,7 +120,7 @@ pub async fn list(
     let before = q.before;
     let rows = state
         .db
-        .run(move |c| pulses::list_pulses(c, limit, before))
+        .run(move |tx| pulses::list_pulses(tx, limit, before))
         .await?;
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|r| r.id))

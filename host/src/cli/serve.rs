@@ -16,7 +16,7 @@ use crate::plugin::{Limits, PluginHost, Rules};
 use crate::pulse::{PulseConfig, Pulser};
 use crate::runner::{Runner, RunnerConfig};
 use crate::store::embedded::EmbeddedPostgres;
-use crate::store::Db;
+use crate::store::{Db, DbOptions};
 
 /// Runs the host until SIGINT or SIGTERM.
 pub fn serve() -> anyhow::Result<()> {
@@ -32,7 +32,13 @@ pub fn serve() -> anyhow::Result<()> {
             (Some(pg), url)
         }
     };
-    let db = Db::connect(&url).context("cannot open the database")?;
+    let db = Db::connect_with(
+        &url,
+        DbOptions {
+            pool_size: config.db_pool_size,
+        },
+    )
+    .context("cannot open the database")?;
     crate::exec::become_subreaper();
     if config.tokens.admin.is_none() {
         config.tokens.admin = Some(generated_admin_token(&config.data_dir)?);
@@ -41,9 +47,11 @@ pub fn serve() -> anyhow::Result<()> {
         max_component_bytes: config.max_plugin_bytes,
         memory_bytes: config.plugin_memory_bytes,
         call_timeout: config.plugin_call_timeout,
+        max_manifest_bytes: config.max_manifest_bytes,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
+        crate::exec::reaper::start();
         let runner = Runner::new(db.clone(), runner_config(&config), config.python.clone());
         // Runs a previous host left running are finished (and retried) before
         // this one takes any.
@@ -53,7 +61,10 @@ pub fn serve() -> anyhow::Result<()> {
             Err(e) => tracing::warn!(error = %e, "could not look for runs of lost hosts"),
         }
         let shutdown = CancellationToken::new();
-        let dispatcher = runner.start(shutdown.clone());
+        let dispatcher = runner
+            .start(shutdown.clone())
+            .await
+            .map_err(|e| std::io::Error::other(format!("cannot register this host: {e}")))?;
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState {
             db: db.clone(),
@@ -62,6 +73,7 @@ pub fn serve() -> anyhow::Result<()> {
             tokens: config.tokens.clone(),
             rules: Rules {
                 binary_dirs: config.binary_dirs.clone(),
+                max_tasks: config.max_tasks_per_plugin,
             },
             max_plugin_bytes: config.max_plugin_bytes,
             draining: Arc::clone(&draining),
@@ -132,15 +144,20 @@ pub fn migrate() -> anyhow::Result<()> {
 }
 
 fn pulse_config(config: &Config) -> PulseConfig {
+    let duration = |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     PulseConfig {
         catch_up_max: config.catch_up_max,
-        on_time: chrono::Duration::from_std(config.on_time).unwrap_or(chrono::Duration::seconds(90)),
+        on_time: duration(config.on_time),
+        idempotency_window: duration(config.idempotency_window),
     }
 }
 
 fn runner_config(config: &Config) -> RunnerConfig {
+    // Unique per process even where every container's host process is pid 1.
+    let nonce: u32 = rand::random();
     RunnerConfig {
-        host_id: format!("{}-{}", hostname(), std::process::id()),
+        host_id: format!("{}-{}-{nonce:08x}", hostname(), std::process::id()),
+        machine: hostname(),
         data_dir: std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
         max_concurrent_runs: config.max_concurrent_runs,
         default_run_timeout: config.default_run_timeout,

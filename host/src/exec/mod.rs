@@ -4,8 +4,10 @@
 //! stdout and stderr are read concurrently up to a cap and drained past it, so
 //! the child never blocks on a full pipe and the host never holds more than the cap.
 
+mod binary;
 mod capture;
 pub mod python;
+pub mod reaper;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+pub use binary::check_binary;
 pub use capture::Captured;
 
 /// How long to keep reading a pipe after the process group is gone: only a
@@ -31,6 +34,14 @@ pub enum Program {
     Shell(String),
     /// An executable run directly.
     Executable(PathBuf),
+    /// A binary step: `path` (resolved) runs, and sees `name` (as the task
+    /// declared it) as its `argv[0]`.
+    Binary {
+        /// The resolved file.
+        path: PathBuf,
+        /// What the program is told it was called.
+        name: String,
+    },
 }
 
 /// A fully resolved process to run.
@@ -124,6 +135,11 @@ pub async fn run_observed(
             c
         }
         Program::Executable(path) => tokio::process::Command::new(path),
+        Program::Binary { path, name } => {
+            let mut c = tokio::process::Command::new(path);
+            c.arg0(name);
+            c
+        }
     };
     command
         .args(&spec.args)
@@ -139,8 +155,8 @@ pub async fn run_observed(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let (mut child, _owned) = match reaper::spawn_owned(&mut command) {
+        Ok(spawned) => spawned,
         Err(e) => {
             return ProcessOutcome {
                 kind: ExitKind::Failed,
@@ -269,6 +285,6 @@ async fn reap_group(group: Option<Pid>) {
 fn describe(program: &Program) -> String {
     match program {
         Program::Shell(_) => "/bin/sh".into(),
-        Program::Executable(path) => path.display().to_string(),
+        Program::Executable(path) | Program::Binary { path, .. } => path.display().to_string(),
     }
 }

@@ -1,8 +1,14 @@
 //! Plugins: the only module that speaks wasmtime. A plugin is a WASI p2
 //! component of the `pulsehost:plugin` world. Each call gets a fresh sandboxed
 //! store (no preopened directories, no network, no inherited environment, a
-//! memory cap, an epoch deadline); compiled components are cached per sha256 as
-//! `PluginPre`, so a call after the first costs an instantiation, not a compile.
+//! memory cap); compiled components are cached per sha256 as `PluginPre`, so a
+//! call after the first costs an instantiation, not a compile.
+//!
+//! Calls are async and bounded by a wall-clock deadline that holds for every
+//! kind of guest wait: the guest yields to the executor at every epoch tick
+//! (so a busy loop gives way), WASI's blocking calls (a sleep, a poll) are
+//! futures on the host, and the deadline drops the whole call — the guest is
+//! gone within a tick of it, wherever it was waiting.
 
 mod convert;
 mod sandbox;
@@ -10,7 +16,7 @@ pub mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
@@ -22,7 +28,11 @@ pub use validate::{Problem, Rules};
 use sandbox::SandboxState;
 
 mod bindings {
-    wasmtime::component::bindgen!({ world: "plugin", path: "../wit" });
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../wit",
+        exports: { default: async },
+    });
 }
 
 /// The WIT package this host implements.
@@ -63,12 +73,18 @@ pub enum PluginError {
     #[error("the component does not implement the {WIT_PACKAGE} `plugin` world: {0}")]
     WrongWorld(String),
     /// The call ran past its deadline.
-    #[error("{call}() did not return within {} ms", timeout.as_millis())]
+    #[error(
+        "{call}() did not return within {} ms (stopped after {} ms)",
+        timeout.as_millis(),
+        elapsed.as_millis()
+    )]
     Timeout {
         /// The export.
         call: &'static str,
         /// The deadline.
         timeout: Duration,
+        /// How long it ran until it was stopped.
+        elapsed: Duration,
     },
     /// The call tried to use more memory than allowed.
     #[error("{call}() exceeded the plugin memory limit of {limit} bytes (PULSEHOST_PLUGIN_MEMORY_BYTES)")]
@@ -85,6 +101,17 @@ pub enum PluginError {
         call: &'static str,
         /// wasmtime's description.
         message: String,
+    },
+    /// `describe()` described more than the host keeps.
+    #[error(
+        "the plugin's description is {size} bytes as JSON; the limit is {limit} bytes \
+         (PULSEHOST_MAX_MANIFEST_BYTES): shorten descriptions and scripts, or split the plugin"
+    )]
+    ManifestTooLarge {
+        /// Its size.
+        size: usize,
+        /// The cap.
+        limit: usize,
     },
     /// `describe()` returned an error.
     #[error("describe() returned an error: {0}")]
@@ -112,6 +139,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall-clock deadline per call.
     pub call_timeout: Duration,
+    /// Largest manifest (as JSON) a plugin may describe.
+    pub max_manifest_bytes: usize,
 }
 
 /// The engine, linker and compiled-component cache shared by all calls.
@@ -130,7 +159,7 @@ impl PluginHost {
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
             .name("pulsehost-epoch".into())
@@ -149,21 +178,43 @@ impl PluginHost {
         })
     }
 
+    /// The deadline of one call.
+    pub fn call_timeout(&self) -> Duration {
+        self.limits.call_timeout
+    }
+
     /// Checks an upload end to end: size, header, compile, world, `describe()`
-    /// inside the sandbox, then every task against `rules`. Blocking; call it
-    /// from a blocking thread.
-    pub fn inspect(&self, bytes: &[u8], rules: &Rules) -> Result<Inspected, PluginError> {
+    /// inside the sandbox, then every task against `rules`.
+    pub async fn inspect(&self, bytes: Arc<[u8]>, rules: &Rules) -> Result<Inspected, PluginError> {
         if bytes.len() > self.limits.max_component_bytes {
             return Err(PluginError::TooLarge {
                 size: bytes.len(),
                 limit: self.limits.max_component_bytes,
             });
         }
-        let sha256 = hex::encode(Sha256::digest(bytes));
-        let pre = self.prepare(&sha256, bytes)?;
-        let manifest = self.call(&pre, "describe", |plugin, store| plugin.call_describe(store))?;
-        let manifest = manifest.map_err(PluginError::Described)?;
-        let manifest = convert::manifest(manifest);
+        let sha256 = sha256_hex(&bytes);
+        let pre = self.prepare(&sha256, bytes).await?;
+        let mut store = sandbox::store(&self.engine, self.limits.memory_bytes);
+        let started = Instant::now();
+        let result = {
+            let call = async {
+                let plugin = pre.instantiate_async(&mut store).await?;
+                plugin.call_describe(&mut store).await
+            };
+            tokio::time::timeout(self.limits.call_timeout, call).await
+        };
+        sandbox::log_output(&store, "describe");
+        let manifest = self.outcome("describe", started, result)?;
+        let manifest = convert::manifest(manifest.map_err(PluginError::Described)?);
+        let size = serde_json::to_vec(&manifest)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > self.limits.max_manifest_bytes {
+            return Err(PluginError::ManifestTooLarge {
+                size,
+                limit: self.limits.max_manifest_bytes,
+            });
+        }
         let problems = validate::manifest(&manifest, rules);
         if !problems.is_empty() {
             return Err(PluginError::Invalid(problems));
@@ -171,76 +222,117 @@ impl PluginHost {
         Ok(Inspected { sha256, manifest })
     }
 
-    /// Asks a dynamic schedule whether its task is due. `load` fetches the
-    /// component's bytes when it is not compiled yet. Blocking.
-    pub fn should_run(
-        &self,
-        sha256: &str,
-        load: impl FnOnce() -> Result<Vec<u8>, String>,
-        ctx: &crate::spec::RunContext,
-    ) -> Result<bool, PluginError> {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sha256)
-            .cloned();
-        let pre = match cached {
-            Some(pre) => pre,
-            None => self.prepare(sha256, &load().map_err(PluginError::Compile)?)?,
-        };
-        let ctx = convert::run_context(ctx);
-        self.call(&pre, "should-run", |plugin, store| {
-            plugin.call_should_run(store, &ctx)
-        })
-    }
-
-    /// Compiles (or takes from the cache) and links a component.
-    fn prepare(&self, sha256: &str, bytes: &[u8]) -> Result<bindings::PluginPre<SandboxState>, PluginError> {
-        if let Some(pre) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
-            return Ok(pre.clone());
-        }
-        check_header(bytes)?;
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        let pre =
-            bindings::PluginPre::new(instance_pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+    /// True when the component with `sha256` is compiled and linked here.
+    pub fn is_prepared(&self, sha256: &str) -> bool {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(sha256.to_string(), pre.clone());
-        Ok(pre)
+            .contains_key(sha256)
     }
 
-    /// Instantiates in a fresh sandbox and runs one export under the limits.
-    fn call<T>(
+    /// Asks a dynamic schedule whether its task is due, within the call
+    /// deadline. `bytes` are the component's, needed only when it is not
+    /// compiled here yet.
+    pub async fn should_run(
         &self,
-        pre: &bindings::PluginPre<SandboxState>,
-        name: &'static str,
-        f: impl FnOnce(&bindings::Plugin, &mut wasmtime::Store<SandboxState>) -> wasmtime::Result<T>,
-    ) -> Result<T, PluginError> {
+        sha256: &str,
+        bytes: Option<Arc<[u8]>>,
+        ctx: &crate::spec::RunContext,
+    ) -> Result<bool, PluginError> {
+        let pre = match (self.cached(sha256), bytes) {
+            (Some(pre), _) => pre,
+            (None, Some(bytes)) => self.prepare(sha256, bytes).await?,
+            (None, None) => {
+                return Err(PluginError::Compile(format!(
+                    "component {sha256} is not compiled on this host and its bytes were not given"
+                )))
+            }
+        };
+        let ctx = convert::run_context(ctx);
         let mut store = sandbox::store(&self.engine, self.limits.memory_bytes);
-        let ticks = (self.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        let result = pre
-            .instantiate(&mut store)
-            .and_then(|plugin| f(&plugin, &mut store));
-        sandbox::log_output(&store, name);
-        result.map_err(|e| self.classify(name, e))
+        let started = Instant::now();
+        let result = {
+            let call = async {
+                let plugin = pre.instantiate_async(&mut store).await?;
+                plugin.call_should_run(&mut store, &ctx).await
+            };
+            tokio::time::timeout(self.limits.call_timeout, call).await
+        };
+        sandbox::log_output(&store, "should-run");
+        self.outcome("should-run", started, result)
     }
 
-    fn classify(&self, call: &'static str, error: wasmtime::Error) -> PluginError {
+    fn cached(&self, sha256: &str) -> Option<bindings::PluginPre<SandboxState>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sha256)
+            .cloned()
+    }
+
+    /// Compiles and links a component, or takes it from the cache. The work
+    /// runs on a blocking thread and fills the cache there, so a caller that
+    /// stops waiting (a pulse past its budget) still leaves the component
+    /// ready for the next one.
+    async fn prepare(
+        &self,
+        sha256: &str,
+        bytes: Arc<[u8]>,
+    ) -> Result<bindings::PluginPre<SandboxState>, PluginError> {
+        if let Some(pre) = self.cached(sha256) {
+            return Ok(pre);
+        }
+        check_header(&bytes)?;
+        let (engine, linker, cache, sha) = (
+            self.engine.clone(),
+            Arc::clone(&self.linker),
+            Arc::clone(&self.cache),
+            sha256.to_string(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let component =
+                Component::new(&engine, &bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+            let instance_pre = linker
+                .instantiate_pre(&component)
+                .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+            let pre = bindings::PluginPre::new(instance_pre)
+                .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+            cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(sha, pre.clone());
+            Ok(pre)
+        })
+        .await
+        .map_err(|e| PluginError::Compile(format!("the compiler stopped: {e}")))?
+    }
+
+    /// Turns a bounded call's result into the answer or the error that says why not.
+    fn outcome<T>(
+        &self,
+        call: &'static str,
+        started: Instant,
+        result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, PluginError> {
+        match result {
+            Err(_) => Err(PluginError::Timeout {
+                call,
+                timeout: self.limits.call_timeout,
+                elapsed: started.elapsed(),
+            }),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.classify(call, started, error)),
+        }
+    }
+
+    fn classify(&self, call: &'static str, started: Instant, error: wasmtime::Error) -> PluginError {
         let text = format!("{error:#}");
         if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
             if *trap == wasmtime::Trap::Interrupt {
                 return PluginError::Timeout {
                     call,
                     timeout: self.limits.call_timeout,
+                    elapsed: started.elapsed(),
                 };
             }
         }
@@ -252,6 +344,11 @@ impl PluginHost {
         }
         PluginError::Trap { call, message: text }
     }
+}
+
+/// sha256 of a component's bytes, hex: how versions and compiled components are keyed.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 fn check_header(bytes: &[u8]) -> Result<(), PluginError> {

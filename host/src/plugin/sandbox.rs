@@ -27,7 +27,9 @@ impl WasiView for SandboxState {
     }
 }
 
-/// A fresh store: no preopens, no env, no args, no network, capped memory.
+/// A fresh store: no preopens, no env, no args, no network, capped memory,
+/// and a yield to the executor at every epoch tick, so that the caller's
+/// deadline can stop even a guest that never calls the host.
 pub(super) fn store(engine: &Engine, memory_bytes: usize) -> Store<SandboxState> {
     let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
     let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
@@ -51,6 +53,8 @@ pub(super) fn store(engine: &Engine, memory_bytes: usize) -> Store<SandboxState>
         },
     );
     store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
     store
 }
 

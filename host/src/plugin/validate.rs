@@ -1,12 +1,12 @@
 //! Rules every described task must pass before anything is stored. Each problem
 //! names the field (by path) and says how to fix it.
 
-use std::collections::HashSet;
-use std::os::unix::fs::PermissionsExt;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::exec::check_binary;
 use crate::pulse::cron::CronSchedule;
 use crate::spec::{ExecSpec, Manifest, Schedule, StepKind, TaskSpec};
 
@@ -14,6 +14,9 @@ use crate::spec::{ExecSpec, Manifest, Schedule, StepKind, TaskSpec};
 const MAX_DURATION_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Most attempts a retry policy may ask for.
 const MAX_ATTEMPTS: u32 = 100;
+/// Longest description of a plugin or a task: descriptions are shown in
+/// listings, which must stay small.
+pub const MAX_DESCRIPTION_BYTES: usize = 16 * 1024;
 
 /// One thing wrong with a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +32,8 @@ pub struct Problem {
 pub struct Rules {
     /// Directories binary steps must live under.
     pub binary_dirs: Vec<PathBuf>,
+    /// Most tasks one plugin may describe.
+    pub max_tasks: usize,
 }
 
 /// Every problem with `m`; empty when it may be registered.
@@ -44,6 +49,18 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
     if m.tasks.is_empty() {
         p.add("tasks", "the plugin describes no tasks: add at least one");
     }
+    if m.tasks.len() > rules.max_tasks {
+        p.add(
+            "tasks",
+            &format!(
+                "the plugin describes {} tasks; a plugin may describe at most {} (PULSEHOST_MAX_TASKS_PER_PLUGIN): \
+                 split it into several plugins",
+                m.tasks.len(),
+                rules.max_tasks
+            ),
+        );
+    }
+    check_description(&mut p, "description", &m.description);
     let names: HashSet<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
     let mut seen = HashSet::new();
     for (i, t) in m.tasks.iter().enumerate() {
@@ -59,11 +76,87 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
         }
         task(&mut p, &at, t, &names, rules);
     }
+    if let Some((index, cycle)) = dependency_cycle(&m.tasks) {
+        p.add(
+            &format!("tasks[{index}].depends-on"),
+            &format!(
+                "the tasks depend on each other in a cycle ({}), so none of them could ever start: \
+                 remove one of these dependencies",
+                cycle.join(" -> ")
+            ),
+        );
+    }
     p.0
+}
+
+/// The first dependency cycle among `tasks`, as the index of the task it
+/// starts from and the names along it (`a -> b -> a`). Iterative, so a long
+/// chain of dependencies cannot exhaust the stack.
+fn dependency_cycle(tasks: &[TaskSpec]) -> Option<(usize, Vec<String>)> {
+    let index: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = tasks
+        .iter()
+        .map(|t| {
+            t.depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    // 0: unvisited, 1: on the current path, 2: done.
+    let mut state = vec![0u8; tasks.len()];
+    for start in 0..tasks.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        // The current path, each task with the next of its dependencies to follow.
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some((at, next)) = path.last_mut() {
+            let Some(&dep) = deps[*at].get(*next) else {
+                state[*at] = 2;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match state[dep] {
+                0 => {
+                    state[dep] = 1;
+                    path.push((dep, 0));
+                }
+                1 => {
+                    let from = path.iter().position(|(i, _)| *i == dep).unwrap_or(0);
+                    let mut names: Vec<String> =
+                        path[from..].iter().map(|(i, _)| tasks[*i].name.clone()).collect();
+                    names.push(tasks[dep].name.clone());
+                    return Some((dep, names));
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn check_description(p: &mut Problems, field: &str, text: &str) {
+    if text.len() > MAX_DESCRIPTION_BYTES {
+        p.add(
+            field,
+            &format!(
+                "is {} bytes; descriptions may be at most {MAX_DESCRIPTION_BYTES} bytes: shorten it",
+                text.len()
+            ),
+        );
+    }
 }
 
 fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: &Rules) {
     check_name(p, &format!("{at}.name"), &t.name);
+    check_description(p, &format!("{at}.description"), &t.description);
     if let Schedule::Cron { expression, timezone } = &t.schedule {
         if let Err(e) = CronSchedule::parse(expression, timezone.as_deref()) {
             p.add(&format!("{at}.schedule.cron"), &e.to_string());
@@ -174,26 +267,6 @@ fn exec(p: &mut Problems, at: &str, e: &ExecSpec, rules: &Rules) {
     }
 }
 
-/// A binary step's program: absolute, existing, executable, under an allowed directory.
-pub fn check_binary(path: &str, allowed: &[PathBuf]) -> Result<(), String> {
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(format!("{path:?} must be an absolute path"));
-    }
-    let meta = std::fs::metadata(p).map_err(|_| format!("{path:?} does not exist on this host"))?;
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("{path:?} is not an executable file"));
-    }
-    if !allowed.iter().any(|dir| p.starts_with(dir)) {
-        let dirs: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
-        return Err(format!(
-            "{path:?} is not under an allowed directory ({}); see PULSEHOST_BINARY_DIRS",
-            dirs.join(", ")
-        ));
-    }
-    Ok(())
-}
-
 fn check_name(p: &mut Problems, field: &str, name: &str) {
     let valid = !name.is_empty()
         && name.len() <= 63
@@ -223,5 +296,55 @@ impl Problems {
             field: field.to_string(),
             message: message.to_string(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::*;
+
+    fn task(name: &str, deps: &[&str]) -> TaskSpec {
+        TaskSpec {
+            name: name.into(),
+            description: String::new(),
+            schedule: Schedule::Manual,
+            enabled: true,
+            timeout_ms: None,
+            priority: 0,
+            retry: None,
+            overlap: Overlap::Skip,
+            catch_up: CatchUp::Latest,
+            starting_deadline_ms: None,
+            tags: vec![],
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            pipe_json: false,
+            hooks: ExecHooks::default(),
+            steps: vec![],
+        }
+    }
+
+    #[test]
+    fn a_cycle_is_named_from_where_it_starts() {
+        let tasks = [
+            task("x", &[]),
+            task("a", &["b"]),
+            task("b", &["c"]),
+            task("c", &["a"]),
+        ];
+        let (index, cycle) = dependency_cycle(&tasks).unwrap();
+        assert_eq!(index, 1);
+        assert_eq!(cycle.join(" -> "), "a -> b -> c -> a");
+    }
+
+    #[test]
+    fn a_diamond_is_not_a_cycle() {
+        let tasks = [
+            task("a", &[]),
+            task("b", &["a"]),
+            task("c", &["a"]),
+            task("d", &["b", "c"]),
+        ];
+        assert!(dependency_cycle(&tasks).is_none());
     }
 }

@@ -5,8 +5,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::spec::CatchUp;
 
-/// Why a slot was recorded as missed instead of run.
-pub const DEADLINE_EXCEEDED: &str = "starting_deadline_exceeded";
+/// Why a slot was recorded as missed instead of run (the same reason a
+/// queued run gets when its deadline passes before it can start).
+pub use crate::store::queue::DEADLINE_EXCEEDED;
 /// An older occurrence under catch-up `latest`.
 pub const SUPERSEDED: &str = "superseded_by_newer_slot";
 /// An occurrence that was not on time under catch-up `none`.
@@ -30,26 +31,6 @@ pub enum Verdict {
     Run,
     /// Claim it and record it as missed, with this reason.
     Missed(&'static str),
-}
-
-/// The newest `keep` occurrences in `(after, until]`, ascending, and how many
-/// there were in all (counting stops at `limit`).
-pub fn window(
-    occurrences: impl Iterator<Item = DateTime<Utc>>,
-    until: DateTime<Utc>,
-    keep: usize,
-    limit: usize,
-) -> (Vec<DateTime<Utc>>, usize) {
-    let mut kept = std::collections::VecDeque::with_capacity(keep.min(64));
-    let mut total = 0;
-    for t in occurrences.take_while(|t| *t <= until).take(limit) {
-        total += 1;
-        if kept.len() == keep {
-            kept.pop_front();
-        }
-        kept.push_back(t);
-    }
-    (kept.into(), total)
 }
 
 /// The verdict for each occurrence (ascending) of one task at `now`.
@@ -149,12 +130,5 @@ mod tests {
                 Verdict::Run
             ]
         );
-    }
-
-    #[test]
-    fn the_window_keeps_the_newest_and_counts_them_all() {
-        let slots = minutes(10);
-        let (kept, total) = window(slots.clone().into_iter(), slots[7], 3, 1000);
-        assert_eq!((kept, total), (slots[5..8].to_vec(), 8));
     }
 }

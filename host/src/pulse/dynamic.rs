@@ -1,99 +1,224 @@
 //! Dynamic schedules: on each pulse, at most once per task's interval, the
-//! plugin's `should-run` decides inside the sandbox whether the task is due. A
-//! trap or timeout counts as "not due", is logged and reported with the pulse,
-//! and never stops it.
+//! plugin's `should-run` decides inside the sandbox whether the task is due.
+//! Every due question is asked at once, under one budget for the whole pulse
+//! (the plugin call deadline plus a little): a plugin that sleeps costs a
+//! pulse one deadline, whatever the number of its tasks. A trap or timeout
+//! counts as "not due" and is reported with the pulse; a task whose plugin is
+//! still compiling when the budget runs out is reported as deferred and asked
+//! again on the next pulse.
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{Candidate, PulseProblem, Pulser};
+use chrono::{DateTime, DurationRound, Utc};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::due::Verdict;
+use super::{Candidate, PulseProblem, Pulser, TaskSet};
 use crate::spec::{RunContext, RunOutcome};
-use crate::store::pulses::{self, SchedulableTask};
-use crate::store::StoreError;
-use due::Verdict;
+use crate::store::pulses::{self, LastOutcome, SchedulableTask};
+use crate::store::{plugins, StoreResult};
 
-use super::due;
+/// Beyond the call deadline, how long a pulse waits for its dynamic answers.
+const BUDGET_SLACK: Duration = Duration::from_millis(50);
 
-/// Asks every dynamic task whose interval has passed; returns the ids asked and
-/// the problems met. Due tasks become candidates at their interval's slot.
-pub(super) async fn ask(
-    pulser: &Pulser,
-    tasks: &[SchedulableTask],
-    now: DateTime<Utc>,
-    out: &mut Vec<Candidate>,
-) -> (Vec<i64>, Vec<PulseProblem>) {
-    let (mut asked, mut problems) = (Vec::new(), Vec::new());
-    for (index, task) in tasks
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.schedule_kind == "dynamic")
-    {
-        let interval = Duration::seconds(i64::from(task.dynamic_interval_secs.unwrap_or(0).max(1)));
-        if task.last_asked_at.is_some_and(|last| now - last < interval) {
-            continue;
-        }
-        asked.push(task.id);
-        // Duplicate pulses within one interval name the same slot, so it is claimed once.
-        let slot = now.duration_trunc(interval).unwrap_or(now);
-        match ask_one(pulser, task, slot, now).await {
-            Ok(true) => out.push(Candidate {
-                task: index,
-                scheduled_for: slot,
-                verdict: Verdict::Run,
-            }),
-            Ok(false) => {}
-            Err(error) => {
-                tracing::warn!(task.id = task.id, task = %task.name, %error, "should-run failed; the task is not due");
-                problems.push(PulseProblem {
-                    task_id: task.id,
-                    task: task.name.clone(),
-                    error,
-                });
-            }
-        }
-    }
-    (asked, problems)
+/// What asking the dynamic schedules gave.
+#[derive(Default)]
+pub(super) struct Asked {
+    /// Due tasks, at their interval's slot.
+    pub candidates: Vec<Candidate>,
+    /// Tasks that were asked (answered or failed), so not again within their interval.
+    pub asked: Vec<i64>,
+    /// Failures and deferrals.
+    pub problems: Vec<PulseProblem>,
 }
 
-async fn ask_one(
+impl Asked {
+    /// Nothing was asked and nothing went wrong.
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty() && self.asked.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// One question to ask.
+struct Question {
+    index: usize,
+    slot: DateTime<Utc>,
+    context: RunContext,
+    sha: String,
+}
+
+/// Asks every dynamic task whose interval has passed (see the module doc).
+pub(super) async fn ask(pulser: &Pulser, set: &TaskSet, now: DateTime<Utc>) -> StoreResult<Asked> {
+    let dynamic: Vec<usize> = (0..set.tasks.len())
+        .filter(|i| set.tasks[*i].schedule_kind == "dynamic")
+        .collect();
+    if dynamic.is_empty() {
+        return Ok(Asked::default());
+    }
+    let questions = questions(pulser, set, &dynamic, now).await?;
+    if questions.is_empty() {
+        return Ok(Asked::default());
+    }
+    let bytes = components(pulser, set, &questions).await?;
+    let budget = pulser.plugins.call_timeout() + BUDGET_SLACK;
+    let mut pending: FuturesUnordered<_> = questions
+        .iter()
+        .enumerate()
+        .map(|(q, question)| {
+            let bytes = bytes.get(&question.sha).cloned();
+            async move {
+                (
+                    q,
+                    pulser
+                        .plugins
+                        .should_run(&question.sha, bytes, &question.context)
+                        .await,
+                )
+            }
+        })
+        .collect();
+    let mut answers = HashMap::new();
+    let _ = tokio::time::timeout(budget, async {
+        while let Some((q, answer)) = pending.next().await {
+            answers.insert(q, answer);
+        }
+    })
+    .await;
+    drop(pending);
+    Ok(collect(set, &questions, answers, budget))
+}
+
+/// The questions due now: dynamic tasks whose interval passed since they were
+/// last asked, with what their `should-run` is told.
+async fn questions(
     pulser: &Pulser,
+    set: &TaskSet,
+    dynamic: &[usize],
+    now: DateTime<Utc>,
+) -> StoreResult<Vec<Question>> {
+    let ids: Vec<i64> = dynamic.iter().map(|i| set.tasks[*i].id).collect();
+    let versions: Vec<i64> = dynamic.iter().map(|i| set.tasks[*i].plugin_version_id).collect();
+    let (asked, outcomes, shas) = pulser
+        .db
+        .run(move |tx| {
+            Ok((
+                pulses::asked_at(tx, &ids)?,
+                pulses::last_outcomes(tx, &ids)?,
+                pulses::version_shas(tx, &versions)?,
+            ))
+        })
+        .await?;
+    let asked: HashMap<i64, DateTime<Utc>> = asked.into_iter().collect();
+    let shas: HashMap<i64, String> = shas.into_iter().collect();
+    Ok(dynamic
+        .iter()
+        .filter_map(|&index| {
+            let task = &set.tasks[index];
+            let interval =
+                chrono::Duration::seconds(i64::from(task.dynamic_interval_secs.unwrap_or(0).max(1)));
+            if asked.get(&task.id).is_some_and(|last| now - *last < interval) {
+                return None;
+            }
+            // Duplicate pulses within one interval name the same slot, so it is claimed once.
+            let slot = now.duration_trunc(interval).unwrap_or(now);
+            let previous = outcomes.iter().find(|o| o.task_id == task.id);
+            Some(Question {
+                index,
+                slot,
+                context: context(task, slot, now, previous),
+                sha: shas.get(&task.plugin_version_id)?.clone(),
+            })
+        })
+        .collect())
+}
+
+fn context(
     task: &SchedulableTask,
     slot: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<bool, String> {
-    let (task_id, version) = (task.id, task.plugin_version_id);
-    let (previous, sha) = pulser
-        .db
-        .run(move |c| {
-            Ok((
-                pulses::last_outcome(c, task_id)?,
-                pulses::version_sha(c, version)?,
-            ))
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let ctx = RunContext {
+    previous: Option<&LastOutcome>,
+) -> RunContext {
+    RunContext {
         task: task.name.clone(),
         slot_id: format!("{}@{}", task.id, slot.to_rfc3339()),
         scheduled_for_ms: slot.timestamp_millis(),
         now_ms: now.timestamp_millis(),
         attempt: 1,
         previous: previous.map(|run| RunOutcome {
-            status: run.status,
-            finished_at_ms: run.finished_at.unwrap_or(now).timestamp_millis(),
-            exit_code: None,
-            error: run.error,
+            status: run.status.clone(),
+            finished_at_ms: run.finished_at.timestamp_millis(),
+            exit_code: run.exit_code,
+            error: run.error.clone(),
         }),
-    };
-    let (plugins, db) = (pulser.plugins.clone(), pulser.db.clone());
-    tokio::task::spawn_blocking(move || {
-        let load = || {
-            let mut conn = db.conn().map_err(|e: StoreError| e.to_string())?;
-            crate::store::plugins::component(&mut conn, version)
-                .map(|(_, bytes)| bytes)
-                .map_err(|e| e.to_string())
+    }
+}
+
+/// The component bytes of the plugins not compiled on this host yet.
+async fn components(
+    pulser: &Pulser,
+    set: &TaskSet,
+    questions: &[Question],
+) -> StoreResult<HashMap<String, Arc<[u8]>>> {
+    let mut missing: Vec<(String, i64)> = questions
+        .iter()
+        .filter(|q| !pulser.plugins.is_prepared(&q.sha))
+        .map(|q| (q.sha.clone(), set.tasks[q.index].plugin_version_id))
+        .collect();
+    missing.sort();
+    missing.dedup_by(|a, b| a.0 == b.0);
+    if missing.is_empty() {
+        return Ok(HashMap::new());
+    }
+    pulser
+        .db
+        .run(move |tx| {
+            missing
+                .into_iter()
+                .map(|(sha, version)| Ok((sha, Arc::from(plugins::component(tx, version)?.1))))
+                .collect()
+        })
+        .await
+}
+
+/// Turns the answers into candidates, asked tasks and problems.
+fn collect(
+    set: &TaskSet,
+    questions: &[Question],
+    mut answers: HashMap<usize, Result<bool, crate::plugin::PluginError>>,
+    budget: Duration,
+) -> Asked {
+    let mut asked = Asked::default();
+    for (q, question) in questions.iter().enumerate() {
+        let task = &set.tasks[question.index];
+        let problem = |error: String| PulseProblem {
+            task_id: task.id,
+            task: task.name.clone(),
+            error,
         };
-        plugins.should_run(&sha, load, &ctx).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| format!("should-run worker stopped: {e}"))?
+        match answers.remove(&q) {
+            Some(Ok(due)) => {
+                asked.asked.push(task.id);
+                if due {
+                    asked.candidates.push(Candidate {
+                        task: question.index,
+                        scheduled_for: question.slot,
+                        verdict: Verdict::Run,
+                    });
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(task.id = task.id, task = %task.name, %error, "should-run failed; the task is not due");
+                asked.asked.push(task.id);
+                asked.problems.push(problem(error.to_string()));
+            }
+            None => asked.problems.push(problem(format!(
+                "deferred: no answer within the pulse's budget of {} ms (the plugin is still being prepared); \
+                 asked again on the next pulse",
+                budget.as_millis()
+            ))),
+        }
+    }
+    asked
 }

@@ -1,17 +1,20 @@
-//! What is due. A pulse reads every schedulable task's policies, works out the
-//! occurrences since the previous pulse (cron) or asks the plugin (dynamic),
-//! applies catch-up and starting deadlines, then — in one transaction — claims
-//! every slot with one batched insert (so duplicate pulses and replicas claim
-//! each slot once), applies the overlap policy, links dependencies and queues
-//! runs. Skipped and missed slots are recorded as runs too: nothing is dropped
-//! silently.
+//! What is due. A pulse reads the schedulable tasks (re-read only when one
+//! changed), works out the occurrences since the previous pulse, applies
+//! catch-up and starting deadlines, and claims them in one transaction — with
+//! one batched insert, so duplicate pulses and replicas claim each slot once,
+//! and under per-task locks, so overlap is decided by one pulse at a time.
+//! Only then are dynamic schedules asked, all at once under one budget, and
+//! what they say is claimed in a second transaction: a slow plugin never
+//! delays a cron slot. Skipped and missed slots are recorded as runs too:
+//! nothing is dropped silently. The pulse's instant is PostgreSQL's clock.
 
 pub mod cron;
+pub mod deps;
 pub mod due;
 mod dynamic;
 mod record;
+mod schedules;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,22 +22,15 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::plugin::PluginHost;
-use crate::spec::CatchUp;
 use crate::store::pulses::{self, SchedulableTask};
-use crate::store::{Db, StoreError, StoreResult};
-use cron::CronSchedule;
-use due::{Policy, Verdict};
+use crate::store::{Db, StoreResult};
+use due::Verdict;
 
-pub use record::trigger;
+pub use record::{trigger, Triggered};
+pub use schedules::{effective_since, register};
 
 /// Skip reason recorded when the previous run of a task is still going.
 pub const PREVIOUS_INSTANCE_RUNNING: &str = "previous_instance_running";
-/// Skip reason of a dependent whose dependency failed or was skipped.
-pub const DEPENDENCY_FAILED: &str = "dependency_failed";
-
-/// Occurrences looked at per task per pulse at most (an every-second task after
-/// a week without pulses must not spin the host).
-const MAX_OCCURRENCES_SCANNED: usize = 1_000_000;
 
 /// Pulse settings.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +39,8 @@ pub struct PulseConfig {
     pub catch_up_max: usize,
     /// Under catch-up `none`, how late a slot may be and still count as on time.
     pub on_time: Duration,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_window: Duration,
 }
 
 /// A slot a pulse acted on.
@@ -79,9 +77,9 @@ pub struct PulseProblem {
 pub struct PulseReport {
     /// The pulse's id.
     pub pulse_id: i64,
-    /// When it arrived.
+    /// When it arrived, by the database's clock.
     pub received_at: DateTime<Utc>,
-    /// Slots that were due to run.
+    /// Slots that were due.
     pub due: usize,
     /// Slots this pulse claimed and queued.
     pub claimed: Vec<SlotRun>,
@@ -89,15 +87,18 @@ pub struct PulseReport {
     pub skipped: Vec<SlotRun>,
     /// Slots recorded as missed.
     pub missed: Vec<SlotRun>,
-    /// Missed slots beyond the per-task cap, counted but not recorded one by one.
-    pub missed_uncounted: usize,
-    /// Dynamic schedules that failed, and similar.
+    /// Missed slots beyond the per-task cap, counted exactly but not recorded one by one.
+    pub missed_uncounted: u64,
+    /// Dynamic schedules that failed or were deferred, and similar.
     pub errors: Vec<PulseProblem>,
     /// Server-side time to evaluate and claim.
     pub duration_ms: f64,
     /// Running runs an overlap `replace` asked to cancel.
     #[serde(skip)]
     pub replaced: Vec<i64>,
+    /// Every run recorded, for linking the dependencies of a later batch.
+    #[serde(skip)]
+    pub recorded: Vec<deps::PulseRun>,
 }
 
 /// The answer to a pulse delivery.
@@ -117,13 +118,15 @@ struct Candidate {
     verdict: Verdict,
 }
 
-/// A cron schedule parsed once and the next fire time last computed for it.
-struct Cached {
-    expression: String,
-    timezone: Option<String>,
-    schedule: Arc<CronSchedule>,
-    /// `(window start, first occurrence after it)`.
-    next: Option<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+/// The tasks a pulse read, and what it derived from them once.
+#[derive(Default)]
+struct TaskSet {
+    /// The snapshot they were read under.
+    snapshot: String,
+    tasks: Vec<SchedulableTask>,
+    /// Per task: a cron task that waits (directly or not) for a dynamic task,
+    /// claimed with the dynamic answers rather than before them.
+    after_dynamic: Vec<bool>,
 }
 
 /// Evaluates pulses.
@@ -131,8 +134,8 @@ pub struct Pulser {
     db: Db,
     plugins: PluginHost,
     config: PulseConfig,
-    schedules: Mutex<HashMap<i64, Cached>>,
-    tasks: Mutex<Option<(pulses::TaskFingerprint, Arc<Vec<SchedulableTask>>)>>,
+    schedules: Mutex<schedules::Cache>,
+    tasks: Mutex<Option<Arc<TaskSet>>>,
 }
 
 impl Pulser {
@@ -147,174 +150,150 @@ impl Pulser {
         }
     }
 
-    /// Evaluates schedules at `now` and claims what is due. With `key`, a
-    /// delivery that repeats an earlier one gets the earlier answer.
+    /// Evaluates schedules at the database's now and claims what is due;
+    /// `claimed` is called as soon as runs were queued (before dynamic
+    /// schedules are asked). With `key`, a delivery that repeats an earlier
+    /// one within the idempotency window gets the earlier answer.
     pub async fn pulse(
         &self,
         source: Option<String>,
         key: Option<String>,
-        now: DateTime<Utc>,
+        claimed: &(dyn Fn() + Sync),
+    ) -> StoreResult<PulseAnswer> {
+        self.pulse_at(source, key, None, claimed).await
+    }
+
+    /// [`Pulser::pulse`] at a given instant instead of the database's now
+    /// (benchmarks and simulations of a night or a silence).
+    pub async fn pulse_at(
+        &self,
+        source: Option<String>,
+        key: Option<String>,
+        at: Option<DateTime<Utc>>,
+        claimed: &(dyn Fn() + Sync),
     ) -> StoreResult<PulseAnswer> {
         if let Some(answer) = self.replay(key.as_deref()).await? {
             return Ok(answer);
         }
         let clock = Instant::now();
-        let (previous, tasks) = self.read_tasks(now).await?;
-        let mut candidates = Vec::new();
-        let mut uncounted = 0;
-        {
-            let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
-            for (i, task) in tasks
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.schedule_kind == "cron")
-            {
-                uncounted += self.cron_candidates(&mut cache, i, task, previous, now, &mut candidates);
-            }
-        }
-        let (asked, mut errors) = dynamic::ask(self, &tasks, now, &mut candidates).await;
-        let outcome = record::claim(
-            &self.db,
-            record::Batch {
-                tasks,
-                candidates,
-                asked,
+        let (now, previous, set) = self.read(at).await?;
+        let (cron, deferred, uncounted) = self.cron_candidates(&set, previous, now);
+        let first = record::Batch {
+            set: Arc::clone(&set),
+            candidates: cron,
+            earlier: Vec::new(),
+            asked: Vec::new(),
+        };
+        let Some(mut report) = record::first(
+            self,
+            first,
+            record::Opening {
                 source,
                 key: key.clone(),
                 now,
                 uncounted,
-                errors: std::mem::take(&mut errors),
                 clock,
             },
         )
-        .await?;
-        match outcome {
-            Some(report) => Ok(PulseAnswer::Fresh(report)),
-            None => Ok(self
-                .replay(key.as_deref())
-                .await?
-                .unwrap_or(PulseAnswer::Replayed(serde_json::Value::Null))),
-        }
-    }
-
-    /// The previous pulse's time and the schedulable tasks, re-read only when
-    /// their fingerprint changed (a pulse over 10,000 tasks must not decode
-    /// 10,000 rows every minute).
-    async fn read_tasks(
-        &self,
-        now: DateTime<Utc>,
-    ) -> StoreResult<(Option<DateTime<Utc>>, Arc<Vec<SchedulableTask>>)> {
-        let cached = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let known = cached.as_ref().map(|(fp, _)| *fp);
-        let (previous, fingerprint, fresh) = self
-            .db
-            .run(move |c| {
-                let previous = pulses::previous_pulse_at(c, now)?;
-                let fingerprint = pulses::task_fingerprint(c)?;
-                let fresh = (Some(fingerprint) != known)
-                    .then(|| pulses::schedulable_tasks(c))
-                    .transpose()?;
-                Ok((previous, fingerprint, fresh))
-            })
-            .await?;
-        let tasks = match (fresh, cached) {
-            (Some(tasks), _) => {
-                let tasks = Arc::new(tasks);
-                *self.tasks.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((fingerprint, Arc::clone(&tasks)));
-                tasks
-            }
-            (None, Some((_, tasks))) => tasks,
-            (None, None) => Arc::default(),
+        .await?
+        else {
+            return self.replay_or_null(key.as_deref()).await;
         };
-        Ok((previous, tasks))
+        if !report.claimed.is_empty() {
+            claimed();
+        }
+        let asked = dynamic::ask(self, &set, now).await?;
+        if !asked.is_empty() || !deferred.is_empty() {
+            let mut candidates = deferred;
+            candidates.extend(asked.candidates);
+            let second = record::Batch {
+                set: Arc::clone(&set),
+                candidates,
+                earlier: report.recorded.clone(),
+                asked: asked.asked,
+            };
+            report.errors.extend(asked.problems);
+            let queued_before = report.claimed.len();
+            report = record::second(self, second, report, key.is_some(), clock).await?;
+            if report.claimed.len() > queued_before {
+                claimed();
+            }
+        }
+        Ok(PulseAnswer::Fresh(report))
     }
 
-    /// The stored answer of an earlier delivery with `key`.
+    /// The pulse's instant, its window's start and the tasks (from the cache
+    /// unless one changed since they were read).
+    async fn read(
+        &self,
+        at: Option<DateTime<Utc>>,
+    ) -> StoreResult<(DateTime<Utc>, Option<DateTime<Utc>>, Arc<TaskSet>)> {
+        let known = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|s| s.snapshot.clone());
+        let read = self
+            .db
+            .run(move |tx| pulses::read(tx, known.as_deref(), at))
+            .await?;
+        let mut cache = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tasks) = read.tasks {
+            *cache = Some(Arc::new(TaskSet {
+                snapshot: read.snapshot,
+                after_dynamic: deps::after_dynamic(&tasks),
+                tasks,
+            }));
+        }
+        Ok((read.now, read.previous, cache.clone().unwrap_or_default()))
+    }
+
+    /// Occurrences of every cron task in its window: those claimed now, those
+    /// that wait for the dynamic answers, and how many older missed slots
+    /// are counted but not recorded one by one.
+    fn cron_candidates(
+        &self,
+        set: &TaskSet,
+        previous: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Candidate>, Vec<Candidate>, u64) {
+        let mut cache = self.schedules.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut first, mut later, mut uncounted) = (Vec::new(), Vec::new(), 0);
+        for (i, task) in set
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.schedule_kind == "cron")
+        {
+            let out = if set.after_dynamic[i] {
+                &mut later
+            } else {
+                &mut first
+            };
+            uncounted += cache.occurrences(i, task, previous, now, &self.config, out);
+        }
+        (first, later, uncounted)
+    }
+
+    /// The stored answer of an earlier delivery with `key`, within the window.
     async fn replay(&self, key: Option<&str>) -> StoreResult<Option<PulseAnswer>> {
         let Some(key) = key.map(str::to_string) else {
             return Ok(None);
         };
-        let row = self.db.run(move |c| pulses::by_idempotency_key(c, &key)).await?;
+        let window = self.config.idempotency_window.num_milliseconds();
+        let row = self
+            .db
+            .run(move |tx| pulses::by_idempotency_key(tx, &key, window))
+            .await?;
         Ok(row.and_then(|r| r.response).map(PulseAnswer::Replayed))
     }
 
-    /// Adds the occurrences of one cron task in its window; returns how many
-    /// older missed slots were beyond the cap.
-    fn cron_candidates(
-        &self,
-        cache: &mut HashMap<i64, Cached>,
-        index: usize,
-        task: &SchedulableTask,
-        previous: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-        out: &mut Vec<Candidate>,
-    ) -> usize {
-        let start = previous.map_or(task.schedule_since, |p| p.max(task.schedule_since));
-        let Some(schedule) = Self::schedule(cache, task, start, now) else {
-            return 0;
-        };
-        let (slots, total) = due::window(
-            schedule.after(start),
-            now,
-            self.config.catch_up_max,
-            MAX_OCCURRENCES_SCANNED,
-        );
-        let policy = Policy {
-            catch_up: catch_up(&task.catch_up),
-            starting_deadline: task.starting_deadline_ms.map(Duration::milliseconds),
-            on_time: self.config.on_time,
-        };
-        for (slot, verdict) in slots.iter().zip(due::classify(&slots, now, policy)) {
-            out.push(Candidate {
-                task: index,
-                scheduled_for: *slot,
-                verdict,
-            });
-        }
-        total - slots.len()
-    }
-
-    /// The task's parsed schedule, or None when nothing is due in `(start, now]`
-    /// (answered from the cached next fire time without walking the schedule).
-    fn schedule(
-        cache: &mut HashMap<i64, Cached>,
-        task: &SchedulableTask,
-        start: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Option<Arc<CronSchedule>> {
-        let stale = cache.get(&task.id).is_none_or(|c| {
-            Some(&c.expression) != task.cron_expression.as_ref() || c.timezone != task.timezone
-        });
-        if stale {
-            let expression = task.cron_expression.clone()?;
-            let schedule = match CronSchedule::parse(&expression, task.timezone.as_deref()) {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    tracing::error!(task.id = task.id, error = %e, "stored cron expression no longer parses");
-                    return None;
-                }
-            };
-            cache.insert(
-                task.id,
-                Cached {
-                    expression,
-                    timezone: task.timezone.clone(),
-                    schedule,
-                    next: None,
-                },
-            );
-        }
-        let cached = cache.get_mut(&task.id)?;
-        // The first occurrence after an earlier start is still the first after
-        // this one as long as it lies beyond this start.
-        let next = match cached.next {
-            Some((known_start, next)) if known_start <= start && next.is_none_or(|n| n > start) => next,
-            _ => cached.schedule.after(start).next(),
-        };
-        cached.next = Some((start, next));
-        next.is_some_and(|n| n <= now)
-            .then(|| Arc::clone(&cached.schedule))
+    async fn replay_or_null(&self, key: Option<&str>) -> StoreResult<PulseAnswer> {
+        Ok(self
+            .replay(key)
+            .await?
+            .unwrap_or(PulseAnswer::Replayed(serde_json::Value::Null)))
     }
 
     /// The next `n` fire times of a cron schedule after `after`.
@@ -324,7 +303,7 @@ impl Pulser {
         after: DateTime<Utc>,
         n: usize,
     ) -> Vec<DateTime<Utc>> {
-        CronSchedule::parse(expression, timezone)
+        cron::CronSchedule::parse(expression, timezone)
             .map(|s| s.next_n(after, n))
             .unwrap_or_default()
     }
@@ -332,23 +311,5 @@ impl Pulser {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
-    }
-}
-
-fn catch_up(stored: &str) -> CatchUp {
-    match stored {
-        "all" => CatchUp::All,
-        "none" => CatchUp::None,
-        _ => CatchUp::Latest,
-    }
-}
-
-impl From<StoreError> for PulseProblem {
-    fn from(e: StoreError) -> Self {
-        PulseProblem {
-            task_id: 0,
-            task: String::new(),
-            error: e.to_string(),
-        }
     }
 }

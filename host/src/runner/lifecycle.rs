@@ -5,15 +5,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use super::dispatch::Taken;
 use super::groups::Groups;
+use super::journal::Entry;
 use super::process::{run_one, Executed, Invocation, Phase};
-use super::{persist, Runner};
+use super::Runner;
 use crate::exec::ExitKind;
 use crate::spec::ExecSpec;
-use crate::store::runs::{self, ClaimedRun, RunEnd};
+use crate::store::finish::RunEnd;
 
 /// Cleanup gets its own budget: it must run even when the run's time is up.
 const CLEANUP_BUDGET: Duration = Duration::from_secs(300);
@@ -26,12 +27,8 @@ struct Failure {
 }
 
 /// Executes every phase of `claimed` and says how the run ended.
-pub(super) async fn execute(
-    runner: &Runner,
-    claimed: &ClaimedRun,
-    cancel: &CancellationToken,
-    groups: &Groups,
-) -> RunEnd {
+pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &CancellationToken) -> RunEnd {
+    let groups = &Groups::new(claimed.run.id, runner.journal.clone());
     let task = &claimed.task;
     let timeout = task
         .timeout_ms
@@ -44,11 +41,15 @@ pub(super) async fn execute(
     {
         Ok(dir) => dir,
         Err(e) => {
-            return end(Some(failure(
-                "failed",
-                "internal",
-                format!("cannot create the run's scratch directory: {e}"),
-            )))
+            return end(
+                runner,
+                claimed,
+                Some(failure(
+                    "failed",
+                    "internal",
+                    format!("cannot create the run's scratch directory: {e}"),
+                )),
+            )
         }
     };
     let ctx = Ctx {
@@ -66,7 +67,7 @@ pub(super) async fn execute(
             .process(Phase::Provision, 0, "provision", spec, None, None)
             .await;
         failed = judge(&done, "provision");
-        ctx.record_hook("provision", failed.as_ref()).await;
+        ctx.record_hook("provision", failed.as_ref());
     }
     if failed.is_none() {
         failed = ctx.steps_with_background().await;
@@ -82,16 +83,16 @@ pub(super) async fn execute(
             .process(Phase::Cleanup, 0, "cleanup", spec, None, None)
             .await;
         let cleanup_failed = judge(&done, "cleanup");
-        cleanup.record_hook("cleanup", cleanup_failed.as_ref()).await;
+        cleanup.record_hook("cleanup", cleanup_failed.as_ref());
         failed = failed.or(cleanup_failed);
     }
-    end(failed)
+    end(runner, claimed, failed)
 }
 
 #[derive(Clone, Copy)]
 struct Ctx<'a> {
     runner: &'a Runner,
-    claimed: &'a ClaimedRun,
+    claimed: &'a Taken,
     workdir: &'a Path,
     cancel: &'a CancellationToken,
     deadline: Instant,
@@ -141,7 +142,7 @@ impl Ctx<'_> {
                 format!("the background process ended before the steps finished: {how}"),
             )
         });
-        self.record_hook("background", background_failed.as_ref()).await;
+        self.record_hook("background", background_failed.as_ref());
         if task.hooks.background_may_exit {
             failed
         } else {
@@ -150,18 +151,13 @@ impl Ctx<'_> {
     }
 
     /// Counts a hook's outcome; enough consecutive failures pause the task.
-    async fn record_hook(&self, hook: &'static str, failed: Option<&Failure>) {
-        let (task_id, run_id) = (self.claimed.run.task_id, self.claimed.run.id);
-        let error = failed.map(|f| f.error.clone());
-        let threshold = self.runner.config.hook_failures_before_pause as i32;
-        let paused = persist(&self.runner.db, move |c| {
-            crate::store::hooks::record(c, task_id, hook, error.as_deref(), Utc::now(), threshold)
-        })
-        .await
-        .flatten();
-        if let Some(reason) = paused {
-            tracing::warn!(task.id = task_id, run.id = run_id, %reason, "task paused");
-        }
+    fn record_hook(&self, hook: &'static str, failed: Option<&Failure>) {
+        self.runner.journal.record(Entry::Hook {
+            task_id: self.claimed.run.task_id,
+            run_id: self.claimed.run.id,
+            hook,
+            error: failed.map(|f| f.error.clone()),
+        });
     }
 
     async fn steps(&self) -> Option<Failure> {
@@ -211,7 +207,7 @@ impl Ctx<'_> {
         )
         .await;
         let row = done.row(self.claimed.run.id, &inv);
-        persist(&self.runner.db, move |conn| runs::record_step(conn, &row)).await;
+        self.runner.journal.record(Entry::Step(Box::new(row)));
         done
     }
 }
@@ -234,20 +230,18 @@ fn failure(status: &'static str, failure_type: &'static str, error: String) -> F
     }
 }
 
-fn end(failed: Option<Failure>) -> RunEnd {
-    match failed {
-        None => RunEnd {
-            status: "succeeded".into(),
-            failure_type: None,
-            error: None,
-            finished_at: Utc::now(),
-        },
-        Some(f) => RunEnd {
-            status: f.status.into(),
-            failure_type: Some(f.failure_type.into()),
-            error: Some(f.error),
-            finished_at: Utc::now(),
-        },
+fn end(runner: &Runner, claimed: &Taken, failed: Option<Failure>) -> RunEnd {
+    let (status, failure_type, error) = match failed {
+        None => ("succeeded", None, None),
+        Some(f) => (f.status, Some(f.failure_type.to_string()), Some(f.error)),
+    };
+    RunEnd {
+        run_id: claimed.run.id,
+        host_id: runner.config.host_id.clone(),
+        status: status.into(),
+        failure_type,
+        error,
+        finished_at: runner.db.clock().now(),
     }
 }
 

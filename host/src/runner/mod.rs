@@ -1,45 +1,45 @@
-//! Runs: a dispatcher takes queued runs from PostgreSQL (never only from
-//! memory, so a restart loses none), at most `max_concurrent_runs` at once, and
-//! executes each one's lifecycle (see [`lifecycle`]) while renewing its lease.
-//! Alongside, it finishes the runs of hosts that died (see [`recovery`]); on
-//! shutdown it drains (see [`Runner::drain`]).
+//! Runs: a dispatcher takes queued runs from PostgreSQL in batches (never
+//! from memory, so a restart loses none), at most `max_concurrent_runs` at
+//! once, and executes each one's lifecycle (see [`lifecycle`]). Everything a
+//! run records goes through the [`journal`]. Beside it the host heartbeats
+//! ([`heartbeat`]), finishes the runs of hosts that stopped heartbeating
+//! ([`recovery`]), sweeps what no cascade caught ([`settle::sweep`]), and on
+//! shutdown drains (see [`Runner::drain`]). The rules are in [`policy`].
 
+mod dispatch;
 mod groups;
+mod heartbeat;
+mod journal;
 mod lifecycle;
+pub mod policy;
 mod process;
 mod recovery;
+pub mod settle;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::exec::python::VenvCache;
-use crate::store::finish::{self, RecoveredRun};
-use crate::store::runs::{self, ClaimedRun};
-use crate::store::{Db, StoreError};
+use crate::store::{hosts, Db, StoreError};
 
-pub use recovery::{machine_of, recover_expired_runs};
+pub use recovery::RecoveredRun;
 
-/// How often an idle dispatcher looks at the queue without being woken
-/// (runs whose `not_before` has come, runs queued by another replica).
-const IDLE_POLL: Duration = Duration::from_secs(1);
-
-/// How often a running run checks whether another replica asked to cancel it.
-const CANCEL_POLL: Duration = Duration::from_secs(1);
-
-/// How often the runner looks for runs whose host's lease expired.
-const RECOVERY_EVERY: Duration = Duration::from_secs(5);
+/// How often the sweeper and the recovery of lost hosts run.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 
 /// What the runner needs to know.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
-    /// Identifies this host in leases.
+    /// Identifies this host (`<machine>-<pid>-<random>`).
     pub host_id: String,
+    /// This host's machine (hostname).
+    pub machine: String,
     /// Where scratch directories and venvs live.
     pub data_dir: PathBuf,
     /// Runs at once on this host.
@@ -54,7 +54,7 @@ pub struct RunnerConfig {
     pub env_allow: Vec<String>,
     /// Directories binary steps must live under.
     pub binary_dirs: Vec<PathBuf>,
-    /// Lease length.
+    /// How long this host may stay silent before others declare it lost.
     pub lease: Duration,
     /// Consecutive failures of one hook type that pause a task.
     pub hook_failures_before_pause: u32,
@@ -65,66 +65,88 @@ pub struct Runner {
     db: Db,
     config: RunnerConfig,
     venvs: VenvCache,
-    wake: Notify,
+    /// Woken when runs may have become claimable.
+    wake: Arc<Notify>,
+    /// Runs this host is responsible for until their end is written.
     running: Mutex<HashMap<i64, CancellationToken>>,
     /// One permit per run executing here; all of them free means none is.
     slots: Arc<Semaphore>,
     /// Cancelled when the host drains: no run is taken any more.
     stop_claiming: CancellationToken,
     /// Parent of every run's token: cancelling it cancels every run, even one
-    /// that starts afterwards.
+    /// whose claim was in flight.
     cancel_all: CancellationToken,
+    journal: journal::Journal,
 }
 
 impl Runner {
-    /// A runner over `db`; call [`Runner::start`] to begin dispatching.
+    /// A runner over `db` (call inside a tokio runtime); [`Runner::start`] begins.
     pub fn new(db: Db, config: RunnerConfig, python: String) -> Arc<Self> {
         let venvs = VenvCache::new(config.data_dir.join("venvs"), python);
+        let wake = Arc::new(Notify::new());
+        let journal =
+            journal::Journal::start(db.clone(), config.hook_failures_before_pause, Arc::clone(&wake));
         Arc::new(Runner {
             db,
             venvs,
-            wake: Notify::new(),
+            wake,
             running: Mutex::default(),
             slots: Arc::new(Semaphore::new(config.max_concurrent_runs)),
             stop_claiming: CancellationToken::new(),
             cancel_all: CancellationToken::new(),
+            journal,
             config,
         })
     }
 
-    /// Starts the dispatcher, and beside it the recovery of runs whose host's
-    /// lease expired, every [`RECOVERY_EVERY`]; both stop when `shutdown` is
-    /// cancelled. The handle is the dispatcher's.
-    pub fn start(self: &Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// Registers this host, then starts the heartbeat, the watcher of cancel
+    /// requests, the housekeeping (recovery of lost hosts' runs and the sweeper,
+    /// every [`HOUSEKEEPING_EVERY`]) and the dispatcher; all stop when
+    /// `shutdown` is cancelled. The handle is the dispatcher's.
+    pub async fn start(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        heartbeat::register(self).await?;
+        tokio::spawn(heartbeat::run(Arc::clone(self), shutdown.clone()));
+        tokio::spawn(watch::run(Arc::clone(self), shutdown.clone()));
         let me = Arc::clone(self);
         let stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(RECOVERY_EVERY) => {}
+                    _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
                     _ = stop.cancelled() => return,
                 }
-                if let Err(e) = me.recover().await {
-                    tracing::warn!(error = %e, "could not look for runs of lost hosts");
-                }
+                me.housekeeping().await;
             }
         });
         let me = Arc::clone(self);
-        tokio::spawn(async move { me.dispatch(shutdown).await })
+        Ok(tokio::spawn(async move { dispatch::run(me, shutdown).await }))
     }
 
-    /// Finishes every run whose lease expired as `failed`/`host_lost` (retrying
-    /// it by policy), kills the process groups such runs left on this machine,
-    /// and cancels any of them that still executes here (this host lost its
-    /// lease, say through a database outage). Called at start-up and every
-    /// [`RECOVERY_EVERY`].
-    pub async fn recover(&self) -> Result<Vec<RecoveredRun>, StoreError> {
-        let recovered = recover_expired_runs(&self.db, &self.config.host_id).await?;
-        for run in &recovered {
-            if run.host_id.as_deref() == Some(self.config.host_id.as_str()) {
-                self.cancel_local(run.run_id);
-            }
+    /// Finishes the runs of hosts declared lost (see [`recovery`]) and sweeps.
+    async fn housekeeping(&self) {
+        if let Err(e) = self.recover().await {
+            tracing::warn!(error = %e, "could not look for runs of lost hosts");
         }
+        match self.db.run(settle::sweep).await {
+            Ok(changed) if !changed.is_empty() => {
+                tracing::warn!(runs = ?changed, "sweeper settled queued runs no cascade had reached");
+                self.wake();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeper could not run"),
+        }
+    }
+
+    /// Finishes every run of a host that stopped heartbeating as
+    /// `failed`/`host_lost` (retrying it by policy) and kills what such runs
+    /// left on this machine. No verdict is given until this host has reached
+    /// the database for a whole lease without interruption, so that after an
+    /// outage every live host has had the time to heartbeat again.
+    pub async fn recover(&self) -> Result<Vec<RecoveredRun>, StoreError> {
+        let recovered = recovery::recover(self).await?;
         if recovered.iter().any(|r| r.retry.is_some()) {
             self.wake();
         }
@@ -132,29 +154,39 @@ impl Runner {
     }
 
     /// Graceful shutdown: takes no more runs, lets the running ones finish for
-    /// up to `grace`, then cancels the rest (their cleanup hooks still run) and
-    /// returns once every run executing here is recorded.
+    /// up to `grace`, then cancels the rest (their cleanup hooks still run),
+    /// writes every record, and tells the database this host stopped.
     pub async fn drain(&self, grace: Duration) {
         self.stop_claiming.cancel();
         let all = self.config.max_concurrent_runs as u32;
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let running = self.local_runs().len();
         tracing::info!(
             running,
             grace_ms = grace.as_millis() as u64,
             "draining: no new runs"
         );
-        match tokio::time::timeout(grace, self.slots.acquire_many(all)).await {
-            Ok(_) => tracing::info!("every run finished"),
-            Err(_) => {
-                let left = self.running.lock().unwrap_or_else(|p| p.into_inner()).len();
-                tracing::warn!(
-                    runs = left,
-                    "shutdown grace over; cancelling the runs still going"
-                );
-                self.cancel_all.cancel();
-                let _ = self.slots.acquire_many(all).await;
-                tracing::info!("cancelled runs recorded");
-            }
+        if tokio::time::timeout(grace, self.slots.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                runs = self.local_runs().len(),
+                "shutdown grace over; cancelling the runs still going"
+            );
+            self.cancel_all.cancel();
+            let _ = self.slots.acquire_many(all).await;
+        }
+        if tokio::time::timeout(DRAIN_WRITE_LIMIT, self.journal.flushed())
+            .await
+            .is_err()
+        {
+            tracing::error!("the database did not take the last run records; other hosts will recover those runs as host_lost");
+            return;
+        }
+        let id = self.config.host_id.clone();
+        match self.db.run(move |tx| hosts::stopped(tx, &id)).await {
+            Ok(()) => tracing::info!("every run recorded; host stopped"),
+            Err(e) => tracing::warn!(error = %e, "could not record that this host stopped"),
         }
     }
 
@@ -179,169 +211,25 @@ impl Runner {
         }
     }
 
-    async fn dispatch(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            let permit = tokio::select! {
-                permit = Arc::clone(&self.slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
-                _ = shutdown.cancelled() => return,
-                _ = self.stop_claiming.cancelled() => return,
-            };
-            if self.stop_claiming.is_cancelled() {
-                return;
-            }
-            match self.claim().await {
-                Ok(Some(claimed)) => {
-                    let me = Arc::clone(&self);
-                    tokio::spawn(async move {
-                        me.execute(claimed).await;
-                        drop(permit);
-                    });
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not take a run from the queue"),
-            }
-            drop(permit);
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = shutdown.cancelled() => return,
-                _ = self.stop_claiming.cancelled() => return,
-            }
-        }
-    }
-
-    async fn claim(&self) -> Result<Option<ClaimedRun>, StoreError> {
-        let host = self.config.host_id.clone();
-        let lease = self.lease_duration();
-        self.db
-            .run(move |conn| {
-                let now = Utc::now();
-                runs::claim_next(conn, &host, now, now + lease)
-            })
-            .await
-    }
-
-    async fn execute(self: &Arc<Self>, claimed: ClaimedRun) {
-        let run_id = claimed.run.id;
-        let cancel = self.cancel_all.child_token();
+    fn local_runs(&self) -> Vec<i64> {
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(run_id, cancel.clone());
-        let watcher = self.watch(run_id, cancel.clone());
-        tracing::info!(run.id = run_id, plugin = %claimed.plugin, task = %claimed.task.name, attempt = claimed.run.attempt, "run started");
-        let (groups, group_writer) = groups::Groups::start(self.db.clone(), run_id);
-        let end = lifecycle::execute(self, &claimed, &cancel, &groups).await;
-        drop(groups);
-        let _ = group_writer.await;
-        watcher.cancel();
-        tracing::info!(run.id = run_id, status = %end.status, error = ?end.error, "run finished");
-        let policy = claimed.task.retry;
-        let finished = persist(&self.db, move |conn| {
-            finish::finish_run(conn, run_id, &end, policy.as_ref())
-        })
-        .await;
-        match finished {
-            Some(f) if !f.recorded => tracing::warn!(
-                run.id = run_id,
-                "the run had already been finished by another host (its lease expired); its outcome here is not recorded"
-            ),
-            Some(f) => {
-                if let Some(retry) = &f.retry {
-                    tracing::info!(run.id = run_id, next_run = retry.run_id, attempt = retry.attempt, not_before = %retry.not_before, "retry scheduled");
-                }
-                if !f.skipped.is_empty() {
-                    tracing::info!(run.id = run_id, skipped = ?f.skipped, "dependent runs skipped");
-                }
-            }
-            None => {}
-        }
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&run_id);
-        // Runs that waited for this one may start now.
-        self.wake();
+            .keys()
+            .copied()
+            .collect()
     }
 
-    /// Watches a running run until the returned token is cancelled: renews its
-    /// lease every third of the lease length and turns a cancel request stored
-    /// by any replica into cancellation of `run` within a second.
-    fn watch(&self, run_id: i64, run: CancellationToken) -> CancellationToken {
-        let stop = CancellationToken::new();
-        let (db, host, lease, token) = (
-            self.db.clone(),
-            self.config.host_id.clone(),
-            self.lease_duration(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            let renew_every = (lease / 3).to_std().unwrap_or(Duration::from_secs(10));
-            let mut last_renewal = tokio::time::Instant::now();
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(CANCEL_POLL) => {}
-                }
-                if !run.is_cancelled()
-                    && db
-                        .run(move |c| runs::cancel_requested(c, run_id))
-                        .await
-                        .unwrap_or(false)
-                {
-                    tracing::info!(run.id = run_id, "cancel requested");
-                    run.cancel();
-                }
-                if last_renewal.elapsed() >= renew_every {
-                    last_renewal = tokio::time::Instant::now();
-                    let host = host.clone();
-                    let renewed = db
-                        .run(move |c| runs::renew_lease(c, run_id, &host, Utc::now() + lease))
-                        .await;
-                    match renewed {
-                        Ok(true) => {}
-                        Ok(false) if !run.is_cancelled() => {
-                            tracing::warn!(
-                                run.id = run_id,
-                                "lease lost: another host finished the run; stopping it here"
-                            );
-                            run.cancel();
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(run.id = run_id, error = %e, "lease renewal failed"),
-                    }
-                }
-            }
-        });
-        stop
+    /// The database (for callers composing their own transactions).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
-    fn lease_duration(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(30))
+    /// This host's id.
+    pub fn host_id(&self) -> &str {
+        &self.config.host_id
     }
 }
 
-/// Results of finished work are retried until written: a brief database outage
-/// must not lose a step that already ran.
-async fn persist<T, F>(db: &Db, f: F) -> Option<T>
-where
-    T: Send + 'static,
-    F: Fn(&mut diesel::PgConnection) -> Result<T, StoreError> + Clone + Send + 'static,
-{
-    const ATTEMPTS: u32 = 30;
-    for attempt in 1..=ATTEMPTS {
-        match db.run(f.clone()).await {
-            Ok(value) => return Some(value),
-            Err(e @ StoreError::Unavailable(_)) if attempt < ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "database unavailable; retrying the write");
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10)))).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "could not record a result");
-                return None;
-            }
-        }
-    }
-    None
-}
+/// How long a draining host waits for its last records to be written.
+const DRAIN_WRITE_LIMIT: Duration = Duration::from_secs(30);

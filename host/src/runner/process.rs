@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use crate::exec::{self, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
-use crate::plugin::validate::check_binary;
+use crate::exec::{self, check_binary, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
 use crate::spec::{ExecSpec, StepKind};
 use crate::store::models::NewStepExecution;
-use crate::store::runs::ClaimedRun;
 
+use super::dispatch::Taken;
 use super::groups::Groups;
 use super::Runner;
 
@@ -82,13 +81,13 @@ impl Executed {
 /// Resolves and runs one process of `run`, recording its process group while it runs.
 pub(super) async fn run_one(
     runner: &Runner,
-    run: &ClaimedRun,
+    run: &Taken,
     workdir: &Path,
     inv: &Invocation<'_>,
     cancel: &tokio_util::sync::CancellationToken,
     groups: &Groups,
 ) -> Executed {
-    let started = chrono::Utc::now();
+    let started = runner.db.clock().now();
     let outcome = match resolve(runner, run, workdir, inv).await {
         Ok(spec) => {
             let group = AtomicI32::new(0);
@@ -101,7 +100,7 @@ pub(super) async fn run_one(
                 0 => {}
                 pgid => groups.exited(pgid),
             }
-            outcome
+            on_database_clock(outcome, started)
         }
         Err((error, output)) => ProcessOutcome {
             kind: ExitKind::Failed,
@@ -115,7 +114,7 @@ pub(super) async fn run_one(
             },
             error: Some(error),
             started_at: started,
-            finished_at: chrono::Utc::now(),
+            finished_at: runner.db.clock().now(),
             duration: Duration::ZERO,
         },
     };
@@ -125,11 +124,19 @@ pub(super) async fn run_one(
     Executed { outcome, stdout_json }
 }
 
+/// Puts a process's times on the database's clock: it started at `started`
+/// (read from that clock) and lasted what the monotonic clock measured.
+fn on_database_clock(mut outcome: ProcessOutcome, started: chrono::DateTime<chrono::Utc>) -> ProcessOutcome {
+    outcome.started_at = started;
+    outcome.finished_at = started + chrono::Duration::from_std(outcome.duration).unwrap_or_default();
+    outcome
+}
+
 /// Builds the process: program, arguments, environment, stdin, limits. Errors
 /// carry a message and any tool output (pip's) to keep.
 async fn resolve(
     runner: &Runner,
-    run: &ClaimedRun,
+    run: &Taken,
     workdir: &Path,
     inv: &Invocation<'_>,
 ) -> Result<ProcessSpec, (String, String)> {
@@ -139,8 +146,14 @@ async fn resolve(
     let program = match &spec.kind {
         StepKind::Shell { script } => Program::Shell(script.clone()),
         StepKind::Binary { path } => {
-            check_binary(path, &config.binary_dirs).map_err(|e| (e, String::new()))?;
-            Program::Executable(PathBuf::from(path))
+            // Checked again now: the file may have changed since the upload. The
+            // resolved path is what runs, so a link swapped in later cannot
+            // point elsewhere between the check and the start.
+            let resolved = check_binary(path, &config.binary_dirs).map_err(|e| (e, String::new()))?;
+            Program::Binary {
+                path: resolved,
+                name: path.clone(),
+            }
         }
         StepKind::Python { source, requirements } => {
             let python = runner
@@ -168,7 +181,7 @@ async fn resolve(
     Ok(ProcessSpec {
         program,
         args,
-        env: environment(config.env_allow.as_slice(), run, inv),
+        env: environment(config, run, inv),
         working_dir: spec
             .working_dir
             .as_ref()
@@ -182,9 +195,11 @@ async fn resolve(
 }
 
 /// The child's whole environment: allow-listed host variables, the task's own,
-/// then the run context (which a task cannot override).
-fn environment(allow: &[String], run: &ClaimedRun, inv: &Invocation<'_>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = allow
+/// then the run context (which a task cannot override). `PULSEHOST_RUN_ID` and
+/// `PULSEHOST_HOST_ID` together also mark the run's processes for recovery.
+fn environment(config: &super::RunnerConfig, run: &Taken, inv: &Invocation<'_>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = config
+        .env_allow
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
         .collect();
@@ -192,6 +207,7 @@ fn environment(allow: &[String], run: &ClaimedRun, inv: &Invocation<'_>) -> Vec<
     let r = &run.run;
     env.extend([
         ("PULSEHOST_RUN_ID".into(), r.id.to_string()),
+        ("PULSEHOST_HOST_ID".into(), config.host_id.clone()),
         ("PULSEHOST_PLUGIN".into(), run.plugin.clone()),
         ("PULSEHOST_TASK".into(), run.task.name.clone()),
         ("PULSEHOST_SLOT_ID".into(), r.slot_id.to_string()),

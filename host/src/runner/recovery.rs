@@ -1,111 +1,204 @@
-//! Crash recovery: runs whose host stopped renewing their lease are finished as
-//! `host_lost` (and retried by their task's policy); when that host ran on this
-//! machine, the process group it recorded for the run is killed if still alive.
+//! Crash recovery. A host whose heartbeat is older than its lease (by the
+//! database's clock) is declared lost; its running runs are finished as
+//! `failed`/`host_lost` and retried by their task's policy, in one transaction.
+//! When the lost host ran on this machine, every process its runs left is
+//! killed: the process groups it recorded and any process whose environment
+//! carries the run's and the lost host's ids (which catches a group spawned
+//! just before the crash, before it could be recorded).
 
-use chrono::Utc;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use serde::Serialize;
 
-use crate::store::finish::{self, RecoveredRun};
-use crate::store::{Db, StoreResult};
+use crate::spec::TaskSpec;
+use crate::store::finish::{self, RunEnd, ScheduledRetry};
+use crate::store::{hosts, runs, StoreError};
 
-/// Finishes every run whose lease expired as `failed`/`host_lost`, retrying it by
-/// policy, and SIGKILLs the recorded process group of each one that a host on
-/// this machine ran. `this_host` is the caller's host id (`<hostname>-<pid>`):
-/// its own runs are left to the caller (their processes are its live children).
-pub async fn recover_expired_runs(db: &Db, this_host: &str) -> StoreResult<Vec<RecoveredRun>> {
-    let recovered = db.run(|c| finish::recover_expired(c, Utc::now())).await?;
-    let machine = machine_of(this_host);
-    for run in &recovered {
-        let host = run.host_id.as_deref().unwrap_or("unknown");
-        tracing::warn!(
-            run.id = run.run_id,
-            host,
-            process_group = ?run.process_group,
-            retry = ?run.retry.as_ref().map(|r| r.run_id),
-            "run lost with its host: finished as host_lost"
+use super::settle::{self, Ending};
+use super::Runner;
+
+/// Failure type of a run whose host stopped heartbeating.
+pub const HOST_LOST: &str = "host_lost";
+
+/// A run finished as `host_lost`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveredRun {
+    /// The run.
+    pub run_id: i64,
+    /// The host that was lost.
+    pub host_id: Option<String>,
+    /// The next attempt, when the task's policy asked for one.
+    pub retry: Option<ScheduledRetry>,
+}
+
+/// What recovery found to clean up on a machine.
+struct Leftover {
+    run_id: i64,
+    host_id: String,
+    machine: Option<String>,
+    groups: Vec<i32>,
+}
+
+/// Declares silent hosts lost and finishes their runs (see the module doc).
+pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreError> {
+    let reachable = runner.db.reachable_for();
+    if reachable.is_none_or(|d| d < runner.config.lease) {
+        tracing::debug!(
+            ?reachable,
+            "no recovery verdicts until the database answered for a whole lease"
         );
-        if let Some(pgid) = run.process_group {
-            if host != this_host && machine_of(host) == machine {
-                kill_left_behind(run.run_id, pgid);
+        return Ok(Vec::new());
+    }
+    let me = runner.config.host_id.clone();
+    let now = runner.db.clock().now();
+    let (recovered, leftovers) = runner
+        .db
+        .run(move |tx| {
+            let lost_hosts = hosts::declare_lost(tx, &me)?;
+            for host in &lost_hosts {
+                tracing::warn!(host = %host.id, machine = %host.machine, "host declared lost: its heartbeat is older than its lease");
             }
+            let lost = finish::lost_runs(tx, &me)?;
+            let endings: Vec<Ending> = lost
+                .iter()
+                .map(|l| {
+                    let host = l.run.host_id.clone().unwrap_or_default();
+                    let retry = l
+                        .definition
+                        .clone()
+                        .and_then(|(format, json)| TaskSpec::decode(format, json).ok())
+                        .and_then(|t| t.retry);
+                    Ending {
+                        end: RunEnd {
+                            run_id: l.run.id,
+                            host_id: host.clone(),
+                            status: "failed".into(),
+                            failure_type: Some(HOST_LOST.into()),
+                            error: Some(format!("host_lost: host {host} stopped heartbeating")),
+                            finished_at: now,
+                        },
+                        retry,
+                    }
+                })
+                .collect();
+            let events: Vec<(i64, &str, serde_json::Value)> = lost
+                .iter()
+                .map(|l| {
+                    let detail = serde_json::json!({ "host": l.run.host_id, "process_groups": l.run.process_groups });
+                    (l.run.id, HOST_LOST, detail)
+                })
+                .collect();
+            runs::add_each_event(tx, &events)?;
+            let settled = settle::finish(tx, &endings)?;
+            let recovered = lost
+                .iter()
+                .filter(|l| settled.recorded.contains(&l.run.id))
+                .map(|l| RecoveredRun {
+                    run_id: l.run.id,
+                    host_id: l.run.host_id.clone(),
+                    retry: settled.retries.iter().find(|r| r.retry_of == l.run.id).cloned(),
+                })
+                .collect::<Vec<_>>();
+            let leftovers = lost
+                .into_iter()
+                .map(|l| Leftover {
+                    run_id: l.run.id,
+                    host_id: l.run.host_id.unwrap_or_default(),
+                    machine: l.machine,
+                    groups: l.run.process_groups,
+                })
+                .collect::<Vec<_>>();
+            Ok((recovered, leftovers))
+        })
+        .await?;
+    for run in &recovered {
+        tracing::warn!(run.id = run.run_id, host = ?run.host_id, retry = ?run.retry.as_ref().map(|r| r.run_id), "run lost with its host: finished as host_lost");
+    }
+    for leftover in leftovers {
+        if leftover
+            .machine
+            .as_deref()
+            .is_none_or(|m| m == runner.config.machine)
+        {
+            kill_left_behind(&leftover);
         }
     }
     Ok(recovered)
 }
 
-/// The machine part of a host id (`<hostname>-<pid>`).
-pub fn machine_of(host_id: &str) -> &str {
-    host_id.rsplit_once('-').map_or(host_id, |(machine, _)| machine)
+/// Kills every process of a lost run still on this machine: the groups of
+/// processes that carry the run's and the lost host's ids, and each recorded
+/// group whose members carry them or cannot be inspected. A group id reused by
+/// another program (its members readable and unmarked) is left alone.
+fn kill_left_behind(leftover: &Leftover) {
+    let markers = [
+        format!("PULSEHOST_RUN_ID={}", leftover.run_id),
+        format!("PULSEHOST_HOST_ID={}", leftover.host_id),
+    ];
+    let processes = live_processes();
+    let marked = |p: &Process| {
+        p.env.as_ref().is_some_and(|env| {
+            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+            markers.iter().all(|m| vars.contains(&m.as_bytes()))
+        })
+    };
+    let mut groups: Vec<i32> = processes.iter().filter(|p| marked(p)).map(|p| p.group).collect();
+    for recorded in &leftover.groups {
+        let members: Vec<&Process> = processes.iter().filter(|p| p.group == *recorded).collect();
+        let ours = !members.is_empty()
+            && (members.iter().all(|p| p.env.is_none()) || members.iter().any(|p| marked(p)));
+        if ours {
+            groups.push(*recorded);
+        }
+    }
+    groups.sort_unstable();
+    groups.dedup();
+    for group in groups.into_iter().filter(|g| *g > 1) {
+        match killpg(Pid::from_raw(group), Signal::SIGKILL) {
+            Ok(()) => tracing::warn!(
+                run.id = leftover.run_id,
+                pgid = group,
+                "killed a process group a lost host left behind"
+            ),
+            Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => {
+                tracing::warn!(run.id = leftover.run_id, pgid = group, error = %e, "cannot kill a lost run's process group")
+            }
+        }
+    }
+    // A marked process that left its group (setsid) goes on its own.
+    for process in processes.iter().filter(|p| marked(p)) {
+        let _ = kill(Pid::from_raw(process.pid), Signal::SIGKILL);
+    }
 }
 
-/// SIGKILLs process group `pgid` left behind by run `run_id`, unless the group
-/// is gone or, its id having been reused, it belongs to something else: a
-/// member whose environment we can read must carry the run's id.
-fn kill_left_behind(run_id: i64, pgid: i32) {
-    if pgid <= 1 {
-        return;
-    }
-    let marker = format!("PULSEHOST_RUN_ID={run_id}");
-    let members = group_members(pgid);
-    if members.is_empty() {
-        return;
-    }
-    let readable: Vec<Vec<u8>> = members
-        .iter()
-        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/environ")).ok())
-        .collect();
-    let ours = readable.is_empty()
-        || readable
-            .iter()
-            .any(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()));
-    if !ours {
-        tracing::info!(
-            run.id = run_id,
-            pgid,
-            "process group id reused by another program; left alone"
-        );
-        return;
-    }
-    match killpg(Pid::from_raw(pgid), Signal::SIGKILL) {
-        Ok(()) => tracing::warn!(
-            run.id = run_id,
-            pgid,
-            "killed the process group a lost host left behind"
-        ),
-        Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => tracing::warn!(run.id = run_id, pgid, error = %e, "cannot kill a lost run's process group"),
-    }
+/// A live process as /proc shows it.
+struct Process {
+    pid: i32,
+    group: i32,
+    /// Its environment, when readable.
+    env: Option<Vec<u8>>,
 }
 
-/// Live (not zombie) processes of group `pgid`, from /proc.
-fn group_members(pgid: i32) -> Vec<i32> {
+/// Every live (not zombie) process.
+fn live_processes() -> Vec<Process> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // Fields after the command name: state ppid pgrp …
-            let mut rest = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace();
-            let state = rest.next();
-            let group = rest.nth(1).and_then(|g| g.parse::<i32>().ok());
-            state != Some("Z") && group == Some(pgid)
+            let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+            let state = rest.next()?;
+            let group = rest.nth(1)?.parse::<i32>().ok()?;
+            (state != "Z").then(|| Process {
+                pid,
+                group,
+                env: std::fs::read(format!("/proc/{pid}/environ")).ok(),
+            })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::machine_of;
-
-    #[test]
-    fn the_machine_is_the_host_id_without_its_pid() {
-        assert_eq!(machine_of("build-box-7-1234"), "build-box-7");
-        assert_eq!(machine_of("host"), "host");
-    }
 }

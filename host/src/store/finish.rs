@@ -1,324 +1,242 @@
-//! How runs end. Finishing a run, in the same transaction: when it failed or
-//! timed out and its task's retry policy allows another attempt, the next attempt
-//! of the same slot is queued with a backoff (`not_before`) and the runs waiting
-//! for this one wait for the new attempt instead; otherwise, when it did not
-//! succeed, the queued runs that depend on it are skipped (transitively). Runs
-//! whose host stopped renewing their lease are finished as `host_lost` the same way.
+//! How runs end: finishing many at once (only runs still running on the host
+//! the caller names, so a host that lost a run never overwrites its verdict),
+//! queueing the next attempts the caller decided on, and finding the runs of
+//! hosts that were declared lost. Whether to retry, and after how long, is the
+//! runner's decision; this module records it.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
-use rand::Rng;
+use diesel::sql_types::{Array, Int4, Int8, Jsonb, Nullable, Text, Timestamptz};
 use serde::Serialize;
 
 use super::models::RunRow;
-use super::runs::{add_event, task_of, RunEnd};
-use super::schema::runs;
-use super::StoreResult;
-use crate::spec::RetryPolicy;
+use super::runs::add_each_event;
+use super::{StoreResult, Tx};
 
-/// Reason stored on a run skipped because a run it depends on did not succeed.
-pub const DEPENDENCY_FAILED: &str = "dependency_failed";
-
-/// Failure type of a run whose host stopped renewing its lease.
-pub const HOST_LOST: &str = "host_lost";
-
-/// What finishing a run set in motion.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Finished {
-    /// False when the run was no longer running: another host already finished
-    /// it (its lease had expired), and nothing was changed.
-    pub recorded: bool,
-    /// The next attempt, when one was queued.
-    pub retry: Option<ScheduledRetry>,
-    /// Queued runs skipped because this one did not succeed, transitively.
-    pub skipped: Vec<i64>,
-}
-
-/// A queued next attempt of a failed run.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScheduledRetry {
-    /// The new run.
-    pub run_id: i64,
-    /// Its attempt number.
-    pub attempt: i32,
-    /// When it may start.
-    pub not_before: DateTime<Utc>,
-}
-
-/// A run finished as `host_lost` by [`recover_expired`].
-#[derive(Debug, Clone, Serialize)]
-pub struct RecoveredRun {
+/// How a run ended, to be recorded.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
     /// The run.
     pub run_id: i64,
+    /// The host expected to hold it; nothing is written otherwise.
+    pub host_id: String,
+    /// succeeded, failed, timed_out or cancelled.
+    pub status: String,
+    /// Which part failed.
+    pub failure_type: Option<String>,
+    /// Why.
+    pub error: Option<String>,
+    /// When, by the database's clock.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// A run that [`finish_runs`] finished.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct FinishedRun {
+    /// The run.
+    #[diesel(sql_type = Int8)]
+    pub id: i64,
     /// Its task.
+    #[diesel(sql_type = Int8)]
     pub task_id: i64,
-    /// The host whose lease expired (`<hostname>-<pid>`).
-    pub host_id: Option<String>,
-    /// The process group that host recorded last, if any.
-    pub process_group: Option<i32>,
-    /// The next attempt, when the task's policy asked for one.
-    pub retry: Option<ScheduledRetry>,
+    /// Its final status.
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    /// Its attempt number.
+    #[diesel(sql_type = Int4)]
+    pub attempt: i32,
 }
 
-/// The delay before attempt `attempt + 1` after attempt `attempt` failed:
-/// exponential backoff `min(backoff_ms * 2^(attempt-1), max_backoff_ms)`, of
-/// which a random half is jitter (the delay lies between half of it and all of it).
-pub fn retry_delay(policy: &RetryPolicy, attempt: u32, rng: &mut impl Rng) -> std::time::Duration {
-    let doublings = attempt.saturating_sub(1).min(63);
-    let base = policy
-        .backoff_ms
-        .saturating_mul(1u64 << doublings)
-        .min(policy.max_backoff_ms);
-    let half = base / 2;
-    std::time::Duration::from_millis(half + rng.gen_range(0..=base - half))
-}
-
-/// Finishes a running run with `end` and logs it; then queues its next attempt
-/// when `retry` allows one, or skips the runs that depended on it. A run that is
-/// no longer running is left alone (`recorded: false`).
-pub fn finish_run(
-    conn: &mut PgConnection,
-    run_id: i64,
-    end: &RunEnd,
-    retry: Option<&RetryPolicy>,
-) -> StoreResult<Finished> {
-    let run: Option<RunRow> = diesel::update(runs::table.find(run_id))
-        .filter(runs::status.eq("running"))
-        .set((
-            runs::status.eq(&end.status),
-            runs::failure_type.eq(&end.failure_type),
-            runs::error.eq(&end.error),
-            runs::finished_at.eq(end.finished_at),
-            runs::lease_expires_at.eq(None::<DateTime<Utc>>),
-            runs::process_group.eq(None::<i32>),
-        ))
-        .returning(RunRow::as_returning())
-        .get_result(conn)
-        .optional()?;
-    let Some(run) = run else {
-        return Ok(Finished::default());
-    };
-    add_event(
-        conn,
-        run_id,
-        "finished",
-        serde_json::json!({
-            "status": end.status,
-            "failure_type": end.failure_type,
-            "attempt": run.attempt,
-        }),
-    )?;
-    let mut finished = Finished {
-        recorded: true,
-        ..Finished::default()
-    };
-    if run.status == "succeeded" {
-        return Ok(finished);
+/// Finishes every run of `ends` that is still running on its expected host and
+/// logs a `finished` event for each; returns those. A run missing from the
+/// result had already been finished elsewhere (its host was declared lost).
+pub fn finish_runs(tx: &mut Tx<'_>, ends: &[RunEnd]) -> StoreResult<Vec<FinishedRun>> {
+    if ends.is_empty() {
+        return Ok(Vec::new());
     }
-    let retryable = matches!(run.status.as_str(), "failed" | "timed_out");
-    if let Some(policy) = retry.filter(|p| retryable && (run.attempt.max(0) as u32) < p.max_attempts) {
-        finished.retry = schedule_retry(conn, &run, policy, end.finished_at)?;
-        if finished.retry.is_some() {
-            return Ok(finished);
-        }
-    }
-    finished.skipped = skip_dependents(conn, run_id, end.finished_at)?;
+    let finished: Vec<FinishedRun> = diesel::sql_query(
+        "UPDATE runs r SET status = e.status, failure_type = e.failure_type, error = e.error, \
+             finished_at = e.finished_at, process_groups = '{}' \
+         FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
+             AS e (id, host, status, failure_type, error, finished_at) \
+         WHERE r.id = e.id AND r.status = 'running' AND r.host_id = e.host \
+         RETURNING r.id, r.task_id, r.status, r.attempt",
+    )
+    .bind::<Array<Int8>, _>(ends.iter().map(|e| e.run_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(ends.iter().map(|e| e.host_id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(ends.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(ends.iter().map(|e| e.failure_type.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(ends.iter().map(|e| e.error.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(ends.iter().map(|e| e.finished_at).collect::<Vec<_>>())
+    .load(tx.c())?;
+    let events: Vec<(i64, &str, serde_json::Value)> = finished
+        .iter()
+        .map(|f| {
+            let end = ends.iter().find(|e| e.run_id == f.id);
+            let detail = serde_json::json!({
+                "status": f.status,
+                "failure_type": end.and_then(|e| e.failure_type.clone()),
+                "attempt": f.attempt,
+            });
+            (f.id, "finished", detail)
+        })
+        .collect();
+    add_each_event(tx, &events)?;
     Ok(finished)
 }
 
-/// Queues attempt `attempt + 1` of `failed`'s slot and points the runs waiting
-/// for `failed` at it. None when that attempt already exists.
-fn schedule_retry(
-    conn: &mut PgConnection,
-    failed: &RunRow,
-    policy: &RetryPolicy,
-    now: DateTime<Utc>,
-) -> StoreResult<Option<ScheduledRetry>> {
-    let delay = retry_delay(policy, failed.attempt.max(1) as u32, &mut rand::thread_rng());
-    let not_before = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
-    let attempt = failed.attempt + 1;
-    let new_id: Option<i64> = diesel::insert_into(runs::table)
-        .values((
-            runs::slot_id.eq(failed.slot_id),
-            runs::task_id.eq(failed.task_id),
-            runs::plugin_version_id.eq(failed.plugin_version_id),
-            runs::attempt.eq(attempt),
-            runs::status.eq("queued"),
-            runs::priority.eq(failed.priority),
-            runs::scheduled_for.eq(failed.scheduled_for),
-            runs::not_before.eq(not_before),
-            runs::retry_of.eq(failed.id),
-        ))
-        .on_conflict_do_nothing()
-        .returning(runs::id)
-        .get_result(conn)
-        .optional()?;
-    let Some(new_id) = new_id else {
-        return Ok(None);
-    };
-    diesel::sql_query(
-        "UPDATE runs SET depends_on_runs = array_replace(depends_on_runs, $1, $2) \
-         WHERE status = 'queued' AND depends_on_runs @> ARRAY[$1]::bigint[]",
+/// The next attempt of a failed run, as decided by the runner.
+#[derive(Debug, Clone)]
+pub struct RetryRequest {
+    /// The failed run.
+    pub failed: i64,
+    /// How long after now (the database's) the attempt may start.
+    pub delay_ms: i64,
+    /// Why the failed run failed, for the new run's log.
+    pub reason: Option<String>,
+}
+
+/// A queued next attempt of a failed run.
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct ScheduledRetry {
+    /// The failed run.
+    #[diesel(sql_type = Int8)]
+    pub retry_of: i64,
+    /// The new run.
+    #[diesel(sql_type = Int8)]
+    pub run_id: i64,
+    /// Its attempt number.
+    #[diesel(sql_type = Int4)]
+    pub attempt: i32,
+    /// When it may start, by the database's clock.
+    #[diesel(sql_type = Timestamptz)]
+    pub not_before: DateTime<Utc>,
+}
+
+/// Queues attempt `n + 1` of each failed run's slot, `delay_ms` after the
+/// database's now, and points the queued runs that waited for a failed run at
+/// its next attempt. An attempt that already exists is not queued twice.
+pub fn queue_retries(tx: &mut Tx<'_>, retries: &[RetryRequest]) -> StoreResult<Vec<ScheduledRetry>> {
+    if retries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let queued: Vec<ScheduledRetry> = diesel::sql_query(
+        "INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, attempt, status, priority, \
+             scheduled_for, not_before, retry_of) \
+         SELECT f.slot_id, f.task_id, f.plugin_version_id, f.definition_id, f.attempt + 1, 'queued', \
+             f.priority, f.scheduled_for, now() + i.delay * interval '1 millisecond', f.id \
+         FROM unnest($1::int8[], $2::int8[]) AS i (id, delay) JOIN runs f ON f.id = i.id \
+         ON CONFLICT DO NOTHING \
+         RETURNING retry_of, id AS run_id, attempt, not_before",
     )
-    .bind::<BigInt, _>(failed.id)
-    .bind::<BigInt, _>(new_id)
-    .execute(conn)?;
-    add_event(
-        conn,
-        failed.id,
-        "retry_scheduled",
-        serde_json::json!({
-            "next_run_id": new_id,
-            "attempt": attempt,
-            "not_before": not_before,
-            "delay_ms": delay.as_millis() as u64,
-        }),
-    )?;
-    add_event(
-        conn,
-        new_id,
-        "queued",
-        serde_json::json!({
-            "retry_of": failed.id,
-            "attempt": attempt,
-            "reason": failed.error,
-            "not_before": not_before,
-        }),
-    )?;
-    Ok(Some(ScheduledRetry {
-        run_id: new_id,
-        attempt,
-        not_before,
-    }))
+    .bind::<Array<Int8>, _>(retries.iter().map(|r| r.failed).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(retries.iter().map(|r| r.delay_ms).collect::<Vec<_>>())
+    .load(tx.c())?;
+    if queued.is_empty() {
+        return Ok(queued);
+    }
+    let (old, new): (Vec<i64>, Vec<i64>) = queued.iter().map(|q| (q.retry_of, q.run_id)).unzip();
+    diesel::sql_query(
+        "UPDATE runs r SET depends_on_runs = ARRAY( \
+             SELECT COALESCE(m.new, d.id) FROM unnest(r.depends_on_runs) WITH ORDINALITY AS d (id, n) \
+             LEFT JOIN unnest($1::int8[], $2::int8[]) AS m (old, new) ON m.old = d.id ORDER BY d.n) \
+         WHERE r.status = 'queued' AND r.depends_on_runs && $1::int8[]",
+    )
+    .bind::<Array<Int8>, _>(&old)
+    .bind::<Array<Int8>, _>(&new)
+    .execute(tx.c())?;
+    let mut events = Vec::with_capacity(queued.len() * 2);
+    for q in &queued {
+        let reason = retries
+            .iter()
+            .find(|r| r.failed == q.retry_of)
+            .and_then(|r| r.reason.clone());
+        let delay = retries
+            .iter()
+            .find(|r| r.failed == q.retry_of)
+            .map(|r| r.delay_ms);
+        events.push((
+            q.retry_of,
+            "retry_scheduled",
+            serde_json::json!({ "next_run_id": q.run_id, "attempt": q.attempt, "not_before": q.not_before, "delay_ms": delay }),
+        ));
+        events.push((
+            q.run_id,
+            "queued",
+            serde_json::json!({ "retry_of": q.retry_of, "attempt": q.attempt, "reason": reason, "not_before": q.not_before }),
+        ));
+    }
+    add_each_event(tx, &events)?;
+    Ok(queued)
 }
 
-/// Skips every queued run that depends on `run_id`, and the queued runs that
-/// depend on those, with reason [`DEPENDENCY_FAILED`]; returns their ids.
-pub fn skip_dependents(conn: &mut PgConnection, run_id: i64, now: DateTime<Utc>) -> StoreResult<Vec<i64>> {
-    let mut skipped = Vec::new();
-    let mut frontier = vec![run_id];
-    while !frontier.is_empty() {
-        let next: Vec<(i64, Vec<i64>)> = diesel::update(
-            runs::table
-                .filter(runs::status.eq("queued"))
-                .filter(runs::depends_on_runs.overlaps_with(&frontier)),
-        )
-        .set((
-            runs::status.eq("skipped"),
-            runs::skip_reason.eq(DEPENDENCY_FAILED),
-            runs::finished_at.eq(now),
-        ))
-        .returning((runs::id, runs::depends_on_runs))
-        .get_results(conn)?;
-        for (id, depends_on) in &next {
-            let failed: Vec<i64> = depends_on
-                .iter()
-                .copied()
-                .filter(|d| frontier.contains(d))
-                .collect();
-            add_event(
-                conn,
-                *id,
-                "skipped",
-                serde_json::json!({ "reason": DEPENDENCY_FAILED, "dependencies": failed }),
-            )?;
-        }
-        frontier = next.into_iter().map(|(id, _)| id).collect();
-        skipped.extend_from_slice(&frontier);
-    }
-    Ok(skipped)
+/// A running run whose host was declared lost, stopped, or never registered.
+#[derive(Debug, Clone)]
+pub struct LostRun {
+    /// The run, still `running`.
+    pub run: RunRow,
+    /// The machine its host ran on, when known.
+    pub machine: Option<String>,
+    /// The stored definition's format and JSON, for its retry policy.
+    pub definition: Option<(i32, serde_json::Value)>,
 }
 
-/// Finishes every running run whose lease expired before `now` (its host died or
-/// lost the database) as `failed` with failure type [`HOST_LOST`], and retries
-/// it when its task's policy says so. Replicas may call it at once: each
-/// expired run is taken by one of them.
-pub fn recover_expired(conn: &mut PgConnection, now: DateTime<Utc>) -> StoreResult<Vec<RecoveredRun>> {
-    let expired: Vec<RunRow> = runs::table
-        .filter(runs::status.eq("running"))
-        .filter(
-            runs::lease_expires_at
-                .lt(now)
-                .or(runs::lease_expires_at.is_null()),
-        )
-        .order(runs::id)
-        .select(RunRow::as_select())
-        .for_update()
-        .skip_locked()
-        .load(conn)?;
-    let mut recovered = Vec::with_capacity(expired.len());
-    for run in expired {
-        let host = run.host_id.clone().unwrap_or_else(|| "unknown".into());
-        let policy = match task_of(conn, &run) {
-            Ok((_, task)) => task.retry,
-            Err(e) => {
-                tracing::warn!(run.id = run.id, error = %e, "cannot read the retry policy of a lost run");
-                None
-            }
-        };
-        add_event(
-            conn,
-            run.id,
-            HOST_LOST,
-            serde_json::json!({
-                "host": host,
-                "lease_expires_at": run.lease_expires_at,
-                "process_group": run.process_group,
-            }),
-        )?;
-        let end = RunEnd {
-            status: "failed".into(),
-            failure_type: Some(HOST_LOST.into()),
-            error: Some(format!("host_lost: the lease of host {host} expired")),
-            finished_at: now,
-        };
-        let finished = finish_run(conn, run.id, &end, policy.as_ref())?;
-        recovered.push(RecoveredRun {
-            run_id: run.id,
-            task_id: run.task_id,
-            host_id: run.host_id,
-            process_group: run.process_group,
-            retry: finished.retry,
-        });
-    }
-    Ok(recovered)
+/// Locks and returns the runs of `ids` that are still running, with their
+/// stored definitions.
+pub fn running_with_definitions(tx: &mut Tx<'_>, ids: &[i64]) -> StoreResult<Vec<LostRun>> {
+    stranded(tx, "WHERE r.status = 'running' AND r.id = ANY($1::int8[])", |q| {
+        q.bind::<Array<Int8>, _>(ids.to_vec())
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
+/// Locks and returns every running run whose host is no longer alive (declared
+/// lost, stopped, or unknown), except `me`'s own. Replicas may call this at
+/// once: each run is returned to one of them.
+pub fn lost_runs(tx: &mut Tx<'_>, me: &str) -> StoreResult<Vec<LostRun>> {
+    let me = me.to_string();
+    stranded(
+        tx,
+        "WHERE r.status = 'running' AND r.host_id IS DISTINCT FROM $1 \
+           AND (h.id IS NULL OR h.lost_at IS NOT NULL OR h.stopped_at IS NOT NULL)",
+        |q| q.bind::<Text, _>(me),
+    )
+}
 
-    fn policy() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 10,
-            backoff_ms: 200,
-            max_backoff_ms: 1_000,
-        }
-    }
+#[derive(QueryableByName)]
+struct StrandedRow {
+    #[diesel(embed)]
+    run: RunRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    machine: Option<String>,
+    #[diesel(sql_type = Nullable<Int4>)]
+    format: Option<i32>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    definition: Option<serde_json::Value>,
+}
 
-    #[test]
-    fn the_delay_doubles_per_attempt_up_to_the_cap_with_at_most_half_of_it_jitter() {
-        let mut rng = StdRng::seed_from_u64(7);
-        for (attempt, base) in [(1, 200), (2, 400), (3, 800), (4, 1_000), (9, 1_000), (200, 1_000)] {
-            for _ in 0..200 {
-                let ms = retry_delay(&policy(), attempt, &mut rng).as_millis() as u64;
-                assert!(
-                    (base / 2..=base).contains(&ms),
-                    "attempt {attempt}: {ms} ms outside {}..={base}",
-                    base / 2
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_jitter_spreads_the_delays() {
-        let mut rng = StdRng::seed_from_u64(1);
-        let delays: std::collections::HashSet<_> =
-            (0..50).map(|_| retry_delay(&policy(), 3, &mut rng)).collect();
-        assert!(delays.len() > 10, "{delays:?}");
-    }
+/// Running runs matching `condition` (over `r`, its host `h`), locked, with
+/// their hosts' machines and stored definitions.
+fn stranded<Q>(
+    tx: &mut Tx<'_>,
+    condition: &str,
+    bind: impl FnOnce(diesel::query_builder::SqlQuery) -> Q,
+) -> StoreResult<Vec<LostRun>>
+where
+    Q: diesel::query_dsl::LoadQuery<'static, diesel::PgConnection, StrandedRow>,
+{
+    let query = diesel::sql_query(format!(
+        "SELECT r.*, h.machine, d.format, d.definition \
+         FROM runs r LEFT JOIN hosts h ON h.id = r.host_id \
+         LEFT JOIN task_definitions d ON d.id = r.definition_id \
+         {condition} ORDER BY r.id FOR UPDATE OF r SKIP LOCKED"
+    ));
+    let rows: Vec<StrandedRow> = bind(query).load(tx.c())?;
+    Ok(rows
+        .into_iter()
+        .map(|row| LostRun {
+            definition: row.format.zip(row.definition),
+            machine: row.machine,
+            run: row.run,
+        })
+        .collect())
 }

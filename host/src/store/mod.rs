@@ -1,21 +1,34 @@
 //! Persistence: the only module that speaks Diesel. PostgreSQL is the system of
 //! record and the coordination engine between replicas (unique slots, row locks,
-//! leases). Diesel is synchronous, so async callers go through [`Db::run`], which
-//! moves the work onto tokio's blocking pool.
+//! advisory locks, heartbeats judged by its clock). Diesel is synchronous, so
+//! async callers go through [`Db::run`], which moves the work onto tokio's
+//! blocking pool and hands the work a [`Tx`]: callers outside this module never
+//! see a Diesel type. `store/` persists what the other stages decide; it makes
+//! no scheduling decisions of its own.
 
+mod clock;
+pub mod deps;
 pub mod embedded;
 pub mod finish;
 pub mod hooks;
+pub mod hosts;
 pub mod models;
 pub mod plugins;
 pub mod pulses;
+pub mod queue;
 pub mod runs;
 pub mod schema;
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::result::DatabaseErrorKind;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub use clock::DbClock;
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
@@ -23,30 +36,46 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");
 /// Key of the advisory lock that serialises migrations between replicas starting at once.
 const MIGRATION_LOCK_KEY: i64 = 0x7075_6c73_6568_6f73; // "pulsehos"
 
-/// Connections kept open to PostgreSQL.
-const POOL_SIZE: u32 = 16;
+/// Longest wait for a pooled connection. While PostgreSQL is unreachable every
+/// caller gets [`StoreError::Unavailable`] within this, so the API answers 503
+/// within two seconds instead of hanging.
+const POOL_WAIT: Duration = Duration::from_millis(1500);
 
-/// A database connection from the pool.
-pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+/// Default number of connections kept open to PostgreSQL (`PULSEHOST_DB_POOL_SIZE`).
+pub const DEFAULT_POOL_SIZE: u32 = 16;
 
 /// What can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// No connection could be had (database down or overloaded).
+    /// No connection could be had, or the one in use broke (database down,
+    /// unreachable or overloaded). Retrying later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
     /// A query failed.
     #[error("database query failed: {0}")]
-    Query(#[from] diesel::result::Error),
+    Query(diesel::result::Error),
     /// Migrations could not be applied.
     #[error("database migration failed: {0}")]
     Migration(String),
-    /// A value could not be encoded for storage.
+    /// A value could not be encoded for storage, or a stored one decoded.
     #[error("cannot encode {0}")]
     Encoding(String),
     /// The row asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::Error::DatabaseError;
+        match e {
+            DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Query(other),
+        }
+    }
 }
 
 impl From<diesel::r2d2::PoolError> for StoreError {
@@ -58,29 +87,69 @@ impl From<diesel::r2d2::PoolError> for StoreError {
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A pool of connections to one PostgreSQL database.
+/// One database transaction, handed to the work passed to [`Db::run`]. Only
+/// `store/` can reach the connection inside.
+pub struct Tx<'c> {
+    conn: &'c mut PgConnection,
+}
+
+impl Tx<'_> {
+    fn c(&mut self) -> &mut PgConnection {
+        self.conn
+    }
+}
+
+/// How the pool is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct DbOptions {
+    /// Connections kept open at most.
+    pub pool_size: u32,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            pool_size: DEFAULT_POOL_SIZE,
+        }
+    }
+}
+
+/// A pool of connections to one PostgreSQL database, with what the host has
+/// learnt about it: whether it answers, and its clock.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager<PgConnection>>,
+    health: std::sync::Arc<Health>,
+    clock: std::sync::Arc<DbClock>,
 }
 
 impl Db {
-    /// Connects to `url` and applies pending migrations under an advisory lock.
+    /// Connects to `url` with default options and applies pending migrations.
     pub fn connect(url: &str) -> StoreResult<Db> {
+        Self::connect_with(url, DbOptions::default())
+    }
+
+    /// Connects to `url` and applies pending migrations under an advisory lock.
+    pub fn connect_with(url: &str, options: DbOptions) -> StoreResult<Db> {
         let manager = ConnectionManager::<PgConnection>::new(url);
         let pool = Pool::builder()
-            .max_size(POOL_SIZE)
+            .max_size(options.pool_size.max(1))
             .min_idle(Some(1))
-            .connection_timeout(std::time::Duration::from_secs(10))
+            .connection_timeout(POOL_WAIT)
             .build(manager)?;
-        let db = Db { pool };
+        let db = Db {
+            pool,
+            health: Default::default(),
+            clock: Default::default(),
+        };
         db.migrate()?;
+        db.sync_clock()?;
         Ok(db)
     }
 
     /// Applies pending migrations; replicas starting together wait on one lock.
     pub fn migrate(&self) -> StoreResult<()> {
-        let mut conn = self.conn()?;
+        let mut conn = self.pool.get()?;
         diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(&mut conn)?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
@@ -90,30 +159,87 @@ impl Db {
         applied
     }
 
-    /// A connection from the pool (blocking).
-    pub fn conn(&self) -> StoreResult<Conn> {
-        Ok(self.pool.get()?)
-    }
-
-    /// Runs `f` with a connection inside one transaction, on the blocking pool.
+    /// Runs `f` in one transaction on the blocking pool.
     pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut PgConnection) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> StoreResult<T> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = db.conn()?;
-            conn.transaction(|c| f(c))
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("database worker stopped: {e}")))?
+        tokio::task::spawn_blocking(move || db.run_blocking(f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("database worker stopped: {e}")))?
     }
 
-    /// True when a trivial query succeeds.
+    /// Runs `f` in one transaction on the calling thread.
+    pub fn run_blocking<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let outcome = self
+            .pool
+            .get()
+            .map_err(StoreError::from)
+            .and_then(|mut conn| conn.transaction(|c| f(&mut Tx { conn: c })));
+        self.health.observe(&outcome);
+        outcome
+    }
+
+    /// True when a trivial query succeeds (within the pool's wait).
     pub async fn ping(&self) -> bool {
-        self.run(|c| Ok(diesel::sql_query("SELECT 1").execute(c)?))
+        self.run(|tx| Ok(diesel::sql_query("SELECT 1").execute(tx.c())?))
             .await
             .is_ok()
+    }
+
+    /// Measures the database's clock against this host's (see [`DbClock`]).
+    pub fn sync_clock(&self) -> StoreResult<()> {
+        let clock = std::sync::Arc::clone(&self.clock);
+        self.run_blocking(move |tx| clock::sample(tx, &clock))
+    }
+
+    /// The database's clock as this host estimates it (see [`DbClock`]).
+    pub fn clock(&self) -> &DbClock {
+        &self.clock
+    }
+
+    /// How long the database has answered without interruption, as far as this
+    /// host has seen (`Duration::MAX` when it never failed); None while it
+    /// does not answer.
+    pub fn reachable_for(&self) -> Option<Duration> {
+        self.health.reachable_for()
+    }
+}
+
+/// Whether the database answers, from the outcomes of this host's own calls.
+#[derive(Default)]
+struct Health {
+    state: Mutex<HealthState>,
+}
+
+#[derive(Default, Clone, Copy)]
+enum HealthState {
+    /// Every call so far found a connection.
+    #[default]
+    NeverFailed,
+    /// The latest call found none.
+    Down,
+    /// Calls succeed again since then.
+    UpSince(Instant),
+}
+
+impl Health {
+    fn observe<T>(&self, outcome: &StoreResult<T>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *state = match (outcome, *state) {
+            (Err(StoreError::Unavailable(_)), _) => HealthState::Down,
+            (_, HealthState::Down) => HealthState::UpSince(Instant::now()),
+            (_, unchanged) => unchanged,
+        };
+    }
+
+    fn reachable_for(&self) -> Option<Duration> {
+        match *self.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            HealthState::NeverFailed => Some(Duration::MAX),
+            HealthState::Down => None,
+            HealthState::UpSince(since) => Some(since.elapsed()),
+        }
     }
 }

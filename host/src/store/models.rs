@@ -31,8 +31,8 @@ pub struct TaskRow {
     pub enabled: bool,
     /// Queue priority.
     pub priority: i32,
-    /// The task's [`crate::spec::TaskSpec`] as JSON.
-    pub definition: serde_json::Value,
+    /// The stored definition (`task_definitions`) of the current version.
+    pub definition_id: i64,
     /// skip, allow or replace.
     pub overlap: String,
     /// latest, all or none.
@@ -45,8 +45,6 @@ pub struct TaskRow {
     pub dynamic_interval_secs: Option<i32>,
     /// Occurrences at or before this instant are never due.
     pub schedule_since: DateTime<Utc>,
-    /// Dynamic schedules: when should-run was last asked.
-    pub last_asked_at: Option<DateTime<Utc>>,
     /// Why the task is paused, when it is.
     pub paused_reason: Option<String>,
     /// First registered.
@@ -56,7 +54,7 @@ pub struct TaskRow {
 }
 
 /// A pulse row.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Serialize)]
 #[diesel(table_name = pulses, check_for_backend(diesel::pg::Pg))]
 pub struct PulseRow {
     /// Identifier.
@@ -89,7 +87,7 @@ pub struct PulseRow {
 }
 
 /// A run row.
-#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Serialize)]
 #[diesel(table_name = runs, check_for_backend(diesel::pg::Pg))]
 pub struct RunRow {
     /// Identifier.
@@ -126,16 +124,18 @@ pub struct RunRow {
     pub skip_reason: Option<String>,
     /// Host executing it.
     pub host_id: Option<String>,
-    /// Lease held by that host.
-    pub lease_expires_at: Option<DateTime<Utc>>,
     /// When a cancel was asked for.
     pub cancel_requested_at: Option<DateTime<Utc>>,
     /// Runs of the same pulse that must succeed first.
     pub depends_on_runs: Vec<i64>,
-    /// Process group of the process being executed.
-    pub process_group: Option<i32>,
     /// The failed attempt this run retries.
     pub retry_of: Option<i64>,
+    /// The stored definition (`task_definitions`) the run executes.
+    pub definition_id: i64,
+    /// Live process groups of the run (a background hook runs beside a step).
+    pub process_groups: Vec<i32>,
+    /// A queued run that cannot start by then is recorded as missed.
+    pub start_deadline: Option<DateTime<Utc>>,
 }
 
 /// Failures of one hook type of one task.

@@ -1,14 +1,22 @@
-//! Plugins, their immutable versions, and the tasks the active version describes.
+//! Plugins, their immutable versions, the definition each version gives each
+//! task, and the tasks the active version describes. An upload is a handful of
+//! statements whatever its number of tasks: definitions and tasks go in as
+//! arrays, not row by row.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Bool, Int4, Int8, Jsonb, Nullable, Text, Timestamptz};
 use diesel::upsert::excluded;
 use serde::Serialize;
 
 use super::models::TaskRow;
-use super::schema::{plugin_versions, plugins, tasks};
-use super::{StoreError, StoreResult};
-use crate::spec::{Manifest, Schedule};
+use super::schema::{plugin_versions, plugins, task_definitions, tasks};
+use super::{StoreError, StoreResult, Tx};
+use crate::spec::{Manifest, Schedule, TaskSpec, DEFINITION_FORMAT};
+
+/// Longest description a listing shows; the rest is cut (`description_bytes`
+/// says how long the whole is).
+const LISTED_DESCRIPTION_CHARS: i32 = 280;
 
 /// A validated upload to record.
 pub struct NewPluginVersion<'a> {
@@ -38,36 +46,97 @@ pub struct RegisteredVersion {
 }
 
 /// One plugin with its active version, for listings.
-#[derive(Debug, Clone, Queryable, Serialize)]
+#[derive(Debug, Clone, QueryableByName, Serialize)]
 pub struct PluginSummary {
     /// Identifier.
+    #[diesel(sql_type = Int8)]
     pub id: i64,
     /// Name.
+    #[diesel(sql_type = Text)]
     pub name: String,
     /// Active version number.
+    #[diesel(sql_type = Int4)]
     pub version: i32,
     /// The plugin's own version string.
+    #[diesel(sql_type = Text)]
     pub declared_version: String,
-    /// Free text.
+    /// Free text, cut to a listing's length.
+    #[diesel(sql_type = Text)]
     pub description: String,
+    /// Length of the whole description.
+    #[diesel(sql_type = Int4)]
+    pub description_bytes: i32,
     /// sha256 of the active component.
+    #[diesel(sql_type = Text)]
     pub sha256: String,
     /// Its size.
+    #[diesel(sql_type = Int8)]
     pub size_bytes: i64,
     /// When that version was uploaded.
+    #[diesel(sql_type = Timestamptz)]
     pub uploaded_at: DateTime<Utc>,
 }
 
-/// A task's name, schedule kind, expression, time zone and since-when.
-type ExistingSchedule = (String, String, Option<String>, Option<String>, DateTime<Utc>);
+/// What the stored row of a task says about when its schedule took effect.
+#[derive(Debug, Clone, Queryable)]
+pub struct ExistingTask {
+    /// Name.
+    pub name: String,
+    /// Described by the active version.
+    pub active: bool,
+    /// Enabled by the plugin.
+    pub enabled: bool,
+    /// cron, dynamic or manual.
+    pub schedule_kind: String,
+    /// Cron expression.
+    pub cron_expression: Option<String>,
+    /// Time zone.
+    pub timezone: Option<String>,
+    /// Dynamic interval.
+    pub dynamic_interval_secs: Option<i32>,
+    /// Occurrences at or before this instant are never due.
+    pub schedule_since: DateTime<Utc>,
+}
 
-/// Records a new version of a plugin and makes it active: its tasks are upserted
-/// (keeping their identity and schedule cursor) and tasks it no longer describes
-/// are deactivated, all in the caller's transaction.
+/// The stored tasks of the plugin called `name` (none for a new plugin).
+pub fn existing_tasks(tx: &mut Tx<'_>, name: &str) -> StoreResult<Vec<ExistingTask>> {
+    Ok(tasks::table
+        .inner_join(plugins::table)
+        .filter(plugins::name.eq(name))
+        .select((
+            tasks::name,
+            tasks::active,
+            tasks::enabled,
+            tasks::schedule_kind,
+            tasks::cron_expression,
+            tasks::timezone,
+            tasks::dynamic_interval_secs,
+            tasks::schedule_since,
+        ))
+        .load(tx.c())?)
+}
+
+/// The database's clock, for decisions taken in Rust within a transaction.
+pub fn database_now(tx: &mut Tx<'_>) -> StoreResult<DateTime<Utc>> {
+    #[derive(QueryableByName)]
+    struct Now {
+        #[diesel(sql_type = Timestamptz)]
+        now: DateTime<Utc>,
+    }
+    let rows: Vec<Now> = diesel::sql_query("SELECT now() AS now").load(tx.c())?;
+    rows.first()
+        .map(|r| r.now)
+        .ok_or_else(|| StoreError::NotFound("the database's clock".into()))
+}
+
+/// Records a new version of a plugin and makes it active: a definition per
+/// task, the tasks upserted (keeping their identity) with `since[i]` as the
+/// instant the schedule of `manifest.tasks[i]` takes effect, and tasks the
+/// version no longer describes deactivated — all in the caller's transaction.
 pub fn register_version(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     new: &NewPluginVersion<'_>,
-    now: DateTime<Utc>,
+    since: &[DateTime<Utc>],
 ) -> StoreResult<RegisteredVersion> {
     let manifest = new.manifest;
     // The upsert takes the plugin row's lock, so concurrent uploads of one plugin
@@ -78,11 +147,11 @@ pub fn register_version(
         .do_update()
         .set(plugins::name.eq(excluded(plugins::name)))
         .returning(plugins::id)
-        .get_result(conn)?;
+        .get_result(tx.c())?;
     let latest: Option<i32> = plugin_versions::table
         .filter(plugin_versions::plugin_id.eq(plugin_id))
         .select(diesel::dsl::max(plugin_versions::version))
-        .first(conn)?;
+        .first(tx.c())?;
     let version = latest.unwrap_or(0) + 1;
     let manifest_json =
         serde_json::to_value(manifest).map_err(|e| StoreError::Encoding(format!("manifest: {e}")))?;
@@ -97,75 +166,21 @@ pub fn register_version(
             plugin_versions::wit_package.eq(new.wit_package),
             plugin_versions::component.eq(new.component),
             plugin_versions::manifest.eq(&manifest_json),
-            plugin_versions::created_at.eq(now),
         ))
         .returning(plugin_versions::id)
-        .get_result(conn)?;
-
-    // A task whose schedule changes starts its new schedule now; otherwise it
-    // keeps the instant its schedule took effect.
-    let existing: Vec<ExistingSchedule> = tasks::table
-        .filter(tasks::plugin_id.eq(plugin_id))
-        .select((
-            tasks::name,
-            tasks::schedule_kind,
-            tasks::cron_expression,
-            tasks::timezone,
-            tasks::schedule_since,
-        ))
-        .load(conn)?;
-    for task in &manifest.tasks {
-        let (expression, timezone) = match &task.schedule {
-            Schedule::Cron { expression, timezone } => (Some(expression.clone()), timezone.clone()),
-            _ => (None, None),
-        };
-        let interval = match task.schedule {
-            Schedule::Dynamic { interval_secs } => Some(i32::try_from(interval_secs).unwrap_or(i32::MAX)),
-            _ => None,
-        };
-        let since = existing
-            .iter()
-            .find(|(name, kind, expr, tz, _)| {
-                name == &task.name && kind == task.schedule.kind() && expr == &expression && tz == &timezone
-            })
-            .map_or(now, |(.., since)| *since);
-        let definition =
-            serde_json::to_value(task).map_err(|e| StoreError::Encoding(format!("task: {e}")))?;
-        let values = (
-            tasks::plugin_id.eq(plugin_id),
-            tasks::plugin_version_id.eq(version_id),
-            tasks::name.eq(&task.name),
-            tasks::active.eq(true),
-            tasks::schedule_kind.eq(task.schedule.kind()),
-            tasks::cron_expression.eq(&expression),
-            tasks::timezone.eq(&timezone),
-            tasks::enabled.eq(task.enabled),
-            tasks::priority.eq(task.priority),
-            tasks::definition.eq(&definition),
-            tasks::overlap.eq(task.overlap.as_str()),
-            tasks::catch_up.eq(task.catch_up.as_str()),
-            tasks::starting_deadline_ms.eq(task.starting_deadline_ms.map(|ms| ms as i64)),
-            tasks::depends_on.eq(&task.depends_on),
-            tasks::dynamic_interval_secs.eq(interval),
-            tasks::schedule_since.eq(since),
-            tasks::updated_at.eq(now),
-        );
-        diesel::insert_into(tasks::table)
-            .values((values, tasks::created_at.eq(now)))
-            .on_conflict((tasks::plugin_id, tasks::name))
-            .do_update()
-            .set(values)
-            .execute(conn)?;
-    }
+        .get_result(tx.c())?;
+    let definitions = insert_definitions(tx, version_id, &manifest.tasks)?;
+    upsert_tasks(tx, plugin_id, version_id, &manifest.tasks, &definitions, since)?;
     let names: Vec<&str> = manifest.tasks.iter().map(|t| t.name.as_str()).collect();
     diesel::update(tasks::table)
         .filter(tasks::plugin_id.eq(plugin_id))
+        .filter(tasks::active.eq(true))
         .filter(tasks::name.ne_all(&names))
-        .set((tasks::active.eq(false), tasks::updated_at.eq(now)))
-        .execute(conn)?;
+        .set((tasks::active.eq(false), tasks::updated_at.eq(diesel::dsl::now)))
+        .execute(tx.c())?;
     diesel::update(plugins::table.find(plugin_id))
         .set(plugins::active_version_id.eq(version_id))
-        .execute(conn)?;
+        .execute(tx.c())?;
     Ok(RegisteredVersion {
         plugin_id,
         plugin: manifest.name.clone(),
@@ -175,51 +190,146 @@ pub fn register_version(
     })
 }
 
-/// Every plugin with its active version, by name.
-pub fn list_plugins(conn: &mut PgConnection) -> StoreResult<Vec<PluginSummary>> {
-    Ok(plugins::table
-        .inner_join(plugin_versions::table.on(plugins::active_version_id.eq(plugin_versions::id.nullable())))
-        .select((
-            plugins::id,
-            plugins::name,
-            plugin_versions::version,
-            plugin_versions::declared_version,
-            plugin_versions::description,
-            plugin_versions::sha256,
-            plugin_versions::size_bytes,
-            plugin_versions::created_at,
-        ))
-        .order(plugins::name)
-        .load(conn)?)
+/// One definition row per task, in one statement; their ids in task order.
+fn insert_definitions(tx: &mut Tx<'_>, version_id: i64, specs: &[TaskSpec]) -> StoreResult<Vec<i64>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
+    let json = specs
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Encoding(format!("task definition: {e}")))?;
+    let rows: Vec<Row> = diesel::sql_query(
+        "INSERT INTO task_definitions (plugin_version_id, name, format, definition) \
+         SELECT $1, n, $2, d FROM unnest($3::text[], $4::jsonb[]) AS i (n, d) RETURNING id, name",
+    )
+    .bind::<Int8, _>(version_id)
+    .bind::<Int4, _>(DEFINITION_FORMAT)
+    .bind::<Array<Text>, _>(&names)
+    .bind::<Array<Jsonb>, _>(&json)
+    .load(tx.c())?;
+    let by_name: std::collections::HashMap<&str, i64> =
+        rows.iter().map(|r| (r.name.as_str(), r.id)).collect();
+    names
+        .iter()
+        .map(|n| {
+            by_name
+                .get(n)
+                .copied()
+                .ok_or_else(|| StoreError::NotFound(format!("the stored definition of task {n}")))
+        })
+        .collect()
+}
+
+/// Inserts or updates every task of a version in one statement.
+fn upsert_tasks(
+    tx: &mut Tx<'_>,
+    plugin_id: i64,
+    version_id: i64,
+    specs: &[TaskSpec],
+    definitions: &[i64],
+    since: &[DateTime<Utc>],
+) -> StoreResult<()> {
+    let col = |f: &dyn Fn(&TaskSpec) -> Option<String>| specs.iter().map(f).collect::<Vec<_>>();
+    let cron = |t: &TaskSpec| match &t.schedule {
+        Schedule::Cron { expression, timezone } => (Some(expression.clone()), timezone.clone()),
+        _ => (None, None),
+    };
+    let interval = |t: &TaskSpec| match t.schedule {
+        Schedule::Dynamic { interval_secs } => Some(i32::try_from(interval_secs).unwrap_or(i32::MAX)),
+        _ => None,
+    };
+    let depends_on: Vec<serde_json::Value> = specs.iter().map(|t| serde_json::json!(t.depends_on)).collect();
+    diesel::sql_query(
+        "INSERT INTO tasks (plugin_id, plugin_version_id, name, active, schedule_kind, cron_expression, \
+             timezone, enabled, priority, definition_id, overlap, catch_up, starting_deadline_ms, \
+             depends_on, dynamic_interval_secs, schedule_since) \
+         SELECT $1, $2, i.name, true, i.kind, i.expression, i.timezone, i.enabled, i.priority, i.definition, \
+             i.overlap, i.catch_up, i.deadline, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)), \
+             i.interval, i.since \
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::int4[], $9::int8[], \
+             $10::text[], $11::text[], $12::int8[], $13::jsonb[], $14::int4[], $15::timestamptz[]) \
+             AS i (name, kind, expression, timezone, enabled, priority, definition, overlap, catch_up, \
+                   deadline, depends_on, interval, since) \
+         ON CONFLICT (plugin_id, name) DO UPDATE SET \
+             plugin_version_id = EXCLUDED.plugin_version_id, active = true, \
+             schedule_kind = EXCLUDED.schedule_kind, cron_expression = EXCLUDED.cron_expression, \
+             timezone = EXCLUDED.timezone, enabled = EXCLUDED.enabled, priority = EXCLUDED.priority, \
+             definition_id = EXCLUDED.definition_id, overlap = EXCLUDED.overlap, \
+             catch_up = EXCLUDED.catch_up, starting_deadline_ms = EXCLUDED.starting_deadline_ms, \
+             depends_on = EXCLUDED.depends_on, dynamic_interval_secs = EXCLUDED.dynamic_interval_secs, \
+             schedule_since = EXCLUDED.schedule_since, updated_at = now()",
+    )
+    .bind::<Int8, _>(plugin_id)
+    .bind::<Int8, _>(version_id)
+    .bind::<Array<Text>, _>(specs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(specs.iter().map(|t| t.schedule.kind()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(col(&|t| cron(t).0))
+    .bind::<Array<Nullable<Text>>, _>(col(&|t| cron(t).1))
+    .bind::<Array<Bool>, _>(specs.iter().map(|t| t.enabled).collect::<Vec<_>>())
+    .bind::<Array<Int4>, _>(specs.iter().map(|t| t.priority).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(definitions)
+    .bind::<Array<Text>, _>(specs.iter().map(|t| t.overlap.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(specs.iter().map(|t| t.catch_up.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Int8>>, _>(
+        specs
+            .iter()
+            .map(|t| t.starting_deadline_ms.map(|ms| ms as i64))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Jsonb>, _>(&depends_on)
+    .bind::<Array<Nullable<Int4>>, _>(specs.iter().map(interval).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(since)
+    .execute(tx.c())?;
+    Ok(())
+}
+
+/// Every plugin with its active version, by name; descriptions cut short.
+pub fn list_plugins(tx: &mut Tx<'_>) -> StoreResult<Vec<PluginSummary>> {
+    Ok(diesel::sql_query(
+        "SELECT p.id, p.name, v.version, v.declared_version, left(v.description, $1) AS description, \
+                octet_length(v.description) AS description_bytes, v.sha256, v.size_bytes, \
+                v.created_at AS uploaded_at \
+         FROM plugins p JOIN plugin_versions v ON v.id = p.active_version_id ORDER BY p.name",
+    )
+    .bind::<Int4, _>(LISTED_DESCRIPTION_CHARS)
+    .load(tx.c())?)
 }
 
 /// Active tasks with their plugin's name, by plugin then task name.
-pub fn list_tasks(conn: &mut PgConnection) -> StoreResult<Vec<(String, TaskRow)>> {
+pub fn list_tasks(tx: &mut Tx<'_>) -> StoreResult<Vec<(String, TaskRow)>> {
     Ok(tasks::table
         .inner_join(plugins::table)
         .filter(tasks::active.eq(true))
         .select((plugins::name, TaskRow::as_select()))
         .order((plugins::name, tasks::name))
-        .load(conn)?)
+        .load(tx.c())?)
 }
 
-/// One task by id, with its plugin's name.
-pub fn get_task(conn: &mut PgConnection, id: i64) -> StoreResult<(String, TaskRow)> {
+/// One task by id, with its plugin's name and its current definition.
+pub fn get_task(tx: &mut Tx<'_>, id: i64) -> StoreResult<(String, TaskRow, serde_json::Value)> {
     tasks::table
         .inner_join(plugins::table)
+        .inner_join(task_definitions::table.on(task_definitions::id.eq(tasks::definition_id)))
         .filter(tasks::id.eq(id))
-        .select((plugins::name, TaskRow::as_select()))
-        .first(conn)
+        .select((plugins::name, TaskRow::as_select(), task_definitions::definition))
+        .first(tx.c())
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("task {id}")))
 }
 
 /// The component bytes and sha256 of a plugin version.
-pub fn component(conn: &mut PgConnection, version_id: i64) -> StoreResult<(String, Vec<u8>)> {
+pub fn component(tx: &mut Tx<'_>, version_id: i64) -> StoreResult<(String, Vec<u8>)> {
     plugin_versions::table
         .find(version_id)
         .select((plugin_versions::sha256, plugin_versions::component))
-        .first(conn)
+        .first(tx.c())
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("plugin version {version_id}")))
 }

@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Int8, Nullable, Text, Timestamptz};
 
-use super::models::{PulseRow, RunRow};
-use super::schema::{plugin_versions, pulses, runs, tasks};
-use super::StoreResult;
+use super::models::PulseRow;
+use super::schema::{dynamic_asks, pulses, runs, tasks};
+use super::{StoreResult, Tx};
 
 /// What a pulse needs of a task: identity and policies, never the definition.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -18,6 +19,8 @@ pub struct SchedulableTask {
     pub plugin_id: i64,
     /// Version whose definition new runs execute.
     pub plugin_version_id: i64,
+    /// That definition.
+    pub definition_id: i64,
     /// Name.
     pub name: String,
     /// cron or dynamic.
@@ -40,65 +43,102 @@ pub struct SchedulableTask {
     pub dynamic_interval_secs: Option<i32>,
     /// The schedule took effect then.
     pub schedule_since: DateTime<Utc>,
-    /// Dynamic: last asked.
-    pub last_asked_at: Option<DateTime<Utc>>,
 }
 
-/// The pulse that answered a delivery with this idempotency key, if any.
-pub fn by_idempotency_key(conn: &mut PgConnection, key: &str) -> StoreResult<Option<PulseRow>> {
-    Ok(pulses::table
-        .filter(pulses::idempotency_key.eq(key))
-        .select(PulseRow::as_select())
-        .first(conn)
-        .optional()?)
+/// What a pulse reads before it decides anything.
+#[derive(Debug, Clone)]
+pub struct PulseRead {
+    /// The database's clock: the pulse's instant.
+    pub now: DateTime<Utc>,
+    /// When the previous pulse arrived: the start of this pulse's window.
+    pub previous: Option<DateTime<Utc>>,
+    /// The snapshot the tasks were (or would have been) read under.
+    pub snapshot: String,
+    /// The schedulable tasks, when they changed since `known` (or no snapshot was known).
+    pub tasks: Option<Vec<SchedulableTask>>,
 }
 
-/// When the newest pulse before `before` arrived: the start of this pulse's window.
-pub fn previous_pulse_at(
-    conn: &mut PgConnection,
-    before: DateTime<Utc>,
-) -> StoreResult<Option<DateTime<Utc>>> {
-    Ok(pulses::table
-        .filter(pulses::kind.eq("pulse"))
-        .filter(pulses::received_at.lt(before))
-        .select(diesel::dsl::max(pulses::received_at))
-        .first(conn)?)
-}
-
-/// Changes whenever a task changes (a trigger bumps it); lets a pulse reuse
-/// the tasks it read last time.
-pub type TaskFingerprint = i64;
-
-/// The current [`TaskFingerprint`].
-pub fn task_fingerprint(conn: &mut PgConnection) -> StoreResult<TaskFingerprint> {
+/// Reads the pulse's instant (`at`, or the database's clock), its window's
+/// start and, unless nothing changed since the snapshot `known`, the
+/// schedulable tasks. The snapshot is taken before the tasks are read, so a
+/// change it cannot see is always caught by the next pulse's check, whatever
+/// order writers commit in.
+pub fn read(tx: &mut Tx<'_>, known: Option<&str>, at: Option<DateTime<Utc>>) -> StoreResult<PulseRead> {
     #[derive(QueryableByName)]
-    struct Version {
-        #[diesel(sql_type = diesel::sql_types::Int8)]
-        version: i64,
+    struct Head {
+        #[diesel(sql_type = Timestamptz)]
+        now: DateTime<Utc>,
+        #[diesel(sql_type = Text)]
+        snapshot: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        changed: bool,
     }
-    let rows: Vec<Version> = diesel::sql_query("SELECT version FROM tasks_version").load(conn)?;
-    Ok(rows.first().map_or(0, |r| r.version))
+    let head: Head = diesel::sql_query(
+        "SELECT COALESCE($2, clock_timestamp()) AS now, pg_current_snapshot()::text AS snapshot, \
+             $1::text IS NULL OR EXISTS (SELECT 1 FROM tasks \
+                 WHERE changed_xid >= pg_snapshot_xmin($1::pg_snapshot) \
+                 AND NOT pg_visible_in_snapshot(changed_xid, $1::pg_snapshot)) AS changed",
+    )
+    .bind::<Nullable<Text>, _>(known)
+    .bind::<Nullable<Timestamptz>, _>(at)
+    .get_result(tx.c())?;
+    let previous = pulses::table
+        .filter(pulses::kind.eq("pulse"))
+        .filter(pulses::received_at.lt(head.now))
+        .select(diesel::dsl::max(pulses::received_at))
+        .first(tx.c())?;
+    let tasks = head.changed.then(|| schedulable_tasks(tx)).transpose()?;
+    Ok(PulseRead {
+        now: head.now,
+        previous,
+        snapshot: head.snapshot,
+        tasks,
+    })
+}
+
+/// The pulse that answered a delivery with this idempotency key within the
+/// last `window_ms`, if any.
+pub fn by_idempotency_key(tx: &mut Tx<'_>, key: &str, window_ms: i64) -> StoreResult<Option<PulseRow>> {
+    Ok(diesel::sql_query(
+        "SELECT * FROM pulses WHERE idempotency_key = $1 \
+         AND received_at > now() - $2 * interval '1 millisecond'",
+    )
+    .bind::<Text, _>(key)
+    .bind::<Int8, _>(window_ms)
+    .get_result(tx.c())
+    .optional()?)
 }
 
 /// Tasks a pulse evaluates: active, enabled, not paused, cron or dynamic.
-pub fn schedulable_tasks(conn: &mut PgConnection) -> StoreResult<Vec<SchedulableTask>> {
+fn schedulable_tasks(tx: &mut Tx<'_>) -> StoreResult<Vec<SchedulableTask>> {
     Ok(tasks::table
         .filter(tasks::active.eq(true))
         .filter(tasks::enabled.eq(true))
         .filter(tasks::paused_reason.is_null())
         .filter(tasks::schedule_kind.eq_any(["cron", "dynamic"]))
         .select(SchedulableTask::as_select())
-        .load(conn)?)
+        .load(tx.c())?)
 }
 
-/// Records a pulse's arrival; None when another delivery holds `key`.
+/// Records a pulse's arrival; None when another delivery holds `key` within
+/// the last `window_ms` (an older holder gives the key up).
 pub fn insert_pulse(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     kind: &str,
     source: Option<&str>,
     key: Option<&str>,
     at: DateTime<Utc>,
+    window_ms: i64,
 ) -> StoreResult<Option<i64>> {
+    if let Some(key) = key {
+        diesel::sql_query(
+            "UPDATE pulses SET idempotency_key = NULL WHERE idempotency_key = $1 \
+             AND received_at <= now() - $2 * interval '1 millisecond'",
+        )
+        .bind::<Text, _>(key)
+        .bind::<Int8, _>(window_ms)
+        .execute(tx.c())?;
+    }
     Ok(diesel::insert_into(pulses::table)
         .values((
             pulses::kind.eq(kind),
@@ -108,8 +148,25 @@ pub fn insert_pulse(
         ))
         .on_conflict_do_nothing()
         .returning(pulses::id)
-        .get_result(conn)
+        .get_result(tx.c())
         .optional()?)
+}
+
+/// Takes the per-task advisory locks of `task_ids` for the rest of the
+/// transaction, in ascending order (so lockers never deadlock). Dispatchers
+/// try the same locks before starting a run of an exclusive task.
+pub fn lock_tasks(tx: &mut Tx<'_>, task_ids: &[i64]) -> StoreResult<()> {
+    let mut ids = task_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    if !ids.is_empty() {
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::int8[]) WITH ORDINALITY AS u (k, n) ORDER BY n",
+        )
+        .bind::<Array<Int8>, _>(&ids)
+        .execute(tx.c())?;
+    }
+    Ok(())
 }
 
 /// One candidate slot and the run to record for it if this pulse wins it.
@@ -119,19 +176,23 @@ pub struct SlotCandidate {
     pub task_id: i64,
     /// The occurrence.
     pub scheduled_for: DateTime<Utc>,
-    /// Definition the run executes.
+    /// Plugin version the run executes.
     pub plugin_version_id: i64,
+    /// The stored definition the run executes.
+    pub definition_id: i64,
     /// `queued`, `skipped` or `missed`.
     pub status: String,
     /// Queue priority.
     pub priority: i32,
     /// Why it is skipped or missed.
     pub skip_reason: Option<String>,
+    /// When a queued run that has not started is recorded as missed instead.
+    pub start_deadline: Option<DateTime<Utc>>,
 }
 
 /// A slot this pulse won and the run recorded for it.
 #[derive(Debug, Clone, QueryableByName)]
-pub struct ClaimedRun {
+pub struct RecordedRun {
     /// The run.
     #[diesel(sql_type = diesel::sql_types::Int8)]
     pub run_id: i64,
@@ -157,108 +218,131 @@ pub struct ClaimedRun {
 /// get a run, so any number of concurrent pulses record each slot once. The
 /// rows travel as arrays, not as thousands of parameters.
 pub fn claim_and_record(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     pulse_id: i64,
     trigger: &str,
     now: DateTime<Utc>,
     candidates: &[SlotCandidate],
-) -> StoreResult<Vec<ClaimedRun>> {
-    use diesel::sql_types::{Array, Int4, Int8, Nullable, Text, Timestamptz};
+) -> StoreResult<Vec<RecordedRun>> {
+    use diesel::sql_types::Int4;
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
     let column = |f: fn(&SlotCandidate) -> i64| candidates.iter().map(f).collect::<Vec<_>>();
     Ok(diesel::sql_query(
         "WITH input AS ( \
-             SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int8[], $4::text[], $5::int4[], $6::text[]) \
-                 AS i (task_id, scheduled_for, plugin_version_id, status, priority, skip_reason) \
+             SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], \
+                 $6::int4[], $7::text[], $8::timestamptz[]) \
+                 AS i (task_id, scheduled_for, plugin_version_id, definition_id, status, priority, \
+                       skip_reason, start_deadline) \
          ), claimed AS ( \
              INSERT INTO slots (task_id, scheduled_for, pulse_id, trigger) \
-             SELECT task_id, scheduled_for, $7, $8 FROM input \
+             SELECT task_id, scheduled_for, $9, $10 FROM input \
              ON CONFLICT DO NOTHING RETURNING id, task_id, scheduled_for \
          ) \
-         INSERT INTO runs (slot_id, task_id, plugin_version_id, status, priority, scheduled_for, \
-                           not_before, skip_reason, finished_at) \
-         SELECT c.id, i.task_id, i.plugin_version_id, i.status, i.priority, i.scheduled_for, $9, \
-                i.skip_reason, CASE WHEN i.status = 'queued' THEN NULL ELSE $9 END \
+         INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, status, priority, \
+                           scheduled_for, not_before, skip_reason, finished_at, start_deadline) \
+         SELECT c.id, i.task_id, i.plugin_version_id, i.definition_id, i.status, i.priority, \
+                i.scheduled_for, $11, i.skip_reason, CASE WHEN i.status = 'queued' THEN NULL ELSE $11 END, \
+                i.start_deadline \
          FROM claimed c JOIN input i ON i.task_id = c.task_id AND i.scheduled_for = c.scheduled_for \
          RETURNING id AS run_id, slot_id, task_id, scheduled_for, status, skip_reason",
     )
     .bind::<Array<Int8>, _>(column(|c| c.task_id))
     .bind::<Array<Timestamptz>, _>(candidates.iter().map(|c| c.scheduled_for).collect::<Vec<_>>())
     .bind::<Array<Int8>, _>(column(|c| c.plugin_version_id))
-    .bind::<Array<Text>, _>(candidates.iter().map(|c| c.status.clone()).collect::<Vec<_>>())
+    .bind::<Array<Int8>, _>(column(|c| c.definition_id))
+    .bind::<Array<Text>, _>(candidates.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
     .bind::<Array<Int4>, _>(candidates.iter().map(|c| c.priority).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(candidates.iter().map(|c| c.skip_reason.clone()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        candidates
+            .iter()
+            .map(|c| c.skip_reason.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Timestamptz>>, _>(candidates.iter().map(|c| c.start_deadline).collect::<Vec<_>>())
     .bind::<Int8, _>(pulse_id)
     .bind::<Text, _>(trigger)
     .bind::<Timestamptz, _>(now)
-    .load(conn)?)
+    .load(tx.c())?)
 }
 
-/// Queued or running runs of `task_ids`: (run id, task id, status).
-pub fn active_runs(conn: &mut PgConnection, task_ids: &[i64]) -> StoreResult<Vec<(i64, i64, String)>> {
+/// Queued or running runs of `task_ids`: (run id, task id).
+pub fn active_runs(tx: &mut Tx<'_>, task_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>> {
     if task_ids.is_empty() {
         return Ok(Vec::new());
     }
     Ok(runs::table
         .filter(runs::task_id.eq_any(task_ids))
         .filter(runs::status.eq_any(["queued", "running"]))
-        .select((runs::id, runs::task_id, runs::status))
-        .load(conn)?)
+        .select((runs::id, runs::task_id))
+        .order(runs::id)
+        .load(tx.c())?)
 }
 
-/// Makes a queued run wait for `depends_on` (runs of the same pulse).
-pub fn set_dependencies(conn: &mut PgConnection, run_id: i64, depends_on: &[i64]) -> StoreResult<()> {
-    diesel::update(runs::table.find(run_id))
-        .set(runs::depends_on_runs.eq(depends_on))
-        .execute(conn)?;
-    Ok(())
+/// When each of `task_ids` was last asked its dynamic schedule.
+pub fn asked_at(tx: &mut Tx<'_>, task_ids: &[i64]) -> StoreResult<Vec<(i64, DateTime<Utc>)>> {
+    Ok(dynamic_asks::table
+        .filter(dynamic_asks::task_id.eq_any(task_ids))
+        .select((dynamic_asks::task_id, dynamic_asks::asked_at))
+        .load(tx.c())?)
 }
 
-/// Turns queued runs into skipped ones with `reason`.
-pub fn skip_runs(conn: &mut PgConnection, ids: &[i64], reason: &str, now: DateTime<Utc>) -> StoreResult<()> {
-    diesel::update(
-        runs::table
-            .filter(runs::id.eq_any(ids))
-            .filter(runs::status.eq("queued")),
-    )
-    .set((
-        runs::status.eq("skipped"),
-        runs::skip_reason.eq(reason),
-        runs::finished_at.eq(now),
-    ))
-    .execute(conn)?;
-    Ok(())
-}
-
-/// Notes that dynamic tasks were asked at `now`.
-pub fn mark_asked(conn: &mut PgConnection, task_ids: &[i64], now: DateTime<Utc>) -> StoreResult<()> {
+/// Notes that dynamic tasks were asked at `now` (never touching the task rows).
+pub fn mark_asked(tx: &mut Tx<'_>, task_ids: &[i64], now: DateTime<Utc>) -> StoreResult<()> {
     if !task_ids.is_empty() {
-        diesel::update(tasks::table.filter(tasks::id.eq_any(task_ids)))
-            .set(tasks::last_asked_at.eq(now))
-            .execute(conn)?;
+        diesel::sql_query(
+            "INSERT INTO dynamic_asks (task_id, asked_at) SELECT unnest($1::int8[]), $2 \
+             ON CONFLICT (task_id) DO UPDATE SET asked_at = EXCLUDED.asked_at",
+        )
+        .bind::<Array<Int8>, _>(task_ids)
+        .bind::<Timestamptz, _>(now)
+        .execute(tx.c())?;
     }
     Ok(())
 }
 
-/// The task's most recent finished run.
-pub fn last_outcome(conn: &mut PgConnection, task_id: i64) -> StoreResult<Option<RunRow>> {
-    Ok(runs::table
-        .filter(runs::task_id.eq(task_id))
-        .filter(runs::finished_at.is_not_null())
-        .order(runs::finished_at.desc())
-        .select(RunRow::as_select())
-        .first(conn)
-        .optional()?)
+/// How a task's latest finished run ended.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct LastOutcome {
+    /// The task.
+    #[diesel(sql_type = Int8)]
+    pub task_id: i64,
+    /// Its status.
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    /// When it finished.
+    #[diesel(sql_type = Timestamptz)]
+    pub finished_at: DateTime<Utc>,
+    /// Why it did not succeed.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub error: Option<String>,
+    /// The exit code of its last failing process.
+    #[diesel(sql_type = Nullable<diesel::sql_types::Int4>)]
+    pub exit_code: Option<i32>,
 }
 
-/// sha256 of a plugin version's component.
-pub fn version_sha(conn: &mut PgConnection, version_id: i64) -> StoreResult<String> {
+/// The latest finished run of each of `task_ids` that has one.
+pub fn last_outcomes(tx: &mut Tx<'_>, task_ids: &[i64]) -> StoreResult<Vec<LastOutcome>> {
+    Ok(diesel::sql_query(
+        "SELECT t.id AS task_id, r.status, r.finished_at, r.error, \
+             (SELECT s.exit_code FROM step_executions s WHERE s.run_id = r.id AND s.status <> 'succeeded' \
+              ORDER BY s.id DESC LIMIT 1) AS exit_code \
+         FROM unnest($1::int8[]) AS t (id) CROSS JOIN LATERAL ( \
+             SELECT id, status, finished_at, error FROM runs \
+             WHERE task_id = t.id AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1) r",
+    )
+    .bind::<Array<Int8>, _>(task_ids)
+    .load(tx.c())?)
+}
+
+/// sha256 of each of `version_ids`' component.
+pub fn version_shas(tx: &mut Tx<'_>, version_ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+    use super::schema::plugin_versions;
     Ok(plugin_versions::table
-        .find(version_id)
-        .select(plugin_versions::sha256)
-        .first(conn)?)
+        .filter(plugin_versions::id.eq_any(version_ids))
+        .select((plugin_versions::id, plugin_versions::sha256))
+        .load(tx.c())?)
 }
 
 /// What a pulse did, stored with it.
@@ -271,7 +355,7 @@ pub struct PulseSummary {
     /// Runs recorded as skipped.
     pub skipped: i32,
     /// Slots recorded (or counted) as missed.
-    pub missed: i32,
+    pub missed: i64,
     /// Server-side time to evaluate and claim.
     pub duration_ms: f64,
     /// Lateness of the latest-due slot claimed.
@@ -282,25 +366,25 @@ pub struct PulseSummary {
     pub response: Option<serde_json::Value>,
 }
 
-/// Stores what a pulse did.
-pub fn finish_pulse(conn: &mut PgConnection, pulse_id: i64, s: &PulseSummary) -> StoreResult<()> {
+/// Stores what a pulse did (a later call, for the dynamic half, overwrites).
+pub fn finish_pulse(tx: &mut Tx<'_>, pulse_id: i64, s: &PulseSummary) -> StoreResult<()> {
     diesel::update(pulses::table.find(pulse_id))
         .set((
             pulses::due.eq(s.due),
             pulses::claimed.eq(s.claimed),
             pulses::skipped.eq(s.skipped),
-            pulses::missed.eq(s.missed),
+            pulses::missed.eq(i32::try_from(s.missed).unwrap_or(i32::MAX)),
             pulses::duration_ms.eq(s.duration_ms),
             pulses::max_lateness_ms.eq(s.max_lateness_ms),
             pulses::errors.eq(&s.errors),
             pulses::response.eq(&s.response),
         ))
-        .execute(conn)?;
+        .execute(tx.c())?;
     Ok(())
 }
 
 /// Recent pulses, newest first.
-pub fn list_pulses(conn: &mut PgConnection, limit: i64, before: Option<i64>) -> StoreResult<Vec<PulseRow>> {
+pub fn list_pulses(tx: &mut Tx<'_>, limit: i64, before: Option<i64>) -> StoreResult<Vec<PulseRow>> {
     let mut query = pulses::table
         .order(pulses::id.desc())
         .limit(limit)
@@ -309,13 +393,13 @@ pub fn list_pulses(conn: &mut PgConnection, limit: i64, before: Option<i64>) -> 
     if let Some(before) = before {
         query = query.filter(pulses::id.lt(before));
     }
-    Ok(query.load(conn)?)
+    Ok(query.load(tx.c())?)
 }
 
 /// Current status of each of `ids`.
-pub fn run_statuses(conn: &mut PgConnection, ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
+pub fn run_statuses(tx: &mut Tx<'_>, ids: &[i64]) -> StoreResult<Vec<(i64, String)>> {
     Ok(runs::table
         .filter(runs::id.eq_any(ids))
         .select((runs::id, runs::status))
-        .load(conn)?)
+        .load(tx.c())?)
 }

@@ -1,157 +1,118 @@
-//! Runs: the durable queue (claimed with `FOR UPDATE SKIP LOCKED`, so replicas
-//! never take the same run), leases, step results, and history queries.
+//! Runs: what hosts write while they execute them (processes, process groups,
+//! events), cancel requests, and history queries.
 
-use chrono::{DateTime, Utc};
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
+use diesel::sql_types::{Array, Int8, Jsonb, Text};
 use serde::Serialize;
 
 use super::models::{NewStepExecution, RunEventRow, RunRow, StepExecutionRow};
-use super::schema::{plugin_versions, plugins, run_events, runs, step_executions, tasks};
-use super::{StoreError, StoreResult};
-use crate::spec::{Manifest, TaskSpec};
+use super::schema::{plugins, run_events, runs, step_executions, tasks};
+use super::{StoreError, StoreResult, Tx};
 
-/// A run this host took from the queue, with what it needs to execute it.
-#[derive(Debug, Clone)]
-pub struct ClaimedRun {
-    /// The run, now `running`.
-    pub run: RunRow,
-    /// Plugin name.
-    pub plugin: String,
-    /// The task definition of the run's plugin version.
-    pub task: TaskSpec,
+/// Appends the same event to the lifecycle log of each of `run_ids`.
+pub fn add_events(
+    tx: &mut Tx<'_>,
+    run_ids: &[i64],
+    kind: &str,
+    detail: &serde_json::Value,
+) -> StoreResult<()> {
+    if run_ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query("INSERT INTO run_events (run_id, kind, detail) SELECT unnest($1::int8[]), $2, $3")
+        .bind::<Array<Int8>, _>(run_ids)
+        .bind::<Text, _>(kind)
+        .bind::<Jsonb, _>(detail)
+        .execute(tx.c())?;
+    Ok(())
 }
 
-/// Takes the next queued run that may start (its `not_before` has come and every
-/// run it depends on succeeded), marks it running under a lease held by
-/// `host_id`, and returns it; None when nothing is waiting.
-pub fn claim_next(
-    conn: &mut PgConnection,
-    host_id: &str,
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-) -> StoreResult<Option<ClaimedRun>> {
-    let next: Option<RunRow> = runs::table
-        .filter(runs::status.eq("queued"))
-        .filter(runs::not_before.le(now))
-        // The OR keeps PostgreSQL from turning the NOT EXISTS into an anti-join
-        // over every unfinished run: it is a subplan, asked only of runs with
-        // dependencies.
-        .filter(sql::<Bool>(
-            "(runs.depends_on_runs = '{}' OR NOT EXISTS (SELECT 1 FROM runs d \
-             WHERE d.id = ANY(runs.depends_on_runs) AND d.status <> 'succeeded'))",
-        ))
-        .order((runs::priority.desc(), runs::not_before, runs::id))
-        .select(RunRow::as_select())
-        .for_update()
-        .skip_locked()
-        .first(conn)
-        .optional()?;
-    let Some(next) = next else { return Ok(None) };
-    let lateness = (now - next.scheduled_for).num_milliseconds().max(0);
-    let run: RunRow = diesel::update(runs::table.find(next.id))
-        .set((
-            runs::status.eq("running"),
-            runs::started_at.eq(now),
-            runs::lateness_ms.eq(lateness),
-            runs::host_id.eq(host_id),
-            runs::lease_expires_at.eq(lease_until),
-        ))
-        .returning(RunRow::as_returning())
-        .get_result(conn)?;
-    add_event(
-        conn,
-        run.id,
-        "started",
-        serde_json::json!({ "host": host_id, "lateness_ms": lateness, "attempt": run.attempt }),
-    )?;
-    let (plugin, task) = task_of(conn, &run)?;
-    Ok(Some(ClaimedRun { run, plugin, task }))
+/// Appends one event per run, each with its own detail.
+pub fn add_each_event(tx: &mut Tx<'_>, events: &[(i64, &str, serde_json::Value)]) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO run_events (run_id, kind, detail) \
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::jsonb[])",
+    )
+    .bind::<Array<Int8>, _>(events.iter().map(|e| e.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(events.iter().map(|e| e.1).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(events.iter().map(|e| e.2.clone()).collect::<Vec<_>>())
+    .execute(tx.c())?;
+    Ok(())
 }
 
-/// The plugin name and the task definition a run executes, from the manifest of
-/// the run's plugin version.
-pub fn task_of(conn: &mut PgConnection, run: &RunRow) -> StoreResult<(String, TaskSpec)> {
-    let (plugin, manifest): (String, serde_json::Value) = plugin_versions::table
-        .inner_join(plugins::table)
-        .filter(plugin_versions::id.eq(run.plugin_version_id))
-        .select((plugins::name, plugin_versions::manifest))
-        .first(conn)?;
-    let task_name: String = tasks::table.find(run.task_id).select(tasks::name).first(conn)?;
-    let manifest: Manifest = serde_json::from_value(manifest)
-        .map_err(|e| StoreError::Encoding(format!("stored manifest of run {}: {e}", run.id)))?;
-    let task = manifest.task(&task_name).cloned().ok_or_else(|| {
-        StoreError::NotFound(format!(
-            "task {task_name} in plugin version {}",
-            run.plugin_version_id
-        ))
-    })?;
-    Ok((plugin, task))
+/// Records finished processes, many runs' at once.
+pub fn record_steps(tx: &mut Tx<'_>, steps: &[NewStepExecution]) -> StoreResult<()> {
+    if !steps.is_empty() {
+        diesel::insert_into(step_executions::table)
+            .values(steps)
+            .execute(tx.c())?;
+    }
+    Ok(())
 }
 
-/// Extends the lease of a run this host is executing; false when the run is no
-/// longer running under this host (its lease expired and another host
-/// finished it as `host_lost`).
-pub fn renew_lease(
-    conn: &mut PgConnection,
-    run_id: i64,
-    host_id: &str,
-    until: DateTime<Utc>,
-) -> StoreResult<bool> {
-    let renewed = diesel::update(runs::table.find(run_id))
+/// Records the live process groups of running runs, many at once.
+pub fn set_process_groups(tx: &mut Tx<'_>, groups: &[(i64, Vec<i32>)]) -> StoreResult<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    // Arrays of arrays cannot be unnested row by row, so each set travels as text.
+    let literal = |g: &Vec<i32>| {
+        format!(
+            "{{{}}}",
+            g.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+        )
+    };
+    diesel::sql_query(
+        "UPDATE runs r SET process_groups = v.groups::int4[] \
+         FROM unnest($1::int8[], $2::text[]) AS v (id, groups) \
+         WHERE r.id = v.id AND r.status = 'running'",
+    )
+    .bind::<Array<Int8>, _>(groups.iter().map(|g| g.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(groups.iter().map(|g| literal(&g.1)).collect::<Vec<_>>())
+    .execute(tx.c())?;
+    Ok(())
+}
+
+/// Runs `host_id` executes that someone asked to cancel.
+pub fn cancel_requests(tx: &mut Tx<'_>, host_id: &str) -> StoreResult<Vec<i64>> {
+    Ok(runs::table
         .filter(runs::host_id.eq(host_id))
         .filter(runs::status.eq("running"))
-        .set(runs::lease_expires_at.eq(until))
-        .execute(conn)?;
-    Ok(renewed == 1)
+        .filter(runs::cancel_requested_at.is_not_null())
+        .select(runs::id)
+        .load(tx.c())?)
 }
 
-/// Records the process group a running run is executing (None between processes).
-pub fn set_process_group(conn: &mut PgConnection, run_id: i64, group: Option<i32>) -> StoreResult<()> {
-    diesel::update(runs::table.find(run_id))
-        .filter(runs::status.eq("running"))
-        .set(runs::process_group.eq(group))
-        .execute(conn)?;
-    Ok(())
+/// Runs recorded as running on `host_id` that started at least `settle_ms`
+/// ago (by the database's clock).
+pub fn running_on(tx: &mut Tx<'_>, host_id: &str, settle_ms: i64) -> StoreResult<Vec<i64>> {
+    Ok(diesel::sql_query(
+        "SELECT id FROM runs WHERE host_id = $1 AND status = 'running' \
+         AND started_at < now() - $2 * interval '1 millisecond'",
+    )
+    .bind::<Text, _>(host_id)
+    .bind::<Int8, _>(settle_ms)
+    .load::<Id>(tx.c())?
+    .into_iter()
+    .map(|r| r.id)
+    .collect())
 }
 
-/// Records one finished process.
-pub fn record_step(conn: &mut PgConnection, step: &NewStepExecution) -> StoreResult<i64> {
-    Ok(diesel::insert_into(step_executions::table)
-        .values(step)
-        .returning(step_executions::id)
-        .get_result(conn)?)
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Int8)]
+    id: i64,
 }
 
-/// How a run ended (see [`super::finish::finish_run`]).
-#[derive(Debug, Clone)]
-pub struct RunEnd {
-    /// succeeded, failed, timed_out or cancelled.
-    pub status: String,
-    /// Which part failed.
-    pub failure_type: Option<String>,
-    /// Why.
-    pub error: Option<String>,
-    /// When.
-    pub finished_at: DateTime<Utc>,
-}
-
-/// Appends to a run's lifecycle log.
-pub fn add_event(
-    conn: &mut PgConnection,
-    run_id: i64,
-    kind: &str,
-    detail: serde_json::Value,
-) -> StoreResult<()> {
-    diesel::insert_into(run_events::table)
-        .values((
-            run_events::run_id.eq(run_id),
-            run_events::kind.eq(kind),
-            run_events::detail.eq(detail),
-        ))
-        .execute(conn)?;
-    Ok(())
+/// How many runs have `status`.
+pub fn count_with_status(tx: &mut Tx<'_>, status: &str) -> StoreResult<i64> {
+    Ok(runs::table
+        .filter(runs::status.eq(status))
+        .count()
+        .get_result(tx.c())?)
 }
 
 /// Which runs to list.
@@ -180,7 +141,7 @@ pub struct RunListing {
 }
 
 /// Runs, newest first.
-pub fn list_runs(conn: &mut PgConnection, filter: &RunFilter) -> StoreResult<Vec<RunListing>> {
+pub fn list_runs(tx: &mut Tx<'_>, filter: &RunFilter) -> StoreResult<Vec<RunListing>> {
     let mut query = runs::table
         .inner_join(tasks::table.inner_join(plugins::table))
         .select((plugins::name, tasks::name, RunRow::as_select()))
@@ -196,7 +157,7 @@ pub fn list_runs(conn: &mut PgConnection, filter: &RunFilter) -> StoreResult<Vec
     if let Some(status) = &filter.status {
         query = query.filter(runs::status.eq(status.clone()));
     }
-    let rows: Vec<(String, String, RunRow)> = query.load(conn)?;
+    let rows: Vec<(String, String, RunRow)> = query.load(tx.c())?;
     Ok(rows
         .into_iter()
         .map(|(plugin, task, run)| RunListing { plugin, task, run })
@@ -205,26 +166,26 @@ pub fn list_runs(conn: &mut PgConnection, filter: &RunFilter) -> StoreResult<Vec
 
 /// One run with every process it executed and its lifecycle log.
 pub fn get_run(
-    conn: &mut PgConnection,
+    tx: &mut Tx<'_>,
     id: i64,
 ) -> StoreResult<(RunListing, Vec<StepExecutionRow>, Vec<RunEventRow>)> {
     let (plugin, task, run): (String, String, RunRow) = runs::table
         .inner_join(tasks::table.inner_join(plugins::table))
         .filter(runs::id.eq(id))
         .select((plugins::name, tasks::name, RunRow::as_select()))
-        .first(conn)
+        .first(tx.c())
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
     let steps = step_executions::table
         .filter(step_executions::run_id.eq(id))
         .order(step_executions::id)
         .select(StepExecutionRow::as_select())
-        .load(conn)?;
+        .load(tx.c())?;
     let events = run_events::table
         .filter(run_events::run_id.eq(id))
         .order(run_events::id)
         .select(RunEventRow::as_select())
-        .load(conn)?;
+        .load(tx.c())?;
     Ok((RunListing { plugin, task, run }, steps, events))
 }
 
@@ -246,17 +207,14 @@ pub enum CancelOutcome {
     },
 }
 
-/// Cancels a queued run at once, or flags a running one for its host.
-pub fn request_cancel(
-    conn: &mut PgConnection,
-    run_id: i64,
-    now: DateTime<Utc>,
-) -> StoreResult<CancelOutcome> {
+/// Cancels a queued run at once, or flags a running one for its host. The
+/// caller settles the runs that depended on a run cancelled here.
+pub fn request_cancel(tx: &mut Tx<'_>, run_id: i64) -> StoreResult<CancelOutcome> {
     let run: RunRow = runs::table
         .find(run_id)
         .select(RunRow::as_select())
         .for_update()
-        .first(conn)
+        .first(tx.c())
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("run {run_id}")))?;
     match run.status.as_str() {
@@ -264,42 +222,31 @@ pub fn request_cancel(
             diesel::update(runs::table.find(run_id))
                 .set((
                     runs::status.eq("cancelled"),
-                    runs::cancel_requested_at.eq(now),
-                    runs::finished_at.eq(now),
+                    runs::cancel_requested_at.eq(diesel::dsl::now),
+                    runs::finished_at.eq(diesel::dsl::now),
                     runs::error.eq("cancelled before it started"),
                 ))
-                .execute(conn)?;
-            add_event(
-                conn,
-                run_id,
+                .execute(tx.c())?;
+            add_events(
+                tx,
+                &[run_id],
                 "cancelled",
-                serde_json::json!({ "while": "queued" }),
+                &serde_json::json!({ "while": "queued" }),
             )?;
-            super::finish::skip_dependents(conn, run_id, now)?;
             Ok(CancelOutcome::Cancelled)
         }
         "running" => {
             diesel::update(runs::table.find(run_id))
-                .set(runs::cancel_requested_at.eq(now))
-                .execute(conn)?;
-            add_event(
-                conn,
-                run_id,
+                .set(runs::cancel_requested_at.eq(diesel::dsl::now))
+                .execute(tx.c())?;
+            add_events(
+                tx,
+                &[run_id],
                 "cancel_requested",
-                serde_json::json!({ "host": run.host_id }),
+                &serde_json::json!({ "host": run.host_id }),
             )?;
             Ok(CancelOutcome::Requested { host_id: run.host_id })
         }
         _ => Ok(CancelOutcome::AlreadyFinished { status: run.status }),
     }
-}
-
-/// Whether someone asked to cancel a run.
-pub fn cancel_requested(conn: &mut PgConnection, run_id: i64) -> StoreResult<bool> {
-    Ok(runs::table
-        .find(run_id)
-        .select(runs::cancel_requested_at.is_not_null())
-        .first(conn)
-        .optional()?
-        .unwrap_or(false))
 }

@@ -1,0 +1,182 @@
+//! The dispatcher: takes as many queued runs as this host has free slots, in
+//! one transaction per batch, and executes each. A run whose stored definition
+//! cannot be decoded fails right there, with the reason, and the queue moves on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::spec::TaskSpec;
+use crate::store::finish::RunEnd;
+use crate::store::models::RunRow;
+use crate::store::{queue, StoreError, Tx};
+
+use super::journal::{Entry, Recorded};
+use super::settle::{self, Ending};
+use super::{lifecycle, Runner};
+
+/// How often an idle dispatcher looks at the queue without being woken
+/// (runs whose `not_before` has come, runs queued by another replica).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Failure type of a run whose stored definition cannot be read.
+pub const DEFINITION_UNREADABLE: &str = "definition";
+
+/// A run taken from the queue, ready to execute.
+#[derive(Debug, Clone)]
+pub(super) struct Taken {
+    /// The run, now `running` on this host.
+    pub run: RunRow,
+    /// Plugin name.
+    pub plugin: String,
+    /// The definition it executes.
+    pub task: TaskSpec,
+}
+
+/// Dispatches until `shutdown` or until the host drains.
+pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
+    loop {
+        let first = tokio::select! {
+            permit = Arc::clone(&runner.slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
+            _ = shutdown.cancelled() => return,
+            _ = runner.stop_claiming.cancelled() => return,
+        };
+        if runner.stop_claiming.is_cancelled() {
+            return;
+        }
+        let free = 1 + runner.slots.available_permits();
+        let taken = match claim(&runner, free).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take runs from the queue");
+                Vec::new()
+            }
+        };
+        let idle = taken.is_empty();
+        let mut first = Some(first);
+        for run in taken {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match Arc::clone(&runner.slots).try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let me = Arc::clone(&runner);
+            tokio::spawn(async move { execute(me, run, permit).await });
+        }
+        drop(first);
+        if idle {
+            tokio::select! {
+                _ = runner.wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.cancelled() => return,
+                _ = runner.stop_claiming.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// One transaction: queued runs past their starting deadline become missed
+/// (and what waited for them is skipped), then up to `limit` runs are taken;
+/// those whose definition cannot be decoded are failed on the spot.
+async fn claim(runner: &Runner, limit: usize) -> Result<Vec<Taken>, StoreError> {
+    let host = runner.config.host_id.clone();
+    let now = runner.db.clock().now();
+    runner
+        .db
+        .run(move |tx| {
+            let expired = queue::expire_deadlines(tx)?;
+            settle::cascade(tx, &expired)?;
+            let claimed = queue::claim(tx, &host, limit)?;
+            let mut taken = Vec::with_capacity(claimed.len());
+            let mut unreadable = Vec::new();
+            for c in claimed {
+                match TaskSpec::decode(c.format, c.definition) {
+                    Ok(task) => taken.push(Taken {
+                        run: c.run,
+                        plugin: c.plugin,
+                        task,
+                    }),
+                    Err(reason) => {
+                        unreadable.push(unreadable_ending(&c.run, &c.task_name, &host, reason, now))
+                    }
+                }
+            }
+            fail_unreadable(tx, &unreadable)?;
+            Ok(taken)
+        })
+        .await
+}
+
+fn unreadable_ending(
+    run: &RunRow,
+    task: &str,
+    host: &str,
+    reason: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Ending {
+    let error = format!(
+        "the stored definition of task {task:?} (plugin version {}) cannot be read: {reason}",
+        run.plugin_version_id
+    );
+    tracing::error!(run.id = run.id, %error, "run failed before it started");
+    Ending {
+        end: RunEnd {
+            run_id: run.id,
+            host_id: host.to_string(),
+            status: "failed".into(),
+            failure_type: Some(DEFINITION_UNREADABLE.into()),
+            error: Some(error),
+            finished_at: now,
+        },
+        retry: None,
+    }
+}
+
+fn fail_unreadable(tx: &mut Tx<'_>, endings: &[Ending]) -> Result<(), StoreError> {
+    if !endings.is_empty() {
+        settle::finish(tx, endings)?;
+    }
+    Ok(())
+}
+
+/// Executes one run, hands its end to the journal, frees its slot, and waits
+/// for the end to be written before letting go of the run.
+async fn execute(runner: Arc<Runner>, taken: Taken, permit: tokio::sync::OwnedSemaphorePermit) {
+    let run_id = taken.run.id;
+    let cancel = runner.cancel_all.child_token();
+    runner
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(run_id, cancel.clone());
+    tracing::info!(run.id = run_id, plugin = %taken.plugin, task = %taken.task.name, attempt = taken.run.attempt, "run started");
+    let end = lifecycle::execute(&runner, &taken, &cancel).await;
+    tracing::info!(run.id = run_id, status = %end.status, error = ?end.error, "run finished");
+    let (sender, written) = tokio::sync::oneshot::channel();
+    runner.journal.record(Entry::End {
+        ending: Ending {
+            end,
+            retry: taken.task.retry,
+        },
+        settled: Some(sender),
+    });
+    drop(permit);
+    match written.await {
+        Ok(Recorded { recorded: false, .. }) => tracing::warn!(
+            run.id = run_id,
+            "the run had already been finished by another host (this one was declared lost); its outcome here is not recorded"
+        ),
+        Ok(Recorded { retry: Some(retry), .. }) => {
+            tracing::info!(run.id = run_id, next_run = retry.run_id, attempt = retry.attempt, not_before = %retry.not_before, "retry scheduled")
+        }
+        _ => {}
+    }
+    runner
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&run_id);
+}

@@ -1,0 +1,251 @@
+//! The write-behind journal of this host's runs. Everything a running run
+//! records (each finished process, its live process groups, hook outcomes, and
+//! finally how it ended) goes into one ordered queue that a single writer
+//! flushes to PostgreSQL in batches, one transaction per batch. That keeps a
+//! run's records in order, costs one transaction for many runs instead of
+//! several per run, and carries a database outage: while PostgreSQL is away
+//! the records wait here (the runs stay `running` in the database, held by
+//! this host's heartbeat) and are written, with the times they happened, when
+//! it returns. Only a crash of this host loses what was not yet written; its
+//! runs are then recovered as `host_lost` and retried by policy.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::store::models::NewStepExecution;
+use crate::store::{hooks, runs, Db, StoreError, StoreResult, Tx};
+
+use super::policy;
+use super::settle::{self, Ending};
+use crate::store::finish::ScheduledRetry;
+
+/// What recording a run's end did.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Recorded {
+    /// False when the run was no longer running on this host: another host
+    /// declared this one lost and finished it.
+    pub recorded: bool,
+    /// Its next attempt, when one was queued.
+    pub retry: Option<ScheduledRetry>,
+}
+
+/// Records written per transaction at most.
+const BATCH: usize = 512;
+/// First wait before writing again after the database was unavailable.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts while the database is unavailable.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// One thing a run records.
+pub(super) enum Entry {
+    /// A finished process.
+    Step(Box<NewStepExecution>),
+    /// The run's live process groups now.
+    Groups { run_id: i64, groups: Vec<i32> },
+    /// An exec hook's outcome (None: it succeeded).
+    Hook {
+        task_id: i64,
+        run_id: i64,
+        hook: &'static str,
+        error: Option<String>,
+    },
+    /// How the run ended; `settled` hears what recording it set in motion.
+    End {
+        ending: Ending,
+        settled: Option<oneshot::Sender<Recorded>>,
+    },
+}
+
+/// The sending side; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Journal {
+    sender: mpsc::UnboundedSender<Entry>,
+    pending: Arc<AtomicUsize>,
+    flushed: Arc<Notify>,
+}
+
+impl Journal {
+    /// Starts the writer. `pause_after` is the hook-failure threshold;
+    /// `written` is told after every batch (runs may have become claimable).
+    pub fn start(db: Db, pause_after: u32, written: Arc<Notify>) -> Journal {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let journal = Journal {
+            sender,
+            pending: Arc::default(),
+            flushed: Arc::default(),
+        };
+        let writer = Writer {
+            db,
+            pause_after,
+            written,
+            pending: Arc::clone(&journal.pending),
+            flushed: Arc::clone(&journal.flushed),
+        };
+        tokio::spawn(writer.run(receiver));
+        journal
+    }
+
+    /// Queues a record.
+    pub fn record(&self, entry: Entry) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.sender.send(entry).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!("the journal writer stopped; a record is lost");
+        }
+    }
+
+    /// Waits until everything queued so far is written.
+    pub async fn flushed(&self) {
+        loop {
+            let notified = self.flushed.notified();
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct Writer {
+    db: Db,
+    pause_after: u32,
+    written: Arc<Notify>,
+    pending: Arc<AtomicUsize>,
+    flushed: Arc<Notify>,
+}
+
+impl Writer {
+    async fn run(self, mut receiver: mpsc::UnboundedReceiver<Entry>) {
+        while let Some(first) = receiver.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match receiver.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+            let count = batch.len();
+            self.write(batch).await;
+            self.pending.fetch_sub(count, Ordering::SeqCst);
+            self.flushed.notify_waiters();
+            self.written.notify_one();
+        }
+    }
+
+    /// Writes a batch in one transaction, retrying while the database is
+    /// unavailable. A batch that fails otherwise is written entry by entry, so
+    /// one bad record is reported and dropped without taking others with it.
+    async fn write(&self, batch: Vec<Entry>) {
+        let (batch, notify) = detach_listeners(batch);
+        let batch = Arc::new(batch);
+        let mut wait = RETRY_FIRST;
+        let settled = loop {
+            let (items, pause_after) = (Arc::clone(&batch), self.pause_after);
+            match self.db.run(move |tx| apply(tx, &items, pause_after)).await {
+                Ok(settled) => break settled,
+                Err(e @ StoreError::Unavailable(_)) => {
+                    tracing::warn!(error = %e, records = batch.len(), "database unavailable; run records wait in the journal");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_MAX);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "writing run records failed; writing them one by one");
+                    break self.write_one_by_one(&batch).await;
+                }
+            }
+        };
+        for (run_id, listener) in notify {
+            let _ = listener.send(settled.get(&run_id).cloned().unwrap_or_default());
+        }
+    }
+
+    async fn write_one_by_one(&self, batch: &Arc<Vec<Entry>>) -> HashMap<i64, Recorded> {
+        let mut settled = HashMap::new();
+        for index in 0..batch.len() {
+            let (items, pause_after) = (Arc::clone(batch), self.pause_after);
+            let one = move |tx: &mut Tx<'_>| apply(tx, &items[index..=index], pause_after);
+            match self.db.run(one).await {
+                Ok(s) => settled.extend(s),
+                Err(e) => tracing::error!(error = %e, "a run record could not be written and is dropped"),
+            }
+        }
+        settled
+    }
+}
+
+/// Takes the listeners out of the `End` entries, so the batch can be shared.
+fn detach_listeners(batch: Vec<Entry>) -> (Vec<Entry>, Vec<(i64, oneshot::Sender<Recorded>)>) {
+    let mut listeners = Vec::new();
+    let batch = batch
+        .into_iter()
+        .map(|entry| match entry {
+            Entry::End { ending, settled } => {
+                if let Some(listener) = settled {
+                    listeners.push((ending.end.run_id, listener));
+                }
+                Entry::End {
+                    ending,
+                    settled: None,
+                }
+            }
+            other => other,
+        })
+        .collect();
+    (batch, listeners)
+}
+
+/// Writes the records in order of kind: process groups, processes, hook
+/// outcomes, then ends (a run's end is always its last record).
+fn apply(tx: &mut Tx<'_>, batch: &[Entry], pause_after: u32) -> StoreResult<HashMap<i64, Recorded>> {
+    let mut groups: HashMap<i64, Vec<i32>> = HashMap::new();
+    let mut steps = Vec::new();
+    let mut endings = Vec::new();
+    for entry in batch {
+        match entry {
+            Entry::Groups { run_id, groups: g } => _ = groups.insert(*run_id, g.clone()),
+            Entry::Step(step) => steps.push((**step).clone()),
+            Entry::End { ending, .. } => endings.push(ending.clone()),
+            Entry::Hook { .. } => {}
+        }
+    }
+    runs::set_process_groups(tx, &groups.into_iter().collect::<Vec<_>>())?;
+    runs::record_steps(tx, &steps)?;
+    for entry in batch {
+        if let Entry::Hook {
+            task_id,
+            run_id,
+            hook,
+            error,
+        } = entry
+        {
+            let consecutive = hooks::record(tx, *task_id, hook, error.as_deref())?;
+            let reason = error
+                .as_deref()
+                .and_then(|e| policy::pause_reason(hook, consecutive, pause_after, e));
+            if let Some(reason) = reason {
+                if hooks::pause(tx, *task_id, &reason)? {
+                    tracing::warn!(task.id = task_id, run.id = run_id, %reason, "task paused");
+                }
+            }
+        }
+    }
+    let settled = settle::finish(tx, &endings)?;
+    if !settled.skipped.is_empty() {
+        tracing::info!(skipped = ?settled.skipped, "runs waiting for a failed run were skipped");
+    }
+    Ok(endings
+        .iter()
+        .map(|e| {
+            let id = e.end.run_id;
+            let recorded = Recorded {
+                recorded: settled.recorded.contains(&id),
+                retry: settled.retries.iter().find(|r| r.retry_of == id).cloned(),
+            };
+            (id, recorded)
+        })
+        .collect())
+}
