@@ -153,7 +153,7 @@ async fn measure_runs(url: &str) -> f64 {
     db.run(move |tx| {
         use pulsehost::store::pulses::{claim_and_record, insert_pulse, SlotCandidate};
         let (_, task) = pulsehost::store::plugins::list_tasks(tx)?.remove(0);
-        let pulse = insert_pulse(tx, "manual", Some("bench"), None, base, 0)?.unwrap_or_default();
+        let pulse = insert_pulse(tx, "manual", Some("bench"), None, base, 0, true)?.unwrap_or_default();
         let candidates: Vec<SlotCandidate> = (0..RUNS)
             .map(|i| SlotCandidate {
                 task_id: task.id,

@@ -1,3 +1,7 @@
+DROP INDEX pulses_window_idx;
+CREATE INDEX pulses_window_idx ON pulses (received_at DESC) WHERE kind = 'pulse';
+ALTER TABLE pulses DROP COLUMN complete;
+
 DROP INDEX runs_waiting_idx;
 DROP INDEX runs_deadline_idx;
 ALTER TABLE runs DROP COLUMN start_deadline;

@@ -98,3 +98,11 @@ CREATE INDEX runs_deadline_idx ON runs (start_deadline)
 -- Dependency cascades look up the queued runs that wait for given runs.
 CREATE INDEX runs_waiting_idx ON runs USING gin (depends_on_runs)
     WHERE status = 'queued' AND depends_on_runs <> '{}';
+
+-- A pulse claims in two transactions: its cron slots, then the dynamic
+-- answers and what waits for them. Only a complete pulse bounds the next
+-- pulse's window, so what an interrupted pulse left unclaimed is evaluated
+-- again (what it did claim stays claimed once: slots are unique).
+ALTER TABLE pulses ADD COLUMN complete BOOLEAN NOT NULL DEFAULT true;
+DROP INDEX pulses_window_idx;
+CREATE INDEX pulses_window_idx ON pulses (received_at DESC) WHERE kind = 'pulse' AND complete;

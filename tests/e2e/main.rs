@@ -23,5 +23,6 @@ mod recovery;
 mod runs;
 mod schedule_edges;
 mod scheduling;
+mod simulations;
 mod stored_definitions;
 mod upload;

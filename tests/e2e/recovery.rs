@@ -220,8 +220,12 @@ fn a_host_killed_mid_run_has_its_run_finished_as_host_lost_its_process_group_kil
     std::thread::sleep(Duration::from_millis(1700));
 
     let next = Server::start_with(Some(&db.url), &lease);
-    let lost = next.get(&format!("/v1/runs/{id}"));
-    assert_eq!(lost["status"], "failed", "finished at start-up: {lost}");
+    // The new host gives verdicts once it has reached the database for a lease.
+    let lost = eventually(Duration::from_secs(20), "the run to be recovered", || {
+        let run = next.get(&format!("/v1/runs/{id}"));
+        (run["status"] != "running").then_some(run)
+    });
+    assert_eq!(lost["status"], "failed", "{lost}");
     assert_eq!(lost["failure_type"], "host_lost");
     let dead_host = stranded["host_id"].as_str().unwrap();
     assert_eq!(

@@ -52,14 +52,9 @@ pub fn serve() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         crate::exec::reaper::start();
+        // Runs a previous host left running are finished (and retried) by
+        // housekeeping once this host has reached the database for a lease.
         let runner = Runner::new(db.clone(), runner_config(&config), config.python.clone());
-        // Runs a previous host left running are finished (and retried) before
-        // this one takes any.
-        match runner.recover().await {
-            Ok(lost) if !lost.is_empty() => tracing::warn!(runs = lost.len(), "finished the runs of lost hosts"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not look for runs of lost hosts"),
-        }
         let shutdown = CancellationToken::new();
         let dispatcher = runner
             .start(shutdown.clone())

@@ -76,6 +76,7 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
         }
         task(&mut p, &at, t, &names, rules);
     }
+    check_storable(&mut p, m);
     if let Some((index, cycle)) = dependency_cycle(&m.tasks) {
         p.add(
             &format!("tasks[{index}].depends-on"),
@@ -140,6 +141,29 @@ fn dependency_cycle(tasks: &[TaskSpec]) -> Option<(usize, Vec<String>)> {
         }
     }
     None
+}
+
+/// PostgreSQL cannot store a NUL character in text or JSON: say where one is.
+fn check_storable(p: &mut Problems, m: &Manifest) {
+    const NUL: &str = "contains a NUL character, which cannot be stored: remove it";
+    let has_nul = |s: &str| s.contains('\0');
+    for (field, text) in [
+        ("name", &m.name),
+        ("version", &m.version),
+        ("description", &m.description),
+    ] {
+        if has_nul(text) {
+            p.add(field, NUL);
+        }
+    }
+    for (i, task) in m.tasks.iter().enumerate() {
+        if serde_json::to_string(task).is_ok_and(|json| json.contains("\\u0000")) {
+            p.add(
+                &format!("tasks[{i}]"),
+                &format!("a string of task {:?} {NUL}", task.name),
+            );
+        }
+    }
 }
 
 fn check_description(p: &mut Problems, field: &str, text: &str) {

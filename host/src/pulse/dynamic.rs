@@ -34,13 +34,6 @@ pub(super) struct Asked {
     pub problems: Vec<PulseProblem>,
 }
 
-impl Asked {
-    /// Nothing was asked and nothing went wrong.
-    pub fn is_empty(&self) -> bool {
-        self.candidates.is_empty() && self.asked.is_empty() && self.problems.is_empty()
-    }
-}
-
 /// One question to ask.
 struct Question {
     index: usize,

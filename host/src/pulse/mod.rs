@@ -178,32 +178,31 @@ impl Pulser {
         let clock = Instant::now();
         let (now, previous, set) = self.read(at).await?;
         let (cron, deferred, uncounted) = self.cron_candidates(&set, previous, now);
+        let second_follows = set.tasks.iter().any(|t| t.schedule_kind == "dynamic") || !deferred.is_empty();
         let first = record::Batch {
             set: Arc::clone(&set),
             candidates: cron,
             earlier: Vec::new(),
             asked: Vec::new(),
         };
-        let Some(mut report) = record::first(
-            self,
-            first,
-            record::Opening {
-                source,
-                key: key.clone(),
-                now,
-                uncounted,
-                clock,
-            },
-        )
-        .await?
-        else {
+        let opening = record::Opening {
+            source,
+            key: key.clone(),
+            now,
+            uncounted,
+            clock,
+            second_follows,
+        };
+        let Some(mut report) = record::first(self, first, opening).await? else {
             return self.replay_or_null(key.as_deref()).await;
         };
         if !report.claimed.is_empty() {
             claimed();
         }
-        let asked = dynamic::ask(self, &set, now).await?;
-        if !asked.is_empty() || !deferred.is_empty() {
+        if second_follows {
+            // If anything below fails, the pulse stays incomplete and the next
+            // pulse evaluates its window again.
+            let asked = dynamic::ask(self, &set, now).await?;
             let mut candidates = deferred;
             candidates.extend(asked.candidates);
             let second = record::Batch {

@@ -33,6 +33,8 @@ pub(super) struct Opening {
     pub now: DateTime<Utc>,
     pub uncounted: u64,
     pub clock: Instant,
+    /// A second batch follows: the pulse stays incomplete until it is written.
+    pub second_follows: bool,
 }
 
 /// Records the pulse and claims the first batch; None when another delivery
@@ -52,9 +54,18 @@ pub(super) async fn first(
                 now,
                 uncounted,
                 clock,
+                second_follows,
             } = opening;
-            let Some(pulse_id) =
-                pulses::insert_pulse(tx, "pulse", source.as_deref(), key.as_deref(), now, window)?
+            let complete = !second_follows;
+            let Some(pulse_id) = pulses::insert_pulse(
+                tx,
+                "pulse",
+                source.as_deref(),
+                key.as_deref(),
+                now,
+                window,
+                complete,
+            )?
             else {
                 return Ok(None);
             };
@@ -72,7 +83,7 @@ pub(super) async fn first(
                 recorded: Vec::new(),
             };
             claim(tx, &batch, &mut report)?;
-            save(tx, &mut report, key.is_some(), clock)?;
+            save(tx, &mut report, key.is_some(), clock, complete)?;
             Ok(Some(report))
         })
         .await
@@ -92,7 +103,7 @@ pub(super) async fn second(
         .run(move |tx| {
             pulses::mark_asked(tx, &batch.asked, report.received_at)?;
             claim(tx, &batch, &mut report)?;
-            save(tx, &mut report, keyed, clock)?;
+            save(tx, &mut report, keyed, clock, true)?;
             Ok(report)
         })
         .await
@@ -204,7 +215,13 @@ fn file(report: &mut PulseReport, run: RecordedRun, task: &SchedulableTask) {
 
 /// Stores what the pulse did so far (and the whole answer, when a retried
 /// delivery may ask for it again).
-fn save(tx: &mut Tx<'_>, report: &mut PulseReport, keyed: bool, clock: Instant) -> StoreResult<()> {
+fn save(
+    tx: &mut Tx<'_>,
+    report: &mut PulseReport,
+    keyed: bool,
+    clock: Instant,
+    complete: bool,
+) -> StoreResult<()> {
     report.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
     let encode =
         |v: serde_json::Result<serde_json::Value>| v.map_err(|e| StoreError::Encoding(e.to_string()));
@@ -226,7 +243,7 @@ fn save(tx: &mut Tx<'_>, report: &mut PulseReport, keyed: bool, clock: Instant) 
             None
         },
     };
-    pulses::finish_pulse(tx, report.pulse_id, &summary)
+    pulses::finish_pulse(tx, report.pulse_id, &summary, complete)
 }
 
 /// What an operator's "run now" did.
@@ -262,7 +279,7 @@ pub async fn trigger(db: &crate::store::Db, task_id: i64) -> StoreResult<Trigger
                 .collect(),
         };
         let skip = task.overlap == "skip" && !running.is_empty();
-        let pulse_id = pulses::insert_pulse(tx, "manual", Some("manual"), None, now, 0)?
+        let pulse_id = pulses::insert_pulse(tx, "manual", Some("manual"), None, now, 0, true)?
             .ok_or_else(|| StoreError::NotFound("a pulse id".into()))?;
         let candidate = SlotCandidate {
             task_id,
@@ -290,7 +307,7 @@ pub async fn trigger(db: &crate::store::Db, task_id: i64) -> StoreResult<Trigger
             errors: serde_json::json!([]),
             ..Default::default()
         };
-        pulses::finish_pulse(tx, pulse_id, &summary)?;
+        pulses::finish_pulse(tx, pulse_id, &summary, true)?;
         let slot = SlotRun {
             run_id: run.run_id,
             slot_id: run.slot_id,

@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 use crate::spec::TaskSpec;
 use crate::store::finish::RunEnd;
 use crate::store::models::RunRow;
-use crate::store::{queue, StoreError, Tx};
+use crate::store::{hosts, queue, StoreError, Tx};
 
 use super::journal::{Entry, Recorded};
 use super::settle::{self, Ending};
-use super::{lifecycle, Runner};
+use super::{lifecycle, policy, Runner};
 
 /// How often an idle dispatcher looks at the queue without being woken
 /// (runs whose `not_before` has come, runs queued by another replica).
@@ -45,8 +45,13 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
         if runner.stop_claiming.is_cancelled() {
             return;
         }
-        let free = 1 + runner.slots.available_permits();
-        let taken = match claim(&runner, free).await {
+        // Every slot is held before anything is claimed, so a run taken from
+        // the queue always has a slot to run in.
+        let mut permits = vec![first];
+        while let Ok(p) = Arc::clone(&runner.slots).try_acquire_owned() {
+            permits.push(p);
+        }
+        let taken = match claim(&runner, permits.len()).await {
             Ok(taken) => taken,
             Err(e) => {
                 tracing::warn!(error = %e, "could not take runs from the queue");
@@ -54,19 +59,11 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
             }
         };
         let idle = taken.is_empty();
-        let mut first = Some(first);
-        for run in taken {
-            let permit = match first.take() {
-                Some(p) => p,
-                None => match Arc::clone(&runner.slots).try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
+        for (run, permit) in taken.into_iter().zip(permits.drain(..)) {
             let me = Arc::clone(&runner);
             tokio::spawn(async move { execute(me, run, permit).await });
         }
-        drop(first);
+        drop(permits);
         if idle {
             tokio::select! {
                 _ = runner.wake.notified() => {}
@@ -78,36 +75,55 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
     }
 }
 
-/// One transaction: queued runs past their starting deadline become missed
-/// (and what waited for them is skipped), then up to `limit` runs are taken;
-/// those whose definition cannot be decoded are failed on the spot.
+/// One transaction (see [`take`]).
 async fn claim(runner: &Runner, limit: usize) -> Result<Vec<Taken>, StoreError> {
     let host = runner.config.host_id.clone();
     let now = runner.db.clock().now();
-    runner
-        .db
-        .run(move |tx| {
-            let expired = queue::expire_deadlines(tx)?;
-            settle::cascade(tx, &expired)?;
-            let claimed = queue::claim(tx, &host, limit)?;
-            let mut taken = Vec::with_capacity(claimed.len());
-            let mut unreadable = Vec::new();
-            for c in claimed {
-                match TaskSpec::decode(c.format, c.definition) {
-                    Ok(task) => taken.push(Taken {
-                        run: c.run,
-                        plugin: c.plugin,
-                        task,
-                    }),
-                    Err(reason) => {
-                        unreadable.push(unreadable_ending(&c.run, &c.task_name, &host, reason, now))
-                    }
-                }
-            }
-            fail_unreadable(tx, &unreadable)?;
-            Ok(taken)
-        })
-        .await
+    runner.db.run(move |tx| take(tx, &host, limit, now)).await
+}
+
+/// Queued runs past their starting deadline become missed (and what waited
+/// for them is skipped), then up to `limit` runs are started on `host`; those
+/// whose definition cannot be decoded are failed on the spot.
+fn take(
+    tx: &mut Tx<'_>,
+    host: &str,
+    limit: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Taken>, StoreError> {
+    // A host declared lost takes nothing until it has registered again.
+    if !hosts::may_claim(tx, host)? {
+        return Ok(Vec::new());
+    }
+    let expired = queue::expire_deadlines(tx)?;
+    settle::cascade(tx, &expired)?;
+    // Twice the room: an exclusive task may have several runs queued, of which one starts.
+    let candidates = queue::candidates(tx, limit * 2)?;
+    let mut exclusive: Vec<i64> = candidates
+        .iter()
+        .filter(|c| c.exclusive)
+        .map(|c| c.task_id)
+        .collect();
+    exclusive.sort_unstable();
+    exclusive.dedup();
+    let idle = queue::idle_tasks(tx, &exclusive)?;
+    let claimed = queue::start(tx, host, &policy::choose(&candidates, &idle, limit))?;
+    let mut taken = Vec::with_capacity(claimed.len());
+    let mut unreadable = Vec::new();
+    for c in claimed {
+        match TaskSpec::decode(c.format, c.definition) {
+            Ok(task) => taken.push(Taken {
+                run: c.run,
+                plugin: c.plugin,
+                task,
+            }),
+            Err(reason) => unreadable.push(unreadable_ending(&c.run, &c.task_name, host, reason, now)),
+        }
+    }
+    if !unreadable.is_empty() {
+        settle::finish(tx, &unreadable)?;
+    }
+    Ok(taken)
 }
 
 fn unreadable_ending(
@@ -133,13 +149,6 @@ fn unreadable_ending(
         },
         retry: None,
     }
-}
-
-fn fail_unreadable(tx: &mut Tx<'_>, endings: &[Ending]) -> Result<(), StoreError> {
-    if !endings.is_empty() {
-        settle::finish(tx, endings)?;
-    }
-    Ok(())
 }
 
 /// Executes one run, hands its end to the journal, frees its slot, and waits
@@ -172,7 +181,11 @@ async fn execute(runner: Arc<Runner>, taken: Taken, permit: tokio::sync::OwnedSe
         Ok(Recorded { retry: Some(retry), .. }) => {
             tracing::info!(run.id = run_id, next_run = retry.run_id, attempt = retry.attempt, not_before = %retry.not_before, "retry scheduled")
         }
-        _ => {}
+        Ok(_) => {}
+        Err(_) => tracing::error!(
+            run.id = run_id,
+            "the run's outcome could not be recorded; it stays running until recovered as host_lost"
+        ),
     }
     runner
         .running

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::hosts::{self, Beat, HostRecord};
-use crate::store::StoreError;
+use crate::store::{runs, StoreError};
 
 use super::Runner;
 
@@ -30,7 +30,10 @@ fn record(runner: &Runner) -> HostRecord {
 /// Registers this host as alive.
 pub(super) async fn register(runner: &Runner) -> Result<(), StoreError> {
     let host = record(runner);
-    runner.db.run(move |tx| hosts::register(tx, &host)).await
+    runner
+        .db
+        .run_heartbeat(move |tx| hosts::register(tx, &host))
+        .await
 }
 
 /// Heartbeats until `shutdown`.
@@ -45,18 +48,7 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
         wait = match beat(&runner).await {
             Ok(Beat::Alive) => every,
             Ok(Beat::DeclaredLost) => {
-                let runs = runner.local_runs();
-                tracing::error!(
-                    ?runs,
-                    "another host declared this one lost (it could not heartbeat for longer than its lease) \
-                     and retried its runs: stopping them here and registering again"
-                );
-                for run in runs {
-                    runner.cancel_local(run);
-                }
-                if let Err(e) = register(&runner).await {
-                    tracing::warn!(error = %e, "could not register again");
-                }
+                rejoin(&runner).await;
                 every
             }
             Err(e) => {
@@ -67,10 +59,41 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
     }
 }
 
+/// After another host declared this one lost: registers again, then stops
+/// the local runs that host finished (their retry is the attempt that counts)
+/// and keeps those the database still shows running here.
+async fn rejoin(runner: &Runner) {
+    if let Err(e) = register(runner).await {
+        tracing::warn!(error = %e, "could not register again");
+        return;
+    }
+    let host = runner.config.host_id.clone();
+    let still_ours = match runner.db.run(move |tx| runs::running_on(tx, &host, 0)).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell which runs are still this host's");
+            return;
+        }
+    };
+    let taken: Vec<i64> = runner
+        .local_runs()
+        .into_iter()
+        .filter(|id| !still_ours.contains(id))
+        .collect();
+    tracing::error!(
+        runs = ?taken,
+        "another host declared this one lost (it could not heartbeat for longer than its lease) and \
+         retried its runs: stopping them here"
+    );
+    for run in taken {
+        runner.cancel_local(run);
+    }
+}
+
 async fn beat(runner: &Runner) -> Result<Beat, StoreError> {
     let (db, id) = (runner.db.clone(), runner.config.host_id.clone());
     runner
         .db
-        .run(move |tx| hosts::heartbeat(tx, &id, db.clock()))
+        .run_heartbeat(move |tx| hosts::heartbeat(tx, &id, db.clock()))
         .await
 }

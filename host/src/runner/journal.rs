@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::store::models::NewStepExecution;
-use crate::store::{hooks, runs, Db, StoreError, StoreResult, Tx};
+use crate::store::{hooks, runs, Db, StoreResult, Tx};
 
 use super::policy;
 use super::settle::{self, Ending};
@@ -35,6 +35,12 @@ pub(super) struct Recorded {
 
 /// Records written per transaction at most.
 const BATCH: usize = 512;
+/// Captured output written per transaction at most (a process can carry two
+/// output caps' worth): a backlog after an outage is written in pieces.
+const BATCH_BYTES: usize = 32 << 20;
+/// Attempts at a record that fails for a reason retrying may not cure, before
+/// it is given up.
+const ATTEMPTS: u32 = 3;
 /// First wait before writing again after the database was unavailable.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest wait between two attempts while the database is unavailable.
@@ -121,10 +127,14 @@ struct Writer {
 impl Writer {
     async fn run(self, mut receiver: mpsc::UnboundedReceiver<Entry>) {
         while let Some(first) = receiver.recv().await {
+            let mut bytes = first.size();
             let mut batch = vec![first];
-            while batch.len() < BATCH {
+            while batch.len() < BATCH && bytes < BATCH_BYTES {
                 match receiver.try_recv() {
-                    Ok(entry) => batch.push(entry),
+                    Ok(entry) => {
+                        bytes += entry.size();
+                        batch.push(entry);
+                    }
                     Err(_) => break,
                 }
             }
@@ -137,90 +147,151 @@ impl Writer {
     }
 
     /// Writes a batch in one transaction, retrying while the database is
-    /// unavailable. A batch that fails otherwise is written entry by entry, so
-    /// one bad record is reported and dropped without taking others with it.
+    /// unavailable or the transaction lost a race. A batch that fails otherwise
+    /// is written entry by entry, so one bad record cannot take others with it.
     async fn write(&self, batch: Vec<Entry>) {
         let (batch, notify) = detach_listeners(batch);
         let batch = Arc::new(batch);
-        let mut wait = RETRY_FIRST;
-        let settled = loop {
-            let (items, pause_after) = (Arc::clone(&batch), self.pause_after);
-            match self.db.run(move |tx| apply(tx, &items, pause_after)).await {
-                Ok(settled) => break settled,
-                Err(e @ StoreError::Unavailable(_)) => {
-                    tracing::warn!(error = %e, records = batch.len(), "database unavailable; run records wait in the journal");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "writing run records failed; writing them one by one");
-                    break self.write_one_by_one(&batch).await;
-                }
+        let whole = Arc::clone(&batch);
+        let recorded = match self.retrying(move || Arc::clone(&whole), false).await {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                tracing::error!(error = %e, "writing run records failed; writing them one by one");
+                self.write_one_by_one(&batch).await
             }
         };
+        // A listener whose end was given up hears nothing (its sender drops).
         for (run_id, listener) in notify {
-            let _ = listener.send(settled.get(&run_id).cloned().unwrap_or_default());
+            if let Some(r) = recorded.get(&run_id) {
+                let _ = listener.send(r.clone());
+            }
         }
     }
 
-    async fn write_one_by_one(&self, batch: &Arc<Vec<Entry>>) -> HashMap<i64, Recorded> {
-        let mut settled = HashMap::new();
+    async fn write_one_by_one(&self, batch: &Arc<Vec<Record>>) -> HashMap<i64, Recorded> {
+        let mut recorded = HashMap::new();
         for index in 0..batch.len() {
-            let (items, pause_after) = (Arc::clone(batch), self.pause_after);
-            let one = move |tx: &mut Tx<'_>| apply(tx, &items[index..=index], pause_after);
-            match self.db.run(one).await {
-                Ok(s) => settled.extend(s),
-                Err(e) => tracing::error!(error = %e, "a run record could not be written and is dropped"),
+            let all = Arc::clone(batch);
+            match self
+                .retrying(move || Arc::new(all[index..=index].to_vec()), true)
+                .await
+            {
+                Ok(r) => recorded.extend(r),
+                Err(e) => tracing::error!(error = %e, "a run record failed {ATTEMPTS} times and is given up"),
             }
         }
-        settled
+        recorded
+    }
+
+    /// Applies the records `entries` gives until that works: without end while
+    /// the failure is transient (the database away, a deadlock), and up to
+    /// [`ATTEMPTS`] times otherwise when `persist` (else once).
+    async fn retrying(
+        &self,
+        entries: impl Fn() -> Arc<Vec<Record>>,
+        persist: bool,
+    ) -> StoreResult<HashMap<i64, Recorded>> {
+        let (mut wait, mut failures) = (RETRY_FIRST, 0);
+        loop {
+            let (items, pause_after) = (entries(), self.pause_after);
+            match self.db.run(move |tx| apply(tx, &items, pause_after)).await {
+                Ok(recorded) => return Ok(recorded),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "database unavailable; run records wait in the journal");
+                }
+                Err(e) => {
+                    failures += 1;
+                    if !persist || failures >= ATTEMPTS {
+                        return Err(e);
+                    }
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
+        }
     }
 }
 
-/// Takes the listeners out of the `End` entries, so the batch can be shared.
-fn detach_listeners(batch: Vec<Entry>) -> (Vec<Entry>, Vec<(i64, oneshot::Sender<Recorded>)>) {
+impl Entry {
+    /// Roughly how many bytes writing it sends.
+    fn size(&self) -> usize {
+        match self {
+            Entry::Step(step) => step.stdout.len() + step.stderr.len() + 512,
+            _ => 128,
+        }
+    }
+}
+
+/// An entry as the writer keeps it: the record without its listener.
+#[derive(Clone)]
+enum Record {
+    Step(Box<NewStepExecution>),
+    Groups {
+        run_id: i64,
+        groups: Vec<i32>,
+    },
+    Hook {
+        task_id: i64,
+        run_id: i64,
+        hook: &'static str,
+        error: Option<String>,
+    },
+    End(Ending),
+}
+
+/// Splits a batch into its records and the listeners of its ends.
+fn detach_listeners(batch: Vec<Entry>) -> (Vec<Record>, Vec<(i64, oneshot::Sender<Recorded>)>) {
     let mut listeners = Vec::new();
-    let batch = batch
+    let records = batch
         .into_iter()
         .map(|entry| match entry {
             Entry::End { ending, settled } => {
                 if let Some(listener) = settled {
                     listeners.push((ending.end.run_id, listener));
                 }
-                Entry::End {
-                    ending,
-                    settled: None,
-                }
+                Record::End(ending)
             }
-            other => other,
+            Entry::Step(step) => Record::Step(step),
+            Entry::Groups { run_id, groups } => Record::Groups { run_id, groups },
+            Entry::Hook {
+                task_id,
+                run_id,
+                hook,
+                error,
+            } => Record::Hook {
+                task_id,
+                run_id,
+                hook,
+                error,
+            },
         })
         .collect();
-    (batch, listeners)
+    (records, listeners)
 }
 
 /// Writes the records in order of kind: process groups, processes, hook
 /// outcomes, then ends (a run's end is always its last record).
-fn apply(tx: &mut Tx<'_>, batch: &[Entry], pause_after: u32) -> StoreResult<HashMap<i64, Recorded>> {
+fn apply(tx: &mut Tx<'_>, batch: &[Record], pause_after: u32) -> StoreResult<HashMap<i64, Recorded>> {
     let mut groups: HashMap<i64, Vec<i32>> = HashMap::new();
     let mut steps = Vec::new();
     let mut endings = Vec::new();
-    for entry in batch {
-        match entry {
-            Entry::Groups { run_id, groups: g } => _ = groups.insert(*run_id, g.clone()),
-            Entry::Step(step) => steps.push((**step).clone()),
-            Entry::End { ending, .. } => endings.push(ending.clone()),
-            Entry::Hook { .. } => {}
+    for record in batch {
+        match record {
+            Record::Groups { run_id, groups: g } => _ = groups.insert(*run_id, g.clone()),
+            Record::Step(step) => steps.push((**step).clone()),
+            Record::End(ending) => endings.push(ending.clone()),
+            Record::Hook { .. } => {}
         }
     }
     runs::set_process_groups(tx, &groups.into_iter().collect::<Vec<_>>())?;
     runs::record_steps(tx, &steps)?;
-    for entry in batch {
-        if let Entry::Hook {
+    for record in batch {
+        if let Record::Hook {
             task_id,
             run_id,
             hook,
             error,
-        } = entry
+        } = record
         {
             let consecutive = hooks::record(tx, *task_id, hook, error.as_deref())?;
             let reason = error

@@ -9,6 +9,7 @@ use rand::Rng;
 
 use crate::spec::RetryPolicy;
 use crate::store::deps::Waiting;
+use crate::store::queue::Candidate;
 
 /// Statuses after which a run never succeeds any more.
 const UNSUCCESSFUL: [&str; 5] = ["failed", "timed_out", "cancelled", "skipped", "missed"];
@@ -77,6 +78,20 @@ pub fn cascade(waiting: &[Waiting]) -> Vec<(i64, Vec<i64>)> {
     let mut out: Vec<(i64, Vec<i64>)> = verdicts.into_iter().collect();
     out.sort_by_key(|(id, _)| *id);
     out
+}
+
+/// Which of the queue's `candidates` (in queue order) start now, at most
+/// `limit`: every run of a task whose overlap is `allow`, and at most one run of
+/// each exclusive task — only of those `idle` (locked by this host and with no
+/// run running).
+pub fn choose(candidates: &[Candidate], idle: &[i64], limit: usize) -> Vec<i64> {
+    let mut started = HashSet::new();
+    candidates
+        .iter()
+        .filter(|c| !c.exclusive || (idle.contains(&c.task_id) && started.insert(c.task_id)))
+        .take(limit)
+        .map(|c| c.id)
+        .collect()
 }
 
 /// Why a task is paused after `consecutive` failures in a row of `hook`, or
@@ -165,6 +180,24 @@ mod tests {
         for status in UNSUCCESSFUL {
             assert_eq!(cascade(&[waiting(2, &[(1, status)])]), [(2, vec![1])], "{status}");
         }
+    }
+
+    #[test]
+    fn one_run_of_an_exclusive_task_starts_and_only_if_the_task_is_idle() {
+        let c = |id, task_id, exclusive| Candidate {
+            id,
+            task_id,
+            exclusive,
+        };
+        let queue = [
+            c(1, 7, true),
+            c(2, 7, true),
+            c(3, 8, false),
+            c(4, 8, false),
+            c(5, 9, true),
+        ];
+        assert_eq!(choose(&queue, &[7], 10), [1, 3, 4]);
+        assert_eq!(choose(&queue, &[7, 9], 2), [1, 3]);
     }
 
     #[test]

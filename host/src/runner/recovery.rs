@@ -10,9 +10,11 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde::Serialize;
 
+use chrono::{DateTime, Utc};
+
 use crate::spec::TaskSpec;
-use crate::store::finish::{self, RunEnd, ScheduledRetry};
-use crate::store::{hosts, runs, StoreError};
+use crate::store::finish::{self, LostRun, RunEnd, ScheduledRetry};
+use crate::store::{hosts, runs, StoreError, StoreResult, Tx};
 
 use super::settle::{self, Ending};
 use super::Runner;
@@ -51,66 +53,7 @@ pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreE
     }
     let me = runner.config.host_id.clone();
     let now = runner.db.clock().now();
-    let (recovered, leftovers) = runner
-        .db
-        .run(move |tx| {
-            let lost_hosts = hosts::declare_lost(tx, &me)?;
-            for host in &lost_hosts {
-                tracing::warn!(host = %host.id, machine = %host.machine, "host declared lost: its heartbeat is older than its lease");
-            }
-            let lost = finish::lost_runs(tx, &me)?;
-            let endings: Vec<Ending> = lost
-                .iter()
-                .map(|l| {
-                    let host = l.run.host_id.clone().unwrap_or_default();
-                    let retry = l
-                        .definition
-                        .clone()
-                        .and_then(|(format, json)| TaskSpec::decode(format, json).ok())
-                        .and_then(|t| t.retry);
-                    Ending {
-                        end: RunEnd {
-                            run_id: l.run.id,
-                            host_id: host.clone(),
-                            status: "failed".into(),
-                            failure_type: Some(HOST_LOST.into()),
-                            error: Some(format!("host_lost: host {host} stopped heartbeating")),
-                            finished_at: now,
-                        },
-                        retry,
-                    }
-                })
-                .collect();
-            let events: Vec<(i64, &str, serde_json::Value)> = lost
-                .iter()
-                .map(|l| {
-                    let detail = serde_json::json!({ "host": l.run.host_id, "process_groups": l.run.process_groups });
-                    (l.run.id, HOST_LOST, detail)
-                })
-                .collect();
-            runs::add_each_event(tx, &events)?;
-            let settled = settle::finish(tx, &endings)?;
-            let recovered = lost
-                .iter()
-                .filter(|l| settled.recorded.contains(&l.run.id))
-                .map(|l| RecoveredRun {
-                    run_id: l.run.id,
-                    host_id: l.run.host_id.clone(),
-                    retry: settled.retries.iter().find(|r| r.retry_of == l.run.id).cloned(),
-                })
-                .collect::<Vec<_>>();
-            let leftovers = lost
-                .into_iter()
-                .map(|l| Leftover {
-                    run_id: l.run.id,
-                    host_id: l.run.host_id.unwrap_or_default(),
-                    machine: l.machine,
-                    groups: l.run.process_groups,
-                })
-                .collect::<Vec<_>>();
-            Ok((recovered, leftovers))
-        })
-        .await?;
+    let (recovered, leftovers) = runner.db.run(move |tx| settle_lost(tx, &me, now)).await?;
     for run in &recovered {
         tracing::warn!(run.id = run.run_id, host = ?run.host_id, retry = ?run.retry.as_ref().map(|r| r.run_id), "run lost with its host: finished as host_lost");
     }
@@ -124,6 +67,75 @@ pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreE
         }
     }
     Ok(recovered)
+}
+
+/// One transaction: declares silent hosts lost, then finishes every run of a
+/// host that is no longer alive as `host_lost` and retries it by policy.
+fn settle_lost(
+    tx: &mut Tx<'_>,
+    me: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<(Vec<RecoveredRun>, Vec<Leftover>)> {
+    for host in hosts::declare_lost(tx, me)? {
+        tracing::warn!(host = %host.id, machine = %host.machine, "host declared lost: its heartbeat is older than its lease");
+    }
+    let lost = finish::lost_runs(tx, me)?;
+    let events: Vec<(i64, &str, serde_json::Value)> = lost
+        .iter()
+        .map(|l| {
+            let detail = serde_json::json!({ "host": l.run.host_id, "process_groups": l.run.process_groups });
+            (l.run.id, HOST_LOST, detail)
+        })
+        .collect();
+    runs::add_each_event(tx, &events)?;
+    let endings: Vec<Ending> = lost
+        .iter()
+        .map(|l| {
+            let host = l.run.host_id.clone().unwrap_or_default();
+            let error = format!("host_lost: host {host} stopped heartbeating");
+            host_lost(l, &host, error, now)
+        })
+        .collect();
+    let settled = settle::finish(tx, &endings)?;
+    let recovered = lost
+        .iter()
+        .filter(|l| settled.recorded.contains(&l.run.id))
+        .map(|l| RecoveredRun {
+            run_id: l.run.id,
+            host_id: l.run.host_id.clone(),
+            retry: settled.retries.iter().find(|r| r.retry_of == l.run.id).cloned(),
+        })
+        .collect();
+    let leftovers = lost
+        .into_iter()
+        .map(|l| Leftover {
+            run_id: l.run.id,
+            host_id: l.run.host_id.unwrap_or_default(),
+            machine: l.machine,
+            groups: l.run.process_groups,
+        })
+        .collect();
+    Ok((recovered, leftovers))
+}
+
+/// How a stranded run held by `host` ends: `failed`/`host_lost`, retried by
+/// the policy of the definition it executed (when that can be read).
+pub(super) fn host_lost(stranded: &LostRun, host: &str, error: String, now: DateTime<Utc>) -> Ending {
+    Ending {
+        end: RunEnd {
+            run_id: stranded.run.id,
+            host_id: host.to_string(),
+            status: "failed".into(),
+            failure_type: Some(HOST_LOST.into()),
+            error: Some(error),
+            finished_at: now,
+        },
+        retry: stranded
+            .definition
+            .clone()
+            .and_then(|(format, json)| TaskSpec::decode(format, json).ok())
+            .and_then(|t| t.retry),
+    }
 }
 
 /// Kills every process of a lost run still on this machine: the groups of

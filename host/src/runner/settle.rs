@@ -79,6 +79,7 @@ pub fn cascade(tx: &mut Tx<'_>, roots: &[i64]) -> StoreResult<Vec<i64>> {
 /// `missed`, and queued runs behind an unsuccessful run are skipped. Returns
 /// the runs it changed.
 pub fn sweep(tx: &mut Tx<'_>) -> StoreResult<Vec<i64>> {
+    deps::follow_retries(tx)?;
     let mut changed = queue::expire_deadlines(tx)?;
     let waiting = deps::all_waiting(tx)?;
     let skips = policy::cascade(&waiting);

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::spec::TaskSpec;
-use crate::store::finish::{self, RunEnd};
+use crate::store::finish;
 use crate::store::runs;
 
-use super::recovery::HOST_LOST;
+use super::recovery;
 use super::settle::{self, Ending};
 use super::Runner;
 
@@ -78,25 +77,10 @@ async fn reconcile(runner: &Runner) -> Result<(), crate::store::StoreError> {
     runner
         .db
         .run(move |tx| {
-            let stranded = finish::running_with_definitions(tx, &orphans)?;
-            let endings: Vec<Ending> = stranded
-                .into_iter()
-                .map(|s| Ending {
-                    end: RunEnd {
-                        run_id: s.run.id,
-                        host_id: host.clone(),
-                        status: "failed".into(),
-                        failure_type: Some(HOST_LOST.into()),
-                        error: Some(format!(
-                            "host_lost: host {host} has no record of executing the run"
-                        )),
-                        finished_at: now,
-                    },
-                    retry: s
-                        .definition
-                        .and_then(|(format, json)| TaskSpec::decode(format, json).ok())
-                        .and_then(|t| t.retry),
-                })
+            let error = format!("host_lost: host {host} has no record of executing the run");
+            let endings: Vec<Ending> = finish::running_with_definitions(tx, &orphans)?
+                .iter()
+                .map(|s| recovery::host_lost(s, &host, error.clone(), now))
                 .collect();
             settle::finish(tx, &endings).map(|_| ())
         })

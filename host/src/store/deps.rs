@@ -9,6 +9,13 @@ use super::runs::add_each_event;
 use super::schema::runs;
 use super::{StoreResult, Tx};
 
+/// Where a dependency stands: its newest attempt's status. A failed run whose
+/// retry is queued is still pending, even for a run linked to it before the
+/// retry was visible (see [`follow_retries`]).
+const STATUS: &str = "COALESCE(newest.status, d.status)";
+const NEWEST: &str = "LEFT JOIN LATERAL (SELECT a.status FROM runs a \
+     WHERE a.slot_id = d.slot_id AND a.attempt > d.attempt ORDER BY a.attempt DESC LIMIT 1) newest ON true";
+
 /// A queued run with dependencies, and where each dependency stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
@@ -34,17 +41,18 @@ pub fn waiting_on(tx: &mut Tx<'_>, roots: &[i64]) -> StoreResult<Vec<Waiting>> {
     if roots.is_empty() {
         return Ok(Vec::new());
     }
-    let edges: Vec<Edge> = diesel::sql_query(
+    let edges: Vec<Edge> = diesel::sql_query(format!(
         "WITH RECURSIVE w (id) AS ( \
-             SELECT id FROM runs WHERE status = 'queued' AND depends_on_runs <> '{}' \
+             SELECT id FROM runs WHERE status = 'queued' AND depends_on_runs <> '{{}}' \
                  AND depends_on_runs && $1::int8[] \
              UNION \
              SELECT r.id FROM runs r JOIN w ON r.depends_on_runs @> ARRAY[w.id] \
-             WHERE r.status = 'queued' AND r.depends_on_runs <> '{}') \
-         SELECT r.id, d.id AS dependency, d.status \
+             WHERE r.status = 'queued' AND r.depends_on_runs <> '{{}}') \
+         SELECT r.id, d.id AS dependency, {STATUS} AS status \
          FROM runs r CROSS JOIN LATERAL unnest(r.depends_on_runs) AS dep (id) JOIN runs d ON d.id = dep.id \
-         WHERE r.id IN (SELECT id FROM w)",
-    )
+         {NEWEST} \
+         WHERE r.id IN (SELECT id FROM w)"
+    ))
     .bind::<Array<Int8>, _>(roots)
     .load(tx.c())?;
     Ok(group(edges))
@@ -53,11 +61,12 @@ pub fn waiting_on(tx: &mut Tx<'_>, roots: &[i64]) -> StoreResult<Vec<Waiting>> {
 /// Every queued run with dependencies, each with its dependencies' statuses
 /// (what the sweeper checks).
 pub fn all_waiting(tx: &mut Tx<'_>) -> StoreResult<Vec<Waiting>> {
-    let edges: Vec<Edge> = diesel::sql_query(
-        "SELECT r.id, d.id AS dependency, d.status \
+    let edges: Vec<Edge> = diesel::sql_query(format!(
+        "SELECT r.id, d.id AS dependency, {STATUS} AS status \
          FROM runs r CROSS JOIN LATERAL unnest(r.depends_on_runs) AS dep (id) JOIN runs d ON d.id = dep.id \
-         WHERE r.status = 'queued' AND r.depends_on_runs <> '{}'",
-    )
+         {NEWEST} \
+         WHERE r.status = 'queued' AND r.depends_on_runs <> '{{}}'"
+    ))
     .load(tx.c())?;
     Ok(group(edges))
 }
@@ -108,6 +117,23 @@ pub fn skip_waiting(tx: &mut Tx<'_>, skips: &[(i64, Vec<i64>)], reason: &str) ->
         .collect();
     add_each_event(tx, &events)?;
     Ok(skipped)
+}
+
+/// Points queued runs that wait for a retried run at its newest attempt (a
+/// run linked while the retry was being queued by another transaction missed
+/// the re-pointing that comes with a retry); returns how many changed.
+pub fn follow_retries(tx: &mut Tx<'_>) -> StoreResult<usize> {
+    Ok(diesel::sql_query(
+        "UPDATE runs r SET depends_on_runs = ARRAY( \
+             SELECT COALESCE((SELECT a.id FROM runs a WHERE a.slot_id = d.slot_id \
+                              ORDER BY a.attempt DESC LIMIT 1), u.id) \
+             FROM unnest(r.depends_on_runs) WITH ORDINALITY AS u (id, n) LEFT JOIN runs d ON d.id = u.id \
+             ORDER BY u.n) \
+         WHERE r.status = 'queued' AND r.depends_on_runs <> '{}' AND EXISTS ( \
+             SELECT 1 FROM unnest(r.depends_on_runs) AS u (id) JOIN runs d ON d.id = u.id \
+             JOIN runs a ON a.slot_id = d.slot_id AND a.attempt > d.attempt)",
+    )
+    .execute(tx.c())?)
 }
 
 /// Makes queued runs wait for other runs: `(run, dependency runs)`. Each

@@ -66,7 +66,11 @@ pub fn finish_runs(tx: &mut Tx<'_>, ends: &[RunEnd]) -> StoreResult<Vec<Finished
     .bind::<Array<Text>, _>(ends.iter().map(|e| e.host_id.as_str()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(ends.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(ends.iter().map(|e| e.failure_type.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(ends.iter().map(|e| e.error.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        ends.iter()
+            .map(|e| e.error.as_deref().map(super::runs::storable_text))
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Timestamptz>, _>(ends.iter().map(|e| e.finished_at).collect::<Vec<_>>())
     .load(tx.c())?;
     let events: Vec<(i64, &str, serde_json::Value)> = finished
@@ -140,7 +144,7 @@ pub fn queue_retries(tx: &mut Tx<'_>, retries: &[RetryRequest]) -> StoreResult<V
         "UPDATE runs r SET depends_on_runs = ARRAY( \
              SELECT COALESCE(m.new, d.id) FROM unnest(r.depends_on_runs) WITH ORDINALITY AS d (id, n) \
              LEFT JOIN unnest($1::int8[], $2::int8[]) AS m (old, new) ON m.old = d.id ORDER BY d.n) \
-         WHERE r.status = 'queued' AND r.depends_on_runs && $1::int8[]",
+         WHERE r.status = 'queued' AND r.depends_on_runs <> '{}' AND r.depends_on_runs && $1::int8[]",
     )
     .bind::<Array<Int8>, _>(&old)
     .bind::<Array<Int8>, _>(&new)
@@ -196,7 +200,7 @@ pub fn lost_runs(tx: &mut Tx<'_>, me: &str) -> StoreResult<Vec<LostRun>> {
     let me = me.to_string();
     stranded(
         tx,
-        "WHERE r.status = 'running' AND r.host_id IS DISTINCT FROM $1 \
+        "WHERE r.status = 'running' AND r.host_id IS NOT NULL AND r.host_id <> $1 \
            AND (h.id IS NULL OR h.lost_at IS NOT NULL OR h.stopped_at IS NOT NULL)",
         |q| q.bind::<Text, _>(me),
     )

@@ -11,46 +11,37 @@ use super::{StoreError, StoreResult, Tx};
 const KEPT_ERRORS: usize = 5;
 
 /// Records one hook outcome: a success resets the consecutive count, a failure
-/// increments it. Returns the consecutive failures now counted.
+/// increments it (in one statement, so hosts recording at once never lose a
+/// count). Returns the consecutive failures now counted.
 pub fn record(tx: &mut Tx<'_>, task_id: i64, hook: &str, error: Option<&str>) -> StoreResult<i32> {
+    use diesel::sql_types::{Int4, Int8, Text};
     let Some(error) = error else {
         diesel::update(hook_failures::table.find((task_id, hook)))
             .set(hook_failures::consecutive.eq(0))
             .execute(tx.c())?;
         return Ok(0);
     };
-    let existing: Option<HookFailureRow> = hook_failures::table
-        .find((task_id, hook))
-        .select(HookFailureRow::as_select())
-        .for_update()
-        .first(tx.c())
-        .optional()?;
-    let now = super::plugins::database_now(tx)?;
-    let mut errors: Vec<serde_json::Value> = existing
-        .as_ref()
-        .and_then(|r| r.last_errors.as_array().cloned())
-        .unwrap_or_default();
-    errors.insert(0, serde_json::json!({ "at": now, "error": error }));
-    errors.truncate(KEPT_ERRORS);
-    let consecutive = existing.as_ref().map_or(0, |r| r.consecutive) + 1;
-    let total = existing.as_ref().map_or(0, |r| r.total) + 1;
-    let values = (
-        hook_failures::consecutive.eq(consecutive),
-        hook_failures::total.eq(total),
-        hook_failures::last_failed_at.eq(now),
-        hook_failures::last_errors.eq(serde_json::Value::Array(errors)),
-    );
-    diesel::insert_into(hook_failures::table)
-        .values((
-            hook_failures::task_id.eq(task_id),
-            hook_failures::hook.eq(hook),
-            values.clone(),
-        ))
-        .on_conflict((hook_failures::task_id, hook_failures::hook))
-        .do_update()
-        .set(values)
-        .execute(tx.c())?;
-    Ok(consecutive)
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = Int4)]
+        consecutive: i32,
+    }
+    let row: Count = diesel::sql_query(
+        "INSERT INTO hook_failures AS f (task_id, hook, consecutive, total, last_failed_at, last_errors) \
+         VALUES ($1, $2, 1, 1, now(), jsonb_build_array(jsonb_build_object('at', now(), 'error', $3::text))) \
+         ON CONFLICT (task_id, hook) DO UPDATE SET \
+             consecutive = f.consecutive + 1, total = f.total + 1, last_failed_at = now(), \
+             last_errors = (SELECT jsonb_agg(e ORDER BY n) FROM jsonb_array_elements( \
+                 jsonb_build_array(jsonb_build_object('at', now(), 'error', $3::text)) || f.last_errors) \
+                 WITH ORDINALITY AS l (e, n) WHERE n <= $4) \
+         RETURNING consecutive",
+    )
+    .bind::<Int8, _>(task_id)
+    .bind::<Text, _>(hook)
+    .bind::<Text, _>(super::runs::storable_text(error))
+    .bind::<Int4, _>(KEPT_ERRORS as i32)
+    .get_result(tx.c())?;
+    Ok(row.consecutive)
 }
 
 /// Pauses a task with `reason` unless it is paused already; true if it was paused now.

@@ -73,6 +73,21 @@ pub fn heartbeat(tx: &mut Tx<'_>, id: &str, clock: &DbClock) -> StoreResult<Beat
     }
 }
 
+/// True when `id` may take runs: registered and neither declared lost nor
+/// stopped. The row is share-locked for the rest of the transaction, so no
+/// other host declares it lost while it takes runs.
+pub fn may_claim(tx: &mut Tx<'_>, id: &str) -> StoreResult<bool> {
+    Ok(hosts::table
+        .filter(hosts::id.eq(id))
+        .filter(hosts::lost_at.is_null())
+        .filter(hosts::stopped_at.is_null())
+        .select(hosts::id)
+        .for_share()
+        .first::<String>(tx.c())
+        .optional()?
+        .is_some())
+}
+
 /// Notes that a host stopped cleanly (its runs are all recorded).
 pub fn stopped(tx: &mut Tx<'_>, id: &str) -> StoreResult<()> {
     diesel::update(hosts::table.find(id))

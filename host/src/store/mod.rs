@@ -51,6 +51,10 @@ pub enum StoreError {
     /// unreachable or overloaded). Retrying later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A transaction lost a race that retrying resolves (a deadlock, a
+    /// serialization failure); the database itself is fine.
+    #[error("database conflict, retry: {0}")]
+    Conflict(String),
     /// A query failed.
     #[error("database query failed: {0}")]
     Query(diesel::result::Error),
@@ -67,14 +71,48 @@ pub enum StoreError {
 
 impl From<diesel::result::Error> for StoreError {
     fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::Error::DatabaseError;
+        use diesel::result::Error::{BrokenTransactionManager, DatabaseError, RollbackErrorOnCommit};
+        const CONFLICT: [&str; 3] = [
+            "deadlock detected",
+            "could not obtain lock",
+            "canceling statement due to",
+        ];
+        const GONE: [&str; 4] = [
+            "terminating connection",
+            "the database system is",
+            "could not write",
+            "No space left",
+        ];
         match e {
             DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::UnableToSendCommand
+                | DatabaseErrorKind::ReadOnlyTransaction,
                 _,
-            ) => StoreError::Unavailable(e.to_string()),
+            )
+            | BrokenTransactionManager => StoreError::Unavailable(e.to_string()),
+            DatabaseError(DatabaseErrorKind::SerializationFailure, _) => StoreError::Conflict(e.to_string()),
+            // PostgreSQL reports these without a kind Diesel names.
+            DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if CONFLICT.iter().any(|m| info.message().contains(m)) =>
+            {
+                StoreError::Conflict(e.to_string())
+            }
+            DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if GONE.iter().any(|m| info.message().contains(m)) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
+            RollbackErrorOnCommit { commit_error, .. } => StoreError::from(*commit_error),
             other => StoreError::Query(other),
         }
+    }
+}
+
+impl StoreError {
+    /// True for errors that retrying the same work later can cure.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
     }
 }
 
@@ -119,6 +157,8 @@ impl Default for DbOptions {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager<PgConnection>>,
+    /// One connection of its own for heartbeats.
+    heartbeat: Pool<ConnectionManager<PgConnection>>,
     health: std::sync::Arc<Health>,
     clock: std::sync::Arc<DbClock>,
 }
@@ -131,14 +171,19 @@ impl Db {
 
     /// Connects to `url` and applies pending migrations under an advisory lock.
     pub fn connect_with(url: &str, options: DbOptions) -> StoreResult<Db> {
-        let manager = ConnectionManager::<PgConnection>::new(url);
         let pool = Pool::builder()
             .max_size(options.pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(POOL_WAIT)
-            .build(manager)?;
+            .build(ConnectionManager::<PgConnection>::new(url))?;
+        let heartbeat = Pool::builder()
+            .max_size(1)
+            .min_idle(Some(1))
+            .connection_timeout(POOL_WAIT)
+            .build(ConnectionManager::<PgConnection>::new(url))?;
         let db = Db {
             pool,
+            heartbeat,
             health: Default::default(),
             clock: Default::default(),
         };
@@ -173,12 +218,40 @@ impl Db {
 
     /// Runs `f` in one transaction on the calling thread.
     pub fn run_blocking<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let outcome = self
-            .pool
-            .get()
+        Self::transact(&self.pool, &self.health, f)
+    }
+
+    /// Runs `f` on the host's own connection for heartbeats, which busy request
+    /// handlers cannot starve: a live host is never declared lost because its
+    /// pool was full.
+    pub async fn run_heartbeat<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || Self::transact(&db.heartbeat, &db.health, f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("database worker stopped: {e}")))?
+    }
+
+    fn transact<T>(
+        pool: &Pool<ConnectionManager<PgConnection>>,
+        health: &Health,
+        f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let conn = pool.get();
+        // A pool that timed out without a connection error (r2d2 appends the
+        // last one it met) was only busy: the database itself answered.
+        let busy = matches!(&conn, Err(e) if !e.to_string().contains(": "));
+        let outcome = conn
             .map_err(StoreError::from)
             .and_then(|mut conn| conn.transaction(|c| f(&mut Tx { conn: c })));
-        self.health.observe(&outcome);
+        match &outcome {
+            Err(StoreError::Unavailable(_)) if !busy => health.failed(),
+            Err(StoreError::Unavailable(_)) => {}
+            _ => health.succeeded(),
+        }
         outcome
     }
 
@@ -201,45 +274,43 @@ impl Db {
     }
 
     /// How long the database has answered without interruption, as far as this
-    /// host has seen (`Duration::MAX` when it never failed); None while it
-    /// does not answer.
+    /// host has seen since it connected; None while it does not answer.
     pub fn reachable_for(&self) -> Option<Duration> {
         self.health.reachable_for()
     }
 }
 
 /// Whether the database answers, from the outcomes of this host's own calls.
-#[derive(Default)]
+/// It counts from when this host first connected: a host that just started
+/// knows as little about its peers as one that just reconnected.
 struct Health {
-    state: Mutex<HealthState>,
+    state: Mutex<Option<Instant>>,
 }
 
-#[derive(Default, Clone, Copy)]
-enum HealthState {
-    /// Every call so far found a connection.
-    #[default]
-    NeverFailed,
-    /// The latest call found none.
-    Down,
-    /// Calls succeed again since then.
-    UpSince(Instant),
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            state: Mutex::new(Some(Instant::now())),
+        }
+    }
 }
 
 impl Health {
-    fn observe<T>(&self, outcome: &StoreResult<T>) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        *state = match (outcome, *state) {
-            (Err(StoreError::Unavailable(_)), _) => HealthState::Down,
-            (_, HealthState::Down) => HealthState::UpSince(Instant::now()),
-            (_, unchanged) => unchanged,
-        };
+    fn failed(&self) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn succeeded(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(Instant::now);
     }
 
     fn reachable_for(&self) -> Option<Duration> {
-        match *self.state.lock().unwrap_or_else(|p| p.into_inner()) {
-            HealthState::NeverFailed => Some(Duration::MAX),
-            HealthState::Down => None,
-            HealthState::UpSince(since) => Some(since.elapsed()),
-        }
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|since| since.elapsed())
     }
 }

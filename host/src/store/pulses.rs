@@ -84,6 +84,7 @@ pub fn read(tx: &mut Tx<'_>, known: Option<&str>, at: Option<DateTime<Utc>>) -> 
     .get_result(tx.c())?;
     let previous = pulses::table
         .filter(pulses::kind.eq("pulse"))
+        .filter(pulses::complete.eq(true))
         .filter(pulses::received_at.lt(head.now))
         .select(diesel::dsl::max(pulses::received_at))
         .first(tx.c())?;
@@ -121,7 +122,9 @@ fn schedulable_tasks(tx: &mut Tx<'_>) -> StoreResult<Vec<SchedulableTask>> {
 }
 
 /// Records a pulse's arrival; None when another delivery holds `key` within
-/// the last `window_ms` (an older holder gives the key up).
+/// the last `window_ms` (an older holder gives the key up). A pulse that is
+/// not `complete` yet does not bound the next pulse's window until
+/// [`finish_pulse`] completes it.
 pub fn insert_pulse(
     tx: &mut Tx<'_>,
     kind: &str,
@@ -129,6 +132,7 @@ pub fn insert_pulse(
     key: Option<&str>,
     at: DateTime<Utc>,
     window_ms: i64,
+    complete: bool,
 ) -> StoreResult<Option<i64>> {
     if let Some(key) = key {
         diesel::sql_query(
@@ -145,6 +149,7 @@ pub fn insert_pulse(
             pulses::received_at.eq(at),
             pulses::source.eq(source),
             pulses::idempotency_key.eq(key),
+            pulses::complete.eq(complete),
         ))
         .on_conflict_do_nothing()
         .returning(pulses::id)
@@ -366,10 +371,12 @@ pub struct PulseSummary {
     pub response: Option<serde_json::Value>,
 }
 
-/// Stores what a pulse did (a later call, for the dynamic half, overwrites).
-pub fn finish_pulse(tx: &mut Tx<'_>, pulse_id: i64, s: &PulseSummary) -> StoreResult<()> {
+/// Stores what a pulse did (a later call, for the dynamic half, overwrites)
+/// and whether it is complete.
+pub fn finish_pulse(tx: &mut Tx<'_>, pulse_id: i64, s: &PulseSummary, complete: bool) -> StoreResult<()> {
     diesel::update(pulses::table.find(pulse_id))
         .set((
+            pulses::complete.eq(complete),
             pulses::due.eq(s.due),
             pulses::claimed.eq(s.claimed),
             pulses::skipped.eq(s.skipped),

@@ -1,15 +1,16 @@
 //! The durable queue: hosts take queued runs in batches with `FOR UPDATE SKIP
 //! LOCKED`, so replicas never take the same run. A run of a task whose overlap
-//! policy is not `allow` ("exclusive") starts only while no other run of its
-//! task is running; the check runs under a per-task advisory lock that pulses
-//! and manual triggers take too, so two hosts never start two instances at once.
+//! policy is not `allow` ("exclusive") may start only while no other run of
+//! its task is running; [`idle_tasks`] checks that under a per-task advisory
+//! lock that pulses and manual triggers take too, so two hosts never start two
+//! instances at once. Which candidates start is `runner::policy::choose`.
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Int4, Int8, Jsonb, Nullable, Text};
 
 use super::models::RunRow;
-use super::runs::add_events;
+use super::runs::{add_each_event, add_events};
 use super::schema::runs;
 use super::{StoreResult, Tx};
 
@@ -33,45 +34,56 @@ pub struct ClaimedRun {
 }
 
 /// Records as `missed` every queued run whose starting deadline passed, by
-/// the database's clock; returns their ids.
+/// the database's clock; returns their ids. Runs another transaction holds
+/// (a host taking them right now) are left to it.
 pub fn expire_deadlines(tx: &mut Tx<'_>) -> StoreResult<Vec<i64>> {
-    let ids: Vec<i64> = diesel::update(
-        runs::table
-            .filter(runs::status.eq("queued"))
-            .filter(runs::start_deadline.lt(diesel::dsl::now)),
+    let ids: Vec<i64> = diesel::sql_query(
+        "UPDATE runs SET status = 'missed', skip_reason = $1, finished_at = now() \
+         WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND start_deadline < now() \
+                      FOR UPDATE SKIP LOCKED) \
+         RETURNING id",
     )
-    .set((
-        runs::status.eq("missed"),
-        runs::skip_reason.eq(DEADLINE_EXCEEDED),
-        runs::finished_at.eq(diesel::dsl::now),
-    ))
-    .returning(runs::id)
-    .get_results(tx.c())?;
+    .bind::<Text, _>(DEADLINE_EXCEEDED)
+    .load::<Id>(tx.c())?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
     let detail = serde_json::json!({ "reason": DEADLINE_EXCEEDED, "while": "queued" });
     add_events(tx, &ids, "missed", &detail)?;
     Ok(ids)
 }
 
 #[derive(QueryableByName)]
-struct Candidate {
+struct Id {
     #[diesel(sql_type = Int8)]
     id: i64,
-    #[diesel(sql_type = Int8)]
-    task_id: i64,
-    #[diesel(sql_type = Bool)]
-    exclusive: bool,
 }
 
-/// Takes up to `limit` queued runs that may start now (their `not_before` has
-/// come, every run they depend on succeeded, and no other run of an exclusive
-/// task is running), marks them running on `host_id`, and returns them.
-pub fn claim(tx: &mut Tx<'_>, host_id: &str, limit: usize) -> StoreResult<Vec<ClaimedRun>> {
+/// A queued run that may start now, locked by this transaction.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Candidate {
+    /// The run.
+    #[diesel(sql_type = Int8)]
+    pub id: i64,
+    /// Its task.
+    #[diesel(sql_type = Int8)]
+    pub task_id: i64,
+    /// Its task's overlap is not `allow`: one run of the task at a time.
+    #[diesel(sql_type = Bool)]
+    pub exclusive: bool,
+}
+
+/// Locks and returns up to `limit` queued runs that may start now, in queue
+/// order: their `not_before` has come, every run they depend on succeeded, and
+/// for an exclusive task no run of it is running. Runs another host is taking
+/// are skipped.
+pub fn candidates(tx: &mut Tx<'_>, limit: usize) -> StoreResult<Vec<Candidate>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
     // The ORs keep PostgreSQL from turning the NOT EXISTS into anti-joins over
     // every run: they are subplans, asked only where they matter.
-    let candidates: Vec<Candidate> = diesel::sql_query(
+    Ok(diesel::sql_query(
         "SELECT r.id, r.task_id, t.overlap <> 'allow' AS exclusive \
          FROM runs r JOIN tasks t ON t.id = r.task_id \
          WHERE r.status = 'queued' AND r.not_before <= now() \
@@ -82,13 +94,17 @@ pub fn claim(tx: &mut Tx<'_>, host_id: &str, limit: usize) -> StoreResult<Vec<Cl
          ORDER BY r.priority DESC, r.not_before, r.scheduled_for, r.id \
          LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
     )
-    .bind::<Int8, _>((limit * 2) as i64)
-    .load(tx.c())?;
-    let chosen = choose(tx, candidates, limit)?;
-    if chosen.is_empty() {
+    .bind::<Int8, _>(limit as i64)
+    .load(tx.c())?)
+}
+
+/// Marks `ids` running on `host_id` (with their lateness, by the database's
+/// clock) and returns them with what executing them needs.
+pub fn start(tx: &mut Tx<'_>, host_id: &str, ids: &[i64]) -> StoreResult<Vec<ClaimedRun>> {
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let started: Vec<RunRow> = diesel::update(runs::table.filter(runs::id.eq_any(&chosen)))
+    let started: Vec<RunRow> = diesel::update(runs::table.filter(runs::id.eq_any(ids)))
         .set((
             runs::status.eq("running"),
             runs::started_at.eq(diesel::dsl::now),
@@ -99,43 +115,25 @@ pub fn claim(tx: &mut Tx<'_>, host_id: &str, limit: usize) -> StoreResult<Vec<Cl
         ))
         .returning(RunRow::as_returning())
         .get_results(tx.c())?;
-    for run in &started {
-        let detail =
-            serde_json::json!({ "host": host_id, "lateness_ms": run.lateness_ms, "attempt": run.attempt });
-        add_events(tx, &[run.id], "started", &detail)?;
-    }
-    attach_definitions(tx, started)
-}
-
-/// At most one run per exclusive task, and only for tasks whose advisory lock
-/// this transaction could take and that still have no running run; in queue order.
-fn choose(tx: &mut Tx<'_>, candidates: Vec<Candidate>, limit: usize) -> StoreResult<Vec<i64>> {
-    let mut exclusive: Vec<i64> = candidates
+    let events: Vec<(i64, &str, serde_json::Value)> = started
         .iter()
-        .filter(|c| c.exclusive)
-        .map(|c| c.task_id)
+        .map(|run| {
+            let detail = serde_json::json!({ "host": host_id, "lateness_ms": run.lateness_ms, "attempt": run.attempt });
+            (run.id, "started", detail)
+        })
         .collect();
-    exclusive.sort_unstable();
-    exclusive.dedup();
-    let free = if exclusive.is_empty() {
-        Vec::new()
-    } else {
-        lock_free_tasks(tx, &exclusive)?
-    };
-    let mut taken_tasks = std::collections::HashSet::new();
-    Ok(candidates
-        .into_iter()
-        .filter(|c| !c.exclusive || (free.contains(&c.task_id) && taken_tasks.insert(c.task_id)))
-        .take(limit)
-        .map(|c| c.id)
-        .collect())
+    add_each_event(tx, &events)?;
+    attach_definitions(tx, started)
 }
 
 /// The tasks among `task_ids` (sorted) whose advisory lock this transaction
 /// takes without waiting and that have no running run once it holds the lock.
 /// Not waiting means a pulse or another host deciding about the same task is
 /// never blocked on a dispatcher, and no two lockers can deadlock.
-fn lock_free_tasks(tx: &mut Tx<'_>, task_ids: &[i64]) -> StoreResult<Vec<i64>> {
+pub fn idle_tasks(tx: &mut Tx<'_>, task_ids: &[i64]) -> StoreResult<Vec<i64>> {
+    if task_ids.is_empty() {
+        return Ok(Vec::new());
+    }
     #[derive(QueryableByName)]
     struct Task {
         #[diesel(sql_type = Int8)]

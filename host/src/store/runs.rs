@@ -43,14 +43,41 @@ pub fn add_each_event(tx: &mut Tx<'_>, events: &[(i64, &str, serde_json::Value)]
     Ok(())
 }
 
-/// Records finished processes, many runs' at once.
+/// Records finished processes, many runs' at once. What PostgreSQL cannot
+/// store is made storable first: NUL characters in text are replaced, and
+/// JSON output holding one is kept as raw bytes only.
 pub fn record_steps(tx: &mut Tx<'_>, steps: &[NewStepExecution]) -> StoreResult<()> {
-    if !steps.is_empty() {
-        diesel::insert_into(step_executions::table)
-            .values(steps)
-            .execute(tx.c())?;
+    if steps.is_empty() {
+        return Ok(());
     }
+    let storable: Vec<NewStepExecution> = steps
+        .iter()
+        .map(|s| NewStepExecution {
+            name: storable_text(&s.name),
+            error: s.error.as_deref().map(storable_text),
+            stdout_json: s.stdout_json.clone().filter(json_is_storable),
+            ..s.clone()
+        })
+        .collect();
+    diesel::insert_into(step_executions::table)
+        .values(&storable)
+        .execute(tx.c())?;
     Ok(())
+}
+
+/// `text` with every NUL character (which a PostgreSQL text cannot hold) replaced.
+pub fn storable_text(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// False for JSON with a NUL character in a string or key, which `jsonb` refuses.
+fn json_is_storable(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => !s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().all(json_is_storable),
+        serde_json::Value::Object(map) => map.iter().all(|(k, v)| !k.contains('\0') && json_is_storable(v)),
+        _ => true,
+    }
 }
 
 /// Records the live process groups of running runs, many at once.

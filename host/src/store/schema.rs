@@ -69,6 +69,7 @@ diesel::table! {
         skipped -> Int4,
         missed -> Int4,
         duration_ms -> Nullable<Float8>,
+        complete -> Bool,
     }
 }
 
