@@ -279,7 +279,7 @@ async fn upload() -> (Vec<f64>, f64) {
         tasks: (0..TASKS).map(cron_task).collect(),
     };
     let rules = Rules {
-        binary_dirs: vec!["/bin".into(), "/usr/bin".into()],
+        binary_dirs: pulsehost::exec::BinaryDirs::new(vec!["/bin".into(), "/usr/bin".into()]),
         max_tasks: TASKS,
     };
     let manifest = Arc::new(manifest);

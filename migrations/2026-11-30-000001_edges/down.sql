@@ -1,3 +1,5 @@
+ALTER TABLE runs ADD CONSTRAINT runs_slot_id_fkey FOREIGN KEY (slot_id) REFERENCES slots (id);
+ALTER TABLE runs ADD CONSTRAINT runs_retry_of_fkey FOREIGN KEY (retry_of) REFERENCES runs (id);
 DROP INDEX pulses_window_idx;
 CREATE INDEX pulses_window_idx ON pulses (received_at DESC) WHERE kind = 'pulse';
 ALTER TABLE pulses DROP COLUMN complete;

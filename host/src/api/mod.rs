@@ -88,7 +88,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// 200 when the database answers, 503 otherwise — within two seconds either
-/// way (the pool waits at most 1.5 s for a connection).
+/// way (the pool waits at most 1 s for a connection).
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     if state.db.ping().await {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "database": "ok" }))

@@ -67,7 +67,7 @@ pub fn serve() -> anyhow::Result<()> {
             runner: Arc::clone(&runner),
             tokens: config.tokens.clone(),
             rules: Rules {
-                binary_dirs: config.binary_dirs.clone(),
+                binary_dirs: crate::exec::BinaryDirs::new(config.binary_dirs.clone()),
                 max_tasks: config.max_tasks_per_plugin,
             },
             max_plugin_bytes: config.max_plugin_bytes,
@@ -159,7 +159,7 @@ fn runner_config(config: &Config) -> RunnerConfig {
         kill_grace: config.kill_grace,
         output_cap_bytes: config.output_cap_bytes,
         env_allow: config.env_allow.clone(),
-        binary_dirs: config.binary_dirs.clone(),
+        binary_dirs: crate::exec::BinaryDirs::new(config.binary_dirs.clone()),
         lease: config.lease,
         hook_failures_before_pause: config.hook_failures_before_pause,
     }

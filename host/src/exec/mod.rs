@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-pub use binary::check_binary;
+pub use binary::BinaryDirs;
 pub use capture::Captured;
 
 /// How long to keep reading a pipe after the process group is gone: only a

@@ -45,7 +45,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
 /// Why a component was refused or a call failed. Every message says what to do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PluginError {
     /// Larger than the upload cap.
     #[error("the component is {size} bytes; the limit is {limit} bytes (PULSEHOST_MAX_PLUGIN_BYTES)")]
@@ -143,12 +143,23 @@ pub struct Limits {
     pub max_manifest_bytes: usize,
 }
 
+/// A compiled and linked component, ready to instantiate.
+type Pre = bindings::PluginPre<SandboxState>;
+
+/// A component in the cache: compiled, or being compiled (every caller waits
+/// for the one compile).
+#[derive(Clone)]
+enum Compiled {
+    Ready(Pre),
+    Pending(tokio::sync::watch::Receiver<Option<Result<Pre, PluginError>>>),
+}
+
 /// The engine, linker and compiled-component cache shared by all calls.
 #[derive(Clone)]
 pub struct PluginHost {
     engine: Engine,
     linker: Arc<Linker<SandboxState>>,
-    cache: Arc<Mutex<HashMap<String, bindings::PluginPre<SandboxState>>>>,
+    cache: Arc<Mutex<HashMap<String, Compiled>>>,
     limits: Limits,
 }
 
@@ -224,10 +235,7 @@ impl PluginHost {
 
     /// True when the component with `sha256` is compiled and linked here.
     pub fn is_prepared(&self, sha256: &str) -> bool {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(sha256)
+        self.cached(sha256).is_some()
     }
 
     /// Asks a dynamic schedule whether its task is due, within the call
@@ -262,49 +270,70 @@ impl PluginHost {
         self.outcome("should-run", started, result)
     }
 
-    fn cached(&self, sha256: &str) -> Option<bindings::PluginPre<SandboxState>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sha256)
-            .cloned()
+    fn cached(&self, sha256: &str) -> Option<Pre> {
+        match self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
+            Some(Compiled::Ready(pre)) => Some(pre.clone()),
+            _ => None,
+        }
     }
 
-    /// Compiles and links a component, or takes it from the cache. The work
-    /// runs on a blocking thread and fills the cache there, so a caller that
-    /// stops waiting (a pulse past its budget) still leaves the component
-    /// ready for the next one.
-    async fn prepare(
+    /// Compiles and links a component, or takes it from the cache. One compile
+    /// per component runs at a time, on a blocking thread, and fills the cache
+    /// there: callers that stop waiting (a pulse past its budget) leave it
+    /// running, and later callers wait for it instead of starting another.
+    async fn prepare(&self, sha256: &str, bytes: Arc<[u8]>) -> Result<Pre, PluginError> {
+        let mut pending = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(sha256) {
+                Some(Compiled::Ready(pre)) => return Ok(pre.clone()),
+                Some(Compiled::Pending(pending)) => pending.clone(),
+                None => {
+                    check_header(&bytes)?;
+                    let (done, pending) = tokio::sync::watch::channel(None);
+                    cache.insert(sha256.to_string(), Compiled::Pending(pending.clone()));
+                    self.compile(sha256.to_string(), bytes, done);
+                    pending
+                }
+            }
+        };
+        let outcome = pending
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| PluginError::Compile("the compiler stopped".into()))?
+            .clone();
+        outcome.unwrap_or_else(|| Err(PluginError::Compile("the compiler stopped".into())))
+    }
+
+    /// Compiles on a blocking thread, caches the result (forgets a failure, so
+    /// a later call may try again) and tells the waiters.
+    fn compile(
         &self,
-        sha256: &str,
+        sha: String,
         bytes: Arc<[u8]>,
-    ) -> Result<bindings::PluginPre<SandboxState>, PluginError> {
-        if let Some(pre) = self.cached(sha256) {
-            return Ok(pre);
-        }
-        check_header(&bytes)?;
-        let (engine, linker, cache, sha) = (
+        done: tokio::sync::watch::Sender<Option<Result<Pre, PluginError>>>,
+    ) {
+        let (engine, linker, cache) = (
             self.engine.clone(),
             Arc::clone(&self.linker),
             Arc::clone(&self.cache),
-            sha256.to_string(),
         );
         tokio::task::spawn_blocking(move || {
-            let component =
-                Component::new(&engine, &bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
-            let instance_pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-            let pre = bindings::PluginPre::new(instance_pre)
-                .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-            cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(sha, pre.clone());
-            Ok(pre)
-        })
-        .await
-        .map_err(|e| PluginError::Compile(format!("the compiler stopped: {e}")))?
+            let outcome = Component::new(&engine, &bytes)
+                .map_err(|e| PluginError::Compile(format!("{e:#}")))
+                .and_then(|component| {
+                    linker
+                        .instantiate_pre(&component)
+                        .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))
+                })
+                .and_then(|pre| Pre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}"))));
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            match &outcome {
+                Ok(pre) => _ = cache.insert(sha, Compiled::Ready(pre.clone())),
+                Err(_) => _ = cache.remove(&sha),
+            }
+            drop(cache);
+            let _ = done.send(Some(outcome));
+        });
     }
 
     /// Turns a bounded call's result into the answer or the error that says why not.

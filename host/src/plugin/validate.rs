@@ -2,11 +2,11 @@
 //! names the field (by path) and says how to fix it.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::exec::check_binary;
+use crate::exec::BinaryDirs;
 use crate::pulse::cron::CronSchedule;
 use crate::spec::{ExecSpec, Manifest, Schedule, StepKind, TaskSpec};
 
@@ -31,7 +31,7 @@ pub struct Problem {
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// Directories binary steps must live under.
-    pub binary_dirs: Vec<PathBuf>,
+    pub binary_dirs: BinaryDirs,
     /// Most tasks one plugin may describe.
     pub max_tasks: usize,
 }
@@ -255,7 +255,7 @@ fn exec(p: &mut Problems, at: &str, e: &ExecSpec, rules: &Rules) {
             }
         }
         StepKind::Binary { path } => {
-            if let Err(message) = check_binary(path, &rules.binary_dirs) {
+            if let Err(message) = rules.binary_dirs.check(path) {
                 p.add(&format!("{at}.kind.binary"), &message);
             }
         }

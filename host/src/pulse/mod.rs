@@ -151,8 +151,9 @@ impl Pulser {
     }
 
     /// Evaluates schedules at the database's now and claims what is due;
-    /// `claimed` is called as soon as runs were queued (before dynamic
-    /// schedules are asked). With `key`, a delivery that repeats an earlier
+    /// `claimed` is called as soon as the cron slots are claimed and committed
+    /// (before dynamic schedules are asked), and again if the dynamic answers
+    /// queued runs. With `key`, a delivery that repeats an earlier
     /// one within the idempotency window gets the earlier answer.
     pub async fn pulse(
         &self,
@@ -196,9 +197,7 @@ impl Pulser {
         let Some(mut report) = record::first(self, first, opening).await? else {
             return self.replay_or_null(key.as_deref()).await;
         };
-        if !report.claimed.is_empty() {
-            claimed();
-        }
+        claimed();
         if second_follows {
             // If anything below fails, the pulse stays incomplete and the next
             // pulse evaluates its window again.

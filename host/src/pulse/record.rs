@@ -148,10 +148,13 @@ fn claim(tx: &mut Tx<'_>, batch: &Batch, report: &mut PulseReport) -> StoreResul
     let fresh: Vec<PulseRun> = recorded.iter().map(|r| pulse_run(r, &index_of)).collect();
     let links = deps::links(&fresh, &batch.earlier, tasks);
     store_deps::link(tx, &links)?;
+    // Only runs linked just now, or runs a replace cancelled, can have a run
+    // waiting for them that ended without success.
     let mut roots: Vec<i64> = links.iter().flat_map(|(_, d)| d.iter().copied()).collect();
-    roots.extend(fresh.iter().filter(|r| !r.queued).map(|r| r.run_id));
     roots.extend(report.replaced.iter().copied());
-    settle::cascade(tx, &roots)?;
+    if !roots.is_empty() {
+        settle::cascade(tx, &roots)?;
+    }
     report.due += batch
         .candidates
         .iter()

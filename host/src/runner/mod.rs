@@ -53,7 +53,7 @@ pub struct RunnerConfig {
     /// Host variables children may see.
     pub env_allow: Vec<String>,
     /// Directories binary steps must live under.
-    pub binary_dirs: Vec<PathBuf>,
+    pub binary_dirs: crate::exec::BinaryDirs,
     /// How long this host may stay silent before others declare it lost.
     pub lease: Duration,
     /// Consecutive failures of one hook type that pause a task.

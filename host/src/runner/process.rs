@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use crate::exec::{self, check_binary, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
+use crate::exec::{self, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
 use crate::spec::{ExecSpec, StepKind};
 use crate::store::models::NewStepExecution;
 
@@ -149,7 +149,7 @@ async fn resolve(
             // Checked again now: the file may have changed since the upload. The
             // resolved path is what runs, so a link swapped in later cannot
             // point elsewhere between the check and the start.
-            let resolved = check_binary(path, &config.binary_dirs).map_err(|e| (e, String::new()))?;
+            let resolved = config.binary_dirs.check(path).map_err(|e| (e, String::new()))?;
             Program::Binary {
                 path: resolved,
                 name: path.clone(),

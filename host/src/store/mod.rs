@@ -39,7 +39,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7075_6c73_6568_6f73; // "pulsehos"
 /// Longest wait for a pooled connection. While PostgreSQL is unreachable every
 /// caller gets [`StoreError::Unavailable`] within this, so the API answers 503
 /// within two seconds instead of hanging.
-const POOL_WAIT: Duration = Duration::from_millis(1500);
+const POOL_WAIT: Duration = Duration::from_millis(1000);
 
 /// Default number of connections kept open to PostgreSQL (`PULSEHOST_DB_POOL_SIZE`).
 pub const DEFAULT_POOL_SIZE: u32 = 16;

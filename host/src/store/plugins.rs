@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Int4, Int8, Jsonb, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, Bool, Int4, Int8, Nullable, Text, Timestamptz};
 use diesel::upsert::excluded;
 use serde::Serialize;
 
@@ -190,7 +190,8 @@ pub fn register_version(
     })
 }
 
-/// One definition row per task, in one statement; their ids in task order.
+/// One definition row per task, taken apart by PostgreSQL from the manifest
+/// just stored with the version (nothing is sent twice); their ids in task order.
 fn insert_definitions(tx: &mut Tx<'_>, version_id: i64, specs: &[TaskSpec]) -> StoreResult<Vec<i64>> {
     #[derive(QueryableByName)]
     struct Row {
@@ -199,30 +200,23 @@ fn insert_definitions(tx: &mut Tx<'_>, version_id: i64, specs: &[TaskSpec]) -> S
         #[diesel(sql_type = Text)]
         name: String,
     }
-    let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
-    let json = specs
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StoreError::Encoding(format!("task definition: {e}")))?;
     let rows: Vec<Row> = diesel::sql_query(
         "INSERT INTO task_definitions (plugin_version_id, name, format, definition) \
-         SELECT $1, n, $2, d FROM unnest($3::text[], $4::jsonb[]) AS i (n, d) RETURNING id, name",
+         SELECT v.id, t ->> 'name', $2, t FROM plugin_versions v, jsonb_array_elements(v.manifest -> 'tasks') t \
+         WHERE v.id = $1 RETURNING id, name",
     )
     .bind::<Int8, _>(version_id)
     .bind::<Int4, _>(DEFINITION_FORMAT)
-    .bind::<Array<Text>, _>(&names)
-    .bind::<Array<Jsonb>, _>(&json)
     .load(tx.c())?;
     let by_name: std::collections::HashMap<&str, i64> =
         rows.iter().map(|r| (r.name.as_str(), r.id)).collect();
-    names
+    specs
         .iter()
-        .map(|n| {
+        .map(|t| {
             by_name
-                .get(n)
+                .get(t.name.as_str())
                 .copied()
-                .ok_or_else(|| StoreError::NotFound(format!("the stored definition of task {n}")))
+                .ok_or_else(|| StoreError::NotFound(format!("the stored definition of task {}", t.name)))
         })
         .collect()
 }
@@ -245,16 +239,21 @@ fn upsert_tasks(
         Schedule::Dynamic { interval_secs } => Some(i32::try_from(interval_secs).unwrap_or(i32::MAX)),
         _ => None,
     };
-    let depends_on: Vec<serde_json::Value> = specs.iter().map(|t| serde_json::json!(t.depends_on)).collect();
+    // An array per task cannot travel inside an array: each goes as an array
+    // literal (task names are plain: lowercase letters, digits, '-' and '_').
+    let depends_on: Vec<String> = specs
+        .iter()
+        .map(|t| format!("{{{}}}", t.depends_on.join(",")))
+        .collect();
     diesel::sql_query(
         "INSERT INTO tasks (plugin_id, plugin_version_id, name, active, schedule_kind, cron_expression, \
              timezone, enabled, priority, definition_id, overlap, catch_up, starting_deadline_ms, \
-             depends_on, dynamic_interval_secs, schedule_since) \
+             depends_on, dynamic_interval_secs, schedule_since, changed_xid) \
          SELECT $1, $2, i.name, true, i.kind, i.expression, i.timezone, i.enabled, i.priority, i.definition, \
-             i.overlap, i.catch_up, i.deadline, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)), \
-             i.interval, i.since \
+             i.overlap, i.catch_up, i.deadline, i.depends_on::text[], i.interval, i.since, \
+             pg_current_xact_id() \
          FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::int4[], $9::int8[], \
-             $10::text[], $11::text[], $12::int8[], $13::jsonb[], $14::int4[], $15::timestamptz[]) \
+             $10::text[], $11::text[], $12::int8[], $13::text[], $14::int4[], $15::timestamptz[]) \
              AS i (name, kind, expression, timezone, enabled, priority, definition, overlap, catch_up, \
                    deadline, depends_on, interval, since) \
          ON CONFLICT (plugin_id, name) DO UPDATE SET \
@@ -264,7 +263,8 @@ fn upsert_tasks(
              definition_id = EXCLUDED.definition_id, overlap = EXCLUDED.overlap, \
              catch_up = EXCLUDED.catch_up, starting_deadline_ms = EXCLUDED.starting_deadline_ms, \
              depends_on = EXCLUDED.depends_on, dynamic_interval_secs = EXCLUDED.dynamic_interval_secs, \
-             schedule_since = EXCLUDED.schedule_since, updated_at = now()",
+             schedule_since = EXCLUDED.schedule_since, updated_at = now(), \
+             changed_xid = EXCLUDED.changed_xid",
     )
     .bind::<Int8, _>(plugin_id)
     .bind::<Int8, _>(version_id)
@@ -283,7 +283,7 @@ fn upsert_tasks(
             .map(|t| t.starting_deadline_ms.map(|ms| ms as i64))
             .collect::<Vec<_>>(),
     )
-    .bind::<Array<Jsonb>, _>(&depends_on)
+    .bind::<Array<Text>, _>(&depends_on)
     .bind::<Array<Nullable<Int4>>, _>(specs.iter().map(interval).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(since)
     .execute(tx.c())?;

@@ -72,26 +72,26 @@ pub fn read(tx: &mut Tx<'_>, known: Option<&str>, at: Option<DateTime<Utc>>) -> 
         snapshot: String,
         #[diesel(sql_type = diesel::sql_types::Bool)]
         changed: bool,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        previous: Option<DateTime<Utc>>,
     }
     let head: Head = diesel::sql_query(
-        "SELECT COALESCE($2, clock_timestamp()) AS now, pg_current_snapshot()::text AS snapshot, \
+        "WITH head AS (SELECT COALESCE($2, clock_timestamp()) AS now) \
+         SELECT head.now, pg_current_snapshot()::text AS snapshot, \
              $1::text IS NULL OR EXISTS (SELECT 1 FROM tasks \
                  WHERE changed_xid >= pg_snapshot_xmin($1::pg_snapshot) \
-                 AND NOT pg_visible_in_snapshot(changed_xid, $1::pg_snapshot)) AS changed",
+                 AND NOT pg_visible_in_snapshot(changed_xid, $1::pg_snapshot)) AS changed, \
+             (SELECT max(received_at) FROM pulses \
+              WHERE kind = 'pulse' AND complete AND received_at < head.now) AS previous \
+         FROM head",
     )
     .bind::<Nullable<Text>, _>(known)
     .bind::<Nullable<Timestamptz>, _>(at)
     .get_result(tx.c())?;
-    let previous = pulses::table
-        .filter(pulses::kind.eq("pulse"))
-        .filter(pulses::complete.eq(true))
-        .filter(pulses::received_at.lt(head.now))
-        .select(diesel::dsl::max(pulses::received_at))
-        .first(tx.c())?;
     let tasks = head.changed.then(|| schedulable_tasks(tx)).transpose()?;
     Ok(PulseRead {
         now: head.now,
-        previous,
+        previous: head.previous,
         snapshot: head.snapshot,
         tasks,
     })
