@@ -8,14 +8,12 @@ use serde_json::Value;
 
 use crate::dependencies::queue_directly;
 use crate::recovery::{event, runs_of, server_with};
-use crate::support::{component, eventually, Server, TestDb};
+use crate::support::{component, eventually, recorded_in, Server, TestDb};
 
 /// The run a pulse recorded for `task`, in any of its lists.
 fn recorded<'a>(pulse: &'a Value, task: &str) -> &'a Value {
-    ["claimed", "skipped", "missed"]
-        .iter()
-        .flat_map(|list| pulse[*list].as_array().unwrap())
-        .filter(|r| r["task"] == task)
+    recorded_in(pulse, task)
+        .into_iter()
         .max_by_key(|r| r["scheduled_for"].as_str().unwrap_or("").to_string())
         .unwrap_or_else(|| panic!("no run of {task} in {pulse}"))
 }

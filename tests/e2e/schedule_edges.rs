@@ -7,19 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::RunQueryDsl;
-use serde_json::Value;
 
 use crate::recovery::{server_with, time};
-use crate::support::{component, eventually, Server, TestDb};
-
-/// Every run a pulse recorded for `task`, whatever became of it.
-fn recorded<'a>(pulse: &'a Value, task: &str) -> Vec<&'a Value> {
-    ["claimed", "skipped", "missed"]
-        .iter()
-        .flat_map(|list| pulse[*list].as_array().unwrap())
-        .filter(|r| r["task"] == task)
-        .collect()
-}
+use crate::support::{component, eventually, recorded_in, Server, TestDb};
 
 fn push(server: &Server, fixture: &str) {
     let (status, body) = server.push(&component(fixture));
@@ -31,7 +21,7 @@ fn enable_and_pulse(server: &Server, fixture: &str) {
     let before: DateTime<Utc> = Utc::now();
     push(server, fixture);
     let pulse = server.pulse();
-    for run in recorded(&pulse, "flip") {
+    for run in recorded_in(&pulse, "flip") {
         assert!(
             time(&run["scheduled_for"]) > before,
             "{fixture}: an occurrence from before the task was enabled: {run}\n{pulse}"

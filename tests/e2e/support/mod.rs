@@ -58,6 +58,16 @@ pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Every run a pulse's answer lists for `task`, whatever became of it
+/// (claimed, skipped or missed).
+pub fn recorded_in<'a>(pulse: &'a serde_json::Value, task: &str) -> Vec<&'a serde_json::Value> {
+    ["claimed", "skipped", "missed"]
+        .iter()
+        .flat_map(|list| pulse[*list].as_array().into_iter().flatten())
+        .filter(|r| r["task"] == task)
+        .collect()
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
