@@ -151,7 +151,7 @@ impl Config {
                 .into_iter()
                 .map(PathBuf::from)
                 .collect(),
-            lease: millis(&get, "PULSEHOST_LEASE_MS", 30_000)?,
+            lease: std::time::Duration::from_millis(positive(&get, "PULSEHOST_LEASE_MS", 30_000)?),
             catch_up_max: number(&get, "PULSEHOST_CATCH_UP_MAX", 100)?.clamp(1, 100_000) as usize,
             on_time: millis(&get, "PULSEHOST_ON_TIME_MS", 90_000)?,
             pulse_wait_max: millis(&get, "PULSEHOST_PULSE_WAIT_MAX_MS", 900_000)?,
