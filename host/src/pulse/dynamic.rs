@@ -17,7 +17,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use super::due::Verdict;
 use super::{Candidate, PulseProblem, Pulser, TaskSet};
 use crate::spec::{RunContext, RunOutcome};
-use crate::store::pulses::{self, LastOutcome, SchedulableTask};
+use crate::store::asks::{self, LastOutcome};
+use crate::store::pulses::SchedulableTask;
 use crate::store::{plugins, StoreResult};
 
 /// Beyond the call deadline, how long a pulse waits for its dynamic answers.
@@ -97,9 +98,9 @@ async fn questions(
         .db
         .run(move |tx| {
             Ok((
-                pulses::asked_at(tx, &ids)?,
-                pulses::last_outcomes(tx, &ids)?,
-                pulses::version_shas(tx, &versions)?,
+                asks::asked_at(tx, &ids)?,
+                asks::last_outcomes(tx, &ids)?,
+                asks::version_shas(tx, &versions)?,
             ))
         })
         .await?;

@@ -101,7 +101,7 @@ pub(super) async fn second(
     pulser
         .db
         .run(move |tx| {
-            pulses::mark_asked(tx, &batch.asked, report.received_at)?;
+            crate::store::asks::mark_asked(tx, &batch.asked, report.received_at)?;
             claim(tx, &batch, &mut report)?;
             save(tx, &mut report, keyed, clock, true)?;
             Ok(report)
