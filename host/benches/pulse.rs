@@ -154,12 +154,16 @@ fn cron_task(i: usize) -> TaskSpec {
 }
 
 fn plugins() -> PluginHost {
-    PluginHost::new(Limits {
-        max_component_bytes: 64 << 20,
-        memory_bytes: 64 << 20,
-        call_timeout: CALL_DEADLINE,
-        max_manifest_bytes: 64 << 20,
-    })
+    PluginHost::new(
+        Limits {
+            max_component_bytes: 64 << 20,
+            memory_bytes: 64 << 20,
+            call_timeout: CALL_DEADLINE,
+            max_manifest_bytes: 64 << 20,
+            cache_bytes: 512 << 20,
+        },
+        None,
+    )
     .unwrap()
 }
 
@@ -188,11 +192,20 @@ async fn variant(v: Variant) -> Timing {
     // Every schedule takes effect on a whole second, so each later whole second
     // makes exactly one slot of each every-second task due.
     let t0: DateTime<Utc> = Utc::now().duration_trunc(chrono::Duration::seconds(1)).unwrap();
+    let sha = pulsehost::plugin::sha256_hex(&component);
     support::register(&db, "bench", tasks, component, t0).await;
     let host = plugins();
     let mut pulser = Pulser::new(db.clone(), host.clone(), config());
-    // Round 0 compiles the component and fills the caches; it is not timed.
+    // Round 0 starts loading the component and fills the caches; it is not
+    // timed, and the rounds wait until the component is ready.
     pulse_once(&pulser, t0 + chrono::Duration::seconds(1)).await;
+    while v.dynamic > 0 || v.sleeper {
+        match host.readiness(&sha) {
+            pulsehost::plugin::Readiness::Ready => break,
+            pulsehost::plugin::Readiness::Failed(e) => panic!("the bench component failed: {e}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
     let (mut pulses, mut claims) = (Vec::new(), Vec::new());
     for round in 2..=ROUNDS + 1 {
         if v.cold {
@@ -296,6 +309,7 @@ async fn upload() -> (Vec<f64>, f64) {
                 component: b"bench",
                 wit_package: "bench",
                 manifest: &manifest,
+                keep_versions: 10,
             };
             pulsehost::pulse::register(tx, &new)
         })

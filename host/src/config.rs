@@ -57,6 +57,14 @@ pub struct Config {
     pub max_manifest_bytes: usize,
     /// How long an `Idempotency-Key` is remembered (`PULSEHOST_IDEMPOTENCY_WINDOW_MS`).
     pub idempotency_window: Duration,
+    /// Where compiled components are kept (`PULSEHOST_COMPILED_DIR`, default
+    /// `<data dir>/compiled`).
+    pub compiled_dir: PathBuf,
+    /// Machine code of compiled components kept in memory (`PULSEHOST_PLUGIN_CACHE_BYTES`).
+    pub plugin_cache_bytes: usize,
+    /// Versions per plugin whose component bytes are kept (`PULSEHOST_KEEP_VERSIONS`);
+    /// older ones are pruned, never the active one's.
+    pub keep_versions: u32,
 }
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
@@ -93,6 +101,11 @@ pub const DEFAULT_MAX_TASKS_PER_PLUGIN: u64 = 10_000;
 /// Default cap on a plugin's description as JSON: ten thousand tasks with
 /// short scripts fit; a 20 MB description does not.
 pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// Default machine code kept in memory: a few dozen Rust plugins and several
+/// Python ones (each ~60 MB compiled).
+pub const DEFAULT_PLUGIN_CACHE_BYTES: u64 = 512 << 20;
+/// Default number of versions per plugin whose bytes are kept for rollback.
+pub const DEFAULT_KEEP_VERSIONS: u64 = 10;
 /// Default memory of an `Idempotency-Key`: a day, as hosted crons retry within minutes.
 pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
@@ -113,9 +126,10 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .collect()
         };
+        let data_dir = PathBuf::from(get("PULSEHOST_DATA_DIR").unwrap_or_else(|| "./.pulsehost".into()));
         Ok(Config {
             listen: get("PULSEHOST_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
-            data_dir: PathBuf::from(get("PULSEHOST_DATA_DIR").unwrap_or_else(|| "./.pulsehost".into())),
+            data_dir: data_dir.clone(),
             database_url: get("DATABASE_URL"),
             tokens: Tokens {
                 admin: get("PULSEHOST_ADMIN_TOKEN"),
@@ -176,6 +190,13 @@ impl Config {
                 "PULSEHOST_IDEMPOTENCY_WINDOW_MS",
                 DEFAULT_IDEMPOTENCY_WINDOW_MS,
             )?,
+            compiled_dir: get("PULSEHOST_COMPILED_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| data_dir.join("compiled")),
+            plugin_cache_bytes: positive(&get, "PULSEHOST_PLUGIN_CACHE_BYTES", DEFAULT_PLUGIN_CACHE_BYTES)?
+                as usize,
+            keep_versions: positive(&get, "PULSEHOST_KEEP_VERSIONS", DEFAULT_KEEP_VERSIONS)?
+                .min(u64::from(u32::MAX)) as u32,
         })
     }
 }

@@ -12,10 +12,12 @@
 //! * [`exec`] — one native process: spawn, kill, capture, venvs
 //! * [`store`] — Diesel, migrations, the embedded PostgreSQL
 //!
-//! [`cli`] is the `pulsehost` command; [`config`] and [`spec`] are shared.
+//! [`cli`] is the `pulsehost` command; [`author`] its local commands for plugin
+//! authors (new, build, check); [`config`] and [`spec`] are shared.
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod author;
 pub mod cli;
 pub mod config;
 pub mod exec;

@@ -45,17 +45,22 @@ async fn pulser(url: &str, tasks: Vec<TaskSpec>, since: DateTime<Utc>) -> (Db, P
             component: b"sim",
             wit_package: "sim",
             manifest: &manifest,
+            keep_versions: 10,
         };
         register_version(tx, &new, &since)
     })
     .await
     .unwrap();
-    let plugins = PluginHost::new(Limits {
-        max_component_bytes: 1 << 20,
-        memory_bytes: 64 << 20,
-        call_timeout: Duration::from_secs(1),
-        max_manifest_bytes: 1 << 20,
-    })
+    let plugins = PluginHost::new(
+        Limits {
+            max_component_bytes: 1 << 20,
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(1),
+            max_manifest_bytes: 1 << 20,
+            cache_bytes: 64 << 20,
+        },
+        None,
+    )
     .unwrap();
     let config = PulseConfig {
         catch_up_max: 100,

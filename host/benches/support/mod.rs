@@ -96,6 +96,7 @@ pub async fn register(
             component: &component,
             wit_package: "bench",
             manifest: &manifest,
+            keep_versions: 10,
         };
         register_version(tx, &new, &since)
     })

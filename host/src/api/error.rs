@@ -64,6 +64,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::Refused(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message.clone()),
             StoreError::Unavailable(_) | StoreError::Conflict(_) => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::new(
@@ -94,6 +95,10 @@ impl From<PluginError> for ApiError {
             PluginError::NotWasm => ApiError::new(StatusCode::BAD_REQUEST, "not_wasm", message),
             PluginError::CoreModule => ApiError::new(StatusCode::BAD_REQUEST, "not_a_component", message),
             PluginError::Compile(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message),
+            PluginError::UnsupportedImports { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_imports", message)
+            }
+            PluginError::NotReady => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message),
             PluginError::WrongWorld(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_world", message)
             }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub rules: Rules,
     /// Largest accepted upload.
     pub max_plugin_bytes: usize,
+    /// Versions per plugin whose component bytes are kept.
+    pub keep_versions: u32,
     /// Evaluates pulses.
     pub pulser: Arc<crate::pulse::Pulser>,
     /// Longest a `?wait=true` pulse holds its answer.
@@ -69,6 +71,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(health))
     .route("/v1/plugins", web::post().to(plugins::upload))
     .route("/v1/plugins", web::get().to(plugins::list))
+    .route("/v1/plugins/{name}", web::delete().to(plugins::retire))
+    .route(
+        "/v1/plugins/{name}/versions",
+        web::get().to(plugins::list_versions),
+    )
+    .route(
+        "/v1/plugins/{name}/versions/{version}/activate",
+        web::post().to(plugins::activate),
+    )
     .route("/v1/tasks", web::get().to(history::tasks))
     .route("/v1/tasks/{id}", web::get().to(history::task))
     .route("/v1/tasks/{id}/run", web::post().to(manage::trigger))

@@ -1,22 +1,86 @@
-//! `POST /v1/plugins` (upload a component) and `GET /v1/plugins`.
+//! Plugins and their versions: `POST /v1/plugins` (upload a component),
+//! `GET /v1/plugins`, `GET /v1/plugins/{name}/versions`,
+//! `POST /v1/plugins/{name}/versions/{n}/activate` and `DELETE /v1/plugins/{name}`.
+
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::auth::{require, Role};
 use super::{ApiError, AppState};
-use crate::plugin::{PluginError, WIT_PACKAGE};
+use crate::plugin::{sha256_hex, PluginError, WIT_PACKAGE};
 use crate::pulse;
-use crate::store::plugins::{self, NewPluginVersion};
+use crate::store::plugins::{self, NewPluginVersion, RegisteredVersion};
+use crate::store::versions;
 
-/// Validates an uploaded component completely, then records it as a new version.
+/// Validates an uploaded component completely, then records it as a new
+/// version (201). Bytes identical to a stored version return that version
+/// (200), made active if it was not, without compiling anything.
 pub async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
-    mut body: web::Payload,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
-    let limit = state.max_plugin_bytes;
+    let bytes = read_body(body, state.max_plugin_bytes).await?;
+    let sha256 = sha256_hex(&bytes);
+    let sha = sha256.clone();
+    let identical = state
+        .db
+        .run(move |tx| {
+            let Some(stored) = versions::find_by_sha(tx, &sha)? else {
+                return Ok(None);
+            };
+            match (stored.pruned, stored.active) {
+                (true, _) => Ok(None),
+                (false, true) => Ok(Some((
+                    pulse::activate(tx, &stored.plugin, stored.version)?,
+                    false,
+                ))),
+                (false, false) => Ok(Some((pulse::activate(tx, &stored.plugin, stored.version)?, true))),
+            }
+        })
+        .await?;
+    if let Some((registered, activated)) = identical {
+        pulse::warm::start(&state.db, &state.plugins, &sha256, registered.version_id);
+        tracing::info!(plugin = %registered.plugin, version = registered.version, activated, "identical upload");
+        return Ok(HttpResponse::Ok().json(answer(&registered, &sha256, activated)));
+    }
+    let inspected = state.plugins.inspect(Arc::clone(&bytes), &state.rules).await?;
+    let keep_versions = state.keep_versions;
+    let recorded = state
+        .db
+        .run(move |tx| {
+            let new = NewPluginVersion {
+                sha256: &inspected.sha256,
+                component: &bytes,
+                wit_package: WIT_PACKAGE,
+                manifest: &inspected.manifest,
+                keep_versions,
+            };
+            pulse::register(tx, &new)
+        })
+        .await;
+    let registered = match recorded {
+        Ok(registered) => registered,
+        Err(e) => {
+            state.plugins.discard(&sha256);
+            return Err(e.into());
+        }
+    };
+    state.plugins.keep(&sha256);
+    tracing::info!(plugin = %registered.plugin, version = registered.version, tasks = registered.tasks.len(), "plugin registered");
+    let status = if registered.created {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(answer(&registered, &sha256, !registered.created)))
+}
+
+/// Reads the upload, refusing more than `limit` bytes as soon as it passes it.
+async fn read_body(mut body: web::Payload, limit: usize) -> Result<Arc<[u8]>, ApiError> {
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the upload failed: {e}")))?;
@@ -34,38 +98,75 @@ pub async fn upload(
             "the body is empty: send the component's bytes (Content-Type: application/wasm)",
         ));
     }
-    let bytes: std::sync::Arc<[u8]> = std::sync::Arc::from(&bytes[..]);
-    let inspected = state
-        .plugins
-        .inspect(std::sync::Arc::clone(&bytes), &state.rules)
-        .await?;
-    let sha256 = inspected.sha256.clone();
-    let registered = state
-        .db
-        .run(move |tx| {
-            let new = NewPluginVersion {
-                sha256: &inspected.sha256,
-                component: &bytes,
-                wit_package: WIT_PACKAGE,
-                manifest: &inspected.manifest,
-            };
-            pulse::register(tx, &new)
-        })
-        .await?;
-    tracing::info!(plugin = %registered.plugin, version = registered.version, tasks = registered.tasks.len(), "plugin registered");
-    Ok(HttpResponse::Created().json(serde_json::json!({
+    Ok(Arc::from(&bytes[..]))
+}
+
+/// The body answering an upload or an activation.
+fn answer(registered: &RegisteredVersion, sha256: &str, activated: bool) -> serde_json::Value {
+    serde_json::json!({
         "plugin": registered.plugin,
         "plugin_id": registered.plugin_id,
         "version": registered.version,
         "version_id": registered.version_id,
         "sha256": sha256,
         "tasks": registered.tasks,
-    })))
+        "created": registered.created,
+        "activated": activated,
+    })
 }
 
-/// Every plugin and its active version.
+/// Every plugin in service and its active version.
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let plugins = state.db.run(plugins::list_plugins).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "plugins": plugins })))
+}
+
+/// Every version of a plugin, newest first.
+pub async fn list_versions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Read)?;
+    let name = name.into_inner();
+    let plugin = name.clone();
+    let versions = state.db.run(move |tx| versions::list(tx, &plugin)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "plugin": name, "versions": versions })))
+}
+
+/// Makes version `n` of a plugin the active one, in one transaction.
+pub async fn activate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Admin)?;
+    let (name, version) = path.into_inner();
+    let (registered, sha256) = state
+        .db
+        .run(move |tx| {
+            let registered = pulse::activate(tx, &name, version)?;
+            let sha = versions::lock_version(tx, &name, version)?.sha256;
+            Ok((registered, sha))
+        })
+        .await?;
+    pulse::warm::start(&state.db, &state.plugins, &sha256, registered.version_id);
+    tracing::info!(plugin = %registered.plugin, version = registered.version, "plugin version activated");
+    Ok(HttpResponse::Ok().json(answer(&registered, &sha256, true)))
+}
+
+/// Retires a plugin: its tasks stop being due; versions and history stay.
+pub async fn retire(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Admin)?;
+    let name = name.into_inner();
+    let plugin = name.clone();
+    let retired = state.db.run(move |tx| versions::retire(tx, &plugin)).await?;
+    tracing::info!(plugin = %name, retired, "plugin retired");
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "plugin": name, "retired": true, "was_retired": !retired })))
 }

@@ -59,6 +59,11 @@ impl Client {
         self.send(self.request("POST", path, need), Some(Vec::new()))
     }
 
+    /// DELETE a resource.
+    pub fn delete(&self, path: &str, need: Need) -> anyhow::Result<serde_json::Value> {
+        self.send(self.request("DELETE", path, need), None)
+    }
+
     /// POST raw bytes.
     pub fn post_bytes(&self, path: &str, body: Vec<u8>, need: Need) -> anyhow::Result<serde_json::Value> {
         self.send(

@@ -3,9 +3,8 @@
 
 mod client;
 mod output;
+mod plugin;
 mod serve;
-
-use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -26,9 +25,10 @@ enum Command {
     Serve,
     /// Apply database migrations to DATABASE_URL and exit.
     Migrate,
-    /// Upload and list plugins.
+    /// Plugins: write, build and check your own; push, list, version, roll
+    /// back and remove them on a server.
     #[command(subcommand)]
-    Plugin(PluginCommand),
+    Plugin(plugin::PluginCommand),
     /// List tasks, or run one now.
     Tasks(TasksArgs),
     /// Send a pulse: claim and start whatever is due now.
@@ -36,17 +36,6 @@ enum Command {
     /// Run history.
     #[command(subcommand)]
     Runs(RunsCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Upload a component (.wasm) as a new version of its plugin.
-    Push {
-        /// Path of the component.
-        file: PathBuf,
-    },
-    /// List plugins and their active versions.
-    List,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +93,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Serve => serve::serve(),
         Command::Migrate => serve::migrate(),
+        Command::Plugin(command) => plugin::run(command, cli.json),
         command => client::Client::from_env().and_then(|c| run_client(&c, command, cli.json)),
     };
     match result {
@@ -118,12 +108,6 @@ pub fn main() -> i32 {
 fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Result<()> {
     use client::Need;
     let (value, render): (serde_json::Value, fn(&serde_json::Value) -> String) = match command {
-        Command::Plugin(PluginCommand::Push { file }) => {
-            let bytes =
-                std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            (c.post_bytes("/v1/plugins", bytes, Need::Admin)?, output::pushed)
-        }
-        Command::Plugin(PluginCommand::List) => (c.get("/v1/plugins", Need::Read)?, output::plugins),
         Command::Tasks(TasksArgs { action: None }) => (c.get("/v1/tasks", Need::Read)?, output::tasks),
         Command::Tasks(TasksArgs {
             action: Some(TasksCommand::Run { id }),
@@ -163,7 +147,9 @@ fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Resul
         Command::Runs(RunsCommand::Show { id }) => {
             (c.get(&format!("/v1/runs/{id}"), Need::Read)?, output::run)
         }
-        Command::Serve | Command::Migrate => unreachable!("handled before a client is built"),
+        Command::Serve | Command::Migrate | Command::Plugin(_) => {
+            unreachable!("handled before a client is built")
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);

@@ -27,12 +27,88 @@ fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
 
 /// `plugin push`.
 pub fn pushed(v: &Value) -> String {
+    let what = match (v["created"].as_bool(), v["activated"].as_bool()) {
+        (Some(false), Some(true)) => "identical to a stored version; activated",
+        (Some(false), _) => "identical to the active version; nothing changed",
+        _ => "pushed",
+    };
     format!(
-        "pushed {} version {} (sha256 {}), tasks: {}\n",
+        "{what}: {} version {} (sha256 {}), tasks: {}\n",
         s(&v["plugin"]),
         s(&v["version"]),
         s(&v["sha256"]),
         s(&v["tasks"])
+    )
+}
+
+/// `plugin rollback`.
+pub fn activated(v: &Value) -> String {
+    format!(
+        "{} version {} is active, tasks: {}\n",
+        s(&v["plugin"]),
+        s(&v["version"]),
+        s(&v["tasks"])
+    )
+}
+
+/// `plugin remove`.
+pub fn retired(v: &Value) -> String {
+    format!(
+        "{} retired: its tasks are no longer due (history and versions stay; \
+         `pulsehost plugin rollback {} --to N` brings it back)\n",
+        s(&v["plugin"]),
+        s(&v["plugin"])
+    )
+}
+
+/// `plugin versions`.
+pub fn versions(v: &Value) -> String {
+    let names = |c: &Value, key: &str| {
+        let list: Vec<String> = items(c, key).map(s).collect();
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{}{}",
+                &key[..1].replace('a', "+").replace('r', "-").replace('c', "~"),
+                list.join(",")
+            )
+        }
+    };
+    let rows = items(v, "versions").map(|r| {
+        let changes = ["added", "removed", "changed"]
+            .iter()
+            .map(|k| names(&r["changes"], k))
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        vec![
+            s(&r["version"]),
+            if r["active"] == Value::Bool(true) {
+                "*".into()
+            } else {
+                String::new()
+            },
+            s(&r["declared_version"]),
+            r["sha256"]
+                .as_str()
+                .map(|h| h.chars().take(12).collect())
+                .unwrap_or_default(),
+            s(&r["size_bytes"]),
+            s(&r["uploaded_at"]),
+            if r["pruned"] == Value::Bool(true) {
+                "pruned".into()
+            } else {
+                String::new()
+            },
+            changes,
+        ]
+    });
+    table(
+        &[
+            "VERSION", "ACTIVE", "DECLARED", "SHA256", "BYTES", "UPLOADED", "STATE", "CHANGES",
+        ],
+        rows,
     )
 }
 

@@ -43,12 +43,16 @@ pub fn serve() -> anyhow::Result<()> {
     if config.tokens.admin.is_none() {
         config.tokens.admin = Some(generated_admin_token(&config.data_dir)?);
     }
-    let plugins = PluginHost::new(Limits {
-        max_component_bytes: config.max_plugin_bytes,
-        memory_bytes: config.plugin_memory_bytes,
-        call_timeout: config.plugin_call_timeout,
-        max_manifest_bytes: config.max_manifest_bytes,
-    })?;
+    let plugins = PluginHost::new(
+        Limits {
+            max_component_bytes: config.max_plugin_bytes,
+            memory_bytes: config.plugin_memory_bytes,
+            call_timeout: config.plugin_call_timeout,
+            max_manifest_bytes: config.max_manifest_bytes,
+            cache_bytes: config.plugin_cache_bytes,
+        },
+        Some(config.compiled_dir.clone()),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         crate::exec::reaper::start();
@@ -61,6 +65,7 @@ pub fn serve() -> anyhow::Result<()> {
             .await
             .map_err(|e| std::io::Error::other(format!("cannot register this host: {e}")))?;
         let draining = Arc::new(AtomicBool::new(false));
+        crate::pulse::warm::active(db.clone(), plugins.clone());
         let state = AppState {
             db: db.clone(),
             plugins: plugins.clone(),
@@ -71,6 +76,7 @@ pub fn serve() -> anyhow::Result<()> {
                 max_tasks: config.max_tasks_per_plugin,
             },
             max_plugin_bytes: config.max_plugin_bytes,
+            keep_versions: config.keep_versions,
             draining: Arc::clone(&draining),
             pulser: Arc::new(Pulser::new(db.clone(), plugins.clone(), pulse_config(&config))),
             pulse_wait_max: config.pulse_wait_max,

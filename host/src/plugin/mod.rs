@@ -1,8 +1,14 @@
 //! Plugins: the only module that speaks wasmtime. A plugin is a WASI p2
 //! component of the `pulsehost:plugin` world. Each call gets a fresh sandboxed
 //! store (no preopened directories, no network, no inherited environment, a
-//! memory cap); compiled components are cached per sha256 as `PluginPre`, so a
-//! call after the first costs an instantiation, not a compile.
+//! memory cap).
+//!
+//! A component is compiled once: at upload, after its imports and exports were
+//! read from its bytes ([`surface`]). Its machine code is then kept on disk
+//! ([`artifacts`], keyed by sha256 and engine) and in a bounded memory cache
+//! ([`cache`]); a host that starts loads the artifacts of active versions in
+//! the background, compiling only what it has never seen. Calls never compile:
+//! a component that is not ready yet answers [`PluginError::NotReady`].
 //!
 //! Calls are async and bounded by a wall-clock deadline that holds for every
 //! kind of guest wait: the guest yields to the executor at every epoch tick
@@ -10,11 +16,15 @@
 //! futures on the host, and the deadline drops the whole call — the guest is
 //! gone within a tick of it, wherever it was waiting.
 
+mod artifacts;
+mod cache;
 mod convert;
+mod error;
 mod sandbox;
+pub mod surface;
 pub mod validate;
 
-use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +33,12 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::spec::Manifest;
+pub use cache::Readiness;
+pub use error::PluginError;
 pub use validate::{Problem, Rules};
 
+use artifacts::{ArtifactDir, Found};
+use cache::{Begin, Cache};
 use sandbox::SandboxState;
 
 mod bindings {
@@ -40,86 +54,6 @@ pub const WIT_PACKAGE: &str = "pulsehost:plugin@0.1.0";
 
 /// How often the epoch advances; a call's deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Magic bytes of every wasm binary.
-const WASM_MAGIC: &[u8; 4] = b"\0asm";
-
-/// Why a component was refused or a call failed. Every message says what to do.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PluginError {
-    /// Larger than the upload cap.
-    #[error("the component is {size} bytes; the limit is {limit} bytes (PULSEHOST_MAX_PLUGIN_BYTES)")]
-    TooLarge {
-        /// Its size.
-        size: usize,
-        /// The cap.
-        limit: usize,
-    },
-    /// Not WebAssembly at all.
-    #[error(
-        "the body is not WebAssembly (no \\0asm header): upload the .wasm component built from your plugin"
-    )]
-    NotWasm,
-    /// A core module, not a component.
-    #[error(
-        "this is a core WebAssembly module, not a component: build for wasm32-wasip2, or wrap the module \
-         with the WASI preview1 adapter (see plugins/README.md)"
-    )]
-    CoreModule,
-    /// wasmtime could not compile it.
-    #[error("the component does not compile: {0}")]
-    Compile(String),
-    /// It does not implement the world.
-    #[error("the component does not implement the {WIT_PACKAGE} `plugin` world: {0}")]
-    WrongWorld(String),
-    /// The call ran past its deadline.
-    #[error(
-        "{call}() did not return within {} ms (stopped after {} ms)",
-        timeout.as_millis(),
-        elapsed.as_millis()
-    )]
-    Timeout {
-        /// The export.
-        call: &'static str,
-        /// The deadline.
-        timeout: Duration,
-        /// How long it ran until it was stopped.
-        elapsed: Duration,
-    },
-    /// The call tried to use more memory than allowed.
-    #[error("{call}() exceeded the plugin memory limit of {limit} bytes (PULSEHOST_PLUGIN_MEMORY_BYTES)")]
-    OutOfMemory {
-        /// The export.
-        call: &'static str,
-        /// The cap.
-        limit: usize,
-    },
-    /// The call trapped.
-    #[error("{call}() trapped: {message}")]
-    Trap {
-        /// The export.
-        call: &'static str,
-        /// wasmtime's description.
-        message: String,
-    },
-    /// `describe()` described more than the host keeps.
-    #[error(
-        "the plugin's description is {size} bytes as JSON; the limit is {limit} bytes \
-         (PULSEHOST_MAX_MANIFEST_BYTES): shorten descriptions and scripts, or split the plugin"
-    )]
-    ManifestTooLarge {
-        /// Its size.
-        size: usize,
-        /// The cap.
-        limit: usize,
-    },
-    /// `describe()` returned an error.
-    #[error("describe() returned an error: {0}")]
-    Described(String),
-    /// The manifest breaks the rules.
-    #[error("the plugin's description has {} problem(s)", .0.len())]
-    Invalid(Vec<Problem>),
-}
 
 /// A component that passed inspection.
 #[derive(Debug, Clone)]
@@ -141,31 +75,39 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// Largest manifest (as JSON) a plugin may describe.
     pub max_manifest_bytes: usize,
+    /// Machine code kept in memory (least recently used dropped beyond it).
+    pub cache_bytes: usize,
 }
 
 /// A compiled and linked component, ready to instantiate.
 type Pre = bindings::PluginPre<SandboxState>;
 
-/// A component in the cache: compiled, or being compiled (every caller waits
-/// for the one compile).
-#[derive(Clone)]
-enum Compiled {
-    Ready(Pre),
-    Pending(tokio::sync::watch::Receiver<Option<Result<Pre, PluginError>>>),
+/// Reads a component's bytes (from PostgreSQL) when it must be compiled;
+/// `None` when they are gone.
+pub type FetchBytes = Box<dyn FnOnce() -> Result<Option<Vec<u8>>, String> + Send>;
+
+/// Where a preparation gets the component from when no artifact is on disk.
+enum Source {
+    /// The bytes of an upload: a failed upload leaves nothing behind.
+    Upload(Arc<[u8]>),
+    /// Bytes fetched on demand: the artifact is persisted once compiled.
+    Stored(FetchBytes),
 }
 
-/// The engine, linker and compiled-component cache shared by all calls.
+/// The engine, linker and compiled-component caches shared by all calls.
 #[derive(Clone)]
 pub struct PluginHost {
     engine: Engine,
     linker: Arc<Linker<SandboxState>>,
-    cache: Arc<Mutex<HashMap<String, Compiled>>>,
+    cache: Arc<Mutex<Cache>>,
+    artifacts: Option<ArtifactDir>,
     limits: Limits,
 }
 
 impl PluginHost {
-    /// Builds the engine and starts the epoch ticker thread.
-    pub fn new(limits: Limits) -> anyhow::Result<Self> {
+    /// Builds the engine and starts the epoch ticker thread. Compiled
+    /// components are persisted under `artifact_dir` (None: memory only).
+    pub fn new(limits: Limits, artifact_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
         let engine = Engine::new(&config)?;
@@ -181,10 +123,12 @@ impl PluginHost {
                     std::thread::sleep(EPOCH_TICK);
                 }
             })?;
+        let artifacts = artifact_dir.map(|dir| ArtifactDir::new(dir, &engine));
         Ok(PluginHost {
+            cache: Arc::new(Mutex::new(Cache::new(limits.cache_bytes))),
             engine,
             linker: Arc::new(linker),
-            cache: Arc::default(),
+            artifacts,
             limits,
         })
     }
@@ -194,68 +138,77 @@ impl PluginHost {
         self.limits.call_timeout
     }
 
-    /// Checks an upload end to end: size, header, compile, world, `describe()`
-    /// inside the sandbox, then every task against `rules`.
+    /// Where the compiled artifact of `sha256` lives on disk, if anywhere.
+    pub fn artifact_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.artifacts.as_ref().map(|a| a.path(sha256))
+    }
+
+    /// Checks an upload end to end: size, header, imports and exports, one
+    /// compile, `describe()` inside the sandbox, then every task against
+    /// `rules`. The compiled component stays provisional until [`Self::keep`]
+    /// (the upload was recorded) or [`Self::discard`].
     pub async fn inspect(&self, bytes: Arc<[u8]>, rules: &Rules) -> Result<Inspected, PluginError> {
+        let (sha256, manifest) = self.describe(bytes).await?;
+        let problems = validate::manifest(&manifest, rules);
+        if !problems.is_empty() {
+            self.discard(&sha256);
+            return Err(PluginError::Invalid(problems));
+        }
+        Ok(Inspected { sha256, manifest })
+    }
+
+    /// Everything [`Self::inspect`] does but the validation of the tasks: the
+    /// sha256 and what `describe()` returned (provisionally compiled).
+    pub async fn describe(&self, bytes: Arc<[u8]>) -> Result<(String, Manifest), PluginError> {
         if bytes.len() > self.limits.max_component_bytes {
             return Err(PluginError::TooLarge {
                 size: bytes.len(),
                 limit: self.limits.max_component_bytes,
             });
         }
+        surface::check(&bytes)?;
         let sha256 = sha256_hex(&bytes);
-        let pre = self.prepare(&sha256, bytes).await?;
-        let mut store = sandbox::store(&self.engine, self.limits.memory_bytes);
-        let started = Instant::now();
-        let result = {
-            let call = async {
-                let plugin = pre.instantiate_async(&mut store).await?;
-                plugin.call_describe(&mut store).await
-            };
-            tokio::time::timeout(self.limits.call_timeout, call).await
-        };
-        sandbox::log_output(&store, "describe");
-        let manifest = self.outcome("describe", started, result)?;
-        let manifest = convert::manifest(manifest.map_err(PluginError::Described)?);
-        let size = serde_json::to_vec(&manifest)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > self.limits.max_manifest_bytes {
-            return Err(PluginError::ManifestTooLarge {
-                size,
-                limit: self.limits.max_manifest_bytes,
-            });
+        let pre = self.prepare(&sha256, Source::Upload(bytes)).await?;
+        let described = self.call_describe(&pre).await;
+        if described.is_err() {
+            self.discard(&sha256);
         }
-        let problems = validate::manifest(&manifest, rules);
-        if !problems.is_empty() {
-            return Err(PluginError::Invalid(problems));
-        }
-        Ok(Inspected { sha256, manifest })
+        described.map(|manifest| (sha256, manifest))
     }
 
-    /// True when the component with `sha256` is compiled and linked here.
-    pub fn is_prepared(&self, sha256: &str) -> bool {
-        self.cached(sha256).is_some()
+    /// The upload of `sha256` was recorded: its compiled component stays, and
+    /// its artifact is written to disk (in the background).
+    pub fn keep(&self, sha256: &str) {
+        self.lock().confirm(sha256);
+        let (Some(artifacts), Some(pre)) = (self.artifacts.clone(), self.lock().ready(sha256)) else {
+            return;
+        };
+        let sha = sha256.to_string();
+        tokio::task::spawn_blocking(move || persist(&artifacts, &sha, pre.instance_pre().component()));
+    }
+
+    /// The upload of `sha256` was not recorded: forgets what it compiled.
+    pub fn discard(&self, sha256: &str) {
+        self.lock().forget_provisional(sha256);
+    }
+
+    /// Where the component `sha256` stands on this host.
+    pub fn readiness(&self, sha256: &str) -> Readiness {
+        self.lock().readiness(sha256)
+    }
+
+    /// Makes `sha256` ready: from memory, from its artifact on disk, or by
+    /// compiling the bytes `fetch` reads (then persisting the artifact). One
+    /// preparation per component runs at a time; others wait for it.
+    pub async fn warm(&self, sha256: &str, fetch: FetchBytes) -> Result<(), PluginError> {
+        self.prepare(sha256, Source::Stored(fetch)).await.map(drop)
     }
 
     /// Asks a dynamic schedule whether its task is due, within the call
-    /// deadline. `bytes` are the component's, needed only when it is not
-    /// compiled here yet.
-    pub async fn should_run(
-        &self,
-        sha256: &str,
-        bytes: Option<Arc<[u8]>>,
-        ctx: &crate::spec::RunContext,
-    ) -> Result<bool, PluginError> {
-        let pre = match (self.cached(sha256), bytes) {
-            (Some(pre), _) => pre,
-            (None, Some(bytes)) => self.prepare(sha256, bytes).await?,
-            (None, None) => {
-                return Err(PluginError::Compile(format!(
-                    "component {sha256} is not compiled on this host and its bytes were not given"
-                )))
-            }
-        };
+    /// deadline. A component that is not ready here answers
+    /// [`PluginError::NotReady`] at once: warm it and ask again later.
+    pub async fn should_run(&self, sha256: &str, ctx: &crate::spec::RunContext) -> Result<bool, PluginError> {
+        let pre = self.lock().ready(sha256).ok_or(PluginError::NotReady)?;
         let ctx = convert::run_context(ctx);
         let mut store = sandbox::store(&self.engine, self.limits.memory_bytes);
         let started = Instant::now();
@@ -267,73 +220,113 @@ impl PluginHost {
             tokio::time::timeout(self.limits.call_timeout, call).await
         };
         sandbox::log_output(&store, "should-run");
-        self.outcome("should-run", started, result)
+        self.outcome("should-run", started, result, &store)
     }
 
-    fn cached(&self, sha256: &str) -> Option<Pre> {
-        match self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(sha256) {
-            Some(Compiled::Ready(pre)) => Some(pre.clone()),
-            _ => None,
+    /// Calls `describe()` and checks the size of what it says.
+    async fn call_describe(&self, pre: &Pre) -> Result<Manifest, PluginError> {
+        let mut store = sandbox::store(&self.engine, self.limits.memory_bytes);
+        let started = Instant::now();
+        let result = {
+            let call = async {
+                let plugin = pre.instantiate_async(&mut store).await?;
+                plugin.call_describe(&mut store).await
+            };
+            tokio::time::timeout(self.limits.call_timeout, call).await
+        };
+        sandbox::log_output(&store, "describe");
+        let manifest = self.outcome("describe", started, result, &store)?;
+        let manifest = convert::manifest(manifest.map_err(PluginError::Described)?);
+        let size = serde_json::to_vec(&manifest)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > self.limits.max_manifest_bytes {
+            return Err(PluginError::ManifestTooLarge {
+                size,
+                limit: self.limits.max_manifest_bytes,
+            });
         }
+        Ok(manifest)
     }
 
-    /// Compiles and links a component, or takes it from the cache. One compile
-    /// per component runs at a time, on a blocking thread, and fills the cache
-    /// there: callers that stop waiting (a pulse past its budget) leave it
-    /// running, and later callers wait for it instead of starting another.
-    async fn prepare(&self, sha256: &str, bytes: Arc<[u8]>) -> Result<Pre, PluginError> {
-        let mut pending = {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            match cache.get(sha256) {
-                Some(Compiled::Ready(pre)) => return Ok(pre.clone()),
-                Some(Compiled::Pending(pending)) => pending.clone(),
-                None => {
-                    check_header(&bytes)?;
-                    let (done, pending) = tokio::sync::watch::channel(None);
-                    cache.insert(sha256.to_string(), Compiled::Pending(pending.clone()));
-                    self.compile(sha256.to_string(), bytes, done);
-                    pending
-                }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a component from memory, or joins or starts its one preparation
+    /// on a blocking thread (which fills the cache itself: callers that stop
+    /// waiting leave it running, and later callers wait for it).
+    async fn prepare(&self, sha256: &str, source: Source) -> Result<Pre, PluginError> {
+        let upload = matches!(source, Source::Upload(_));
+        let mut waiting = match self.lock().begin(sha256, upload)? {
+            Begin::Ready(pre) => return Ok(pre),
+            Begin::Wait(waiting) => waiting,
+            Begin::Start(done) => {
+                let waiting = done.subscribe();
+                let (host, sha) = (self.clone(), sha256.to_string());
+                tokio::task::spawn_blocking(move || {
+                    let outcome = host.load(&sha, source);
+                    host.lock().finish(&sha, &outcome, upload);
+                    let _ = done.send(Some(outcome.map(|(pre, _)| pre)));
+                });
+                waiting
             }
         };
-        let outcome = pending
+        let stopped = || PluginError::Compile("the compiler stopped".into());
+        let outcome = waiting
             .wait_for(Option::is_some)
             .await
-            .map_err(|_| PluginError::Compile("the compiler stopped".into()))?
+            .map_err(|_| stopped())?
             .clone();
-        outcome.unwrap_or_else(|| Err(PluginError::Compile("the compiler stopped".into())))
+        outcome.unwrap_or_else(|| Err(stopped()))
     }
 
-    /// Compiles on a blocking thread, caches the result (forgets a failure, so
-    /// a later call may try again) and tells the waiters.
-    fn compile(
-        &self,
-        sha: String,
-        bytes: Arc<[u8]>,
-        done: tokio::sync::watch::Sender<Option<Result<Pre, PluginError>>>,
-    ) {
-        let (engine, linker, cache) = (
-            self.engine.clone(),
-            Arc::clone(&self.linker),
-            Arc::clone(&self.cache),
-        );
-        tokio::task::spawn_blocking(move || {
-            let outcome = Component::new(&engine, &bytes)
-                .map_err(|e| PluginError::Compile(format!("{e:#}")))
-                .and_then(|component| {
-                    linker
-                        .instantiate_pre(&component)
-                        .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))
-                })
-                .and_then(|pre| Pre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}"))));
-            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            match &outcome {
-                Ok(pre) => _ = cache.insert(sha, Compiled::Ready(pre.clone())),
-                Err(_) => _ = cache.remove(&sha),
+    /// Loads the artifact from disk, or compiles (and, for stored bytes,
+    /// persists); links. Returns the component with the size of its code.
+    fn load(&self, sha256: &str, source: Source) -> Result<(Pre, usize), PluginError> {
+        let loaded = match self.artifacts.as_ref().map(|a| a.load(&self.engine, sha256)) {
+            Some(Found::Loaded(component)) => Some(component),
+            Some(Found::Discarded(why)) => {
+                tracing::warn!(component = %sha256, %why, "compiled artifact discarded; compiling again");
+                None
             }
-            drop(cache);
-            let _ = done.send(Some(outcome));
-        });
+            Some(Found::Missing) | None => None,
+        };
+        let component = match (loaded, source) {
+            (Some(component), _) => component,
+            (None, Source::Upload(bytes)) => self.compile(&bytes)?,
+            (None, Source::Stored(fetch)) => {
+                let bytes = fetch()
+                    .map_err(|e| PluginError::Compile(format!("reading the component: {e}")))?
+                    .ok_or_else(|| PluginError::Compile("the component's bytes were pruned".into()))?;
+                surface::check(&bytes)?;
+                let component = self.compile(&bytes)?;
+                if let Some(artifacts) = &self.artifacts {
+                    persist(artifacts, sha256, &component);
+                }
+                component
+            }
+        };
+        let range = component.image_range();
+        let weight = (range.end as usize).saturating_sub(range.start as usize);
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(Pre::new)
+            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        Ok((pre, weight))
+    }
+
+    fn compile(&self, bytes: &[u8]) -> Result<Component, PluginError> {
+        let started = Instant::now();
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?;
+        tracing::info!(
+            bytes = bytes.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "component compiled"
+        );
+        Ok(component)
     }
 
     /// Turns a bounded call's result into the answer or the error that says why not.
@@ -342,6 +335,7 @@ impl PluginHost {
         call: &'static str,
         started: Instant,
         result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        store: &wasmtime::Store<SandboxState>,
     ) -> Result<T, PluginError> {
         match result {
             Err(_) => Err(PluginError::Timeout {
@@ -350,20 +344,26 @@ impl PluginHost {
                 elapsed: started.elapsed(),
             }),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.classify(call, started, error)),
+            Ok(Err(error)) => Err(self.classify(call, started, error, store)),
         }
     }
 
-    fn classify(&self, call: &'static str, started: Instant, error: wasmtime::Error) -> PluginError {
-        let text = format!("{error:#}");
-        if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-            if *trap == wasmtime::Trap::Interrupt {
-                return PluginError::Timeout {
-                    call,
-                    timeout: self.limits.call_timeout,
-                    elapsed: started.elapsed(),
-                };
-            }
+    fn classify(
+        &self,
+        call: &'static str,
+        started: Instant,
+        error: wasmtime::Error,
+        store: &wasmtime::Store<SandboxState>,
+    ) -> PluginError {
+        if error
+            .downcast_ref::<wasmtime::Trap>()
+            .is_some_and(|trap| *trap == wasmtime::Trap::Interrupt)
+        {
+            return PluginError::Timeout {
+                call,
+                timeout: self.limits.call_timeout,
+                elapsed: started.elapsed(),
+            };
         }
         if sandbox::hit_memory_limit(&error) {
             return PluginError::OutOfMemory {
@@ -371,23 +371,25 @@ impl PluginHost {
                 limit: self.limits.memory_bytes,
             };
         }
-        PluginError::Trap { call, message: text }
+        PluginError::Trap {
+            call,
+            message: format!("{error:#}"),
+            guest: sandbox::last_words(store),
+        }
+    }
+}
+
+/// Writes a component's artifact; a failure costs a compile at the next start.
+fn persist(artifacts: &ArtifactDir, sha256: &str, component: &Component) {
+    match artifacts.store(sha256, component) {
+        Ok(path) => tracing::info!(component = %sha256, path = %path.display(), "compiled artifact stored"),
+        Err(e) => {
+            tracing::warn!(component = %sha256, dir = %artifacts.dir().display(), error = %e, "could not store the compiled artifact")
+        }
     }
 }
 
 /// sha256 of a component's bytes, hex: how versions and compiled components are keyed.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
-    if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
-        return Err(PluginError::NotWasm);
-    }
-    // Bytes 4..8: a core module has version 1 and layer 0; a component has layer 1.
-    match bytes[6..8] {
-        [0, 0] => Err(PluginError::CoreModule),
-        [1, 0] => Ok(()),
-        _ => Err(PluginError::Compile("unknown WebAssembly binary layer".into())),
-    }
 }

@@ -74,3 +74,24 @@ pub(super) fn hit_memory_limit(error: &wasmtime::Error) -> bool {
         .chain()
         .any(|cause| cause.to_string().contains("forcing trap when growing memory"))
 }
+
+/// The last lines the guest wrote to stderr (a panic message, a traceback),
+/// at most about 1 KiB, if it wrote anything.
+pub(super) fn last_words(store: &Store<SandboxState>) -> Option<String> {
+    const KEEP: usize = 1024;
+    let bytes = store.data().stderr.contents();
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let cut = text.len().saturating_sub(KEEP);
+    let start = (cut..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    Some(if cut > 0 {
+        format!("…{}", &text[start..])
+    } else {
+        text.to_string()
+    })
+}

@@ -64,7 +64,7 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
     let names: HashSet<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
     let mut seen = HashSet::new();
     for (i, t) in m.tasks.iter().enumerate() {
-        let at = format!("tasks[{i}]");
+        let at = format!("tasks[{i}] {:?}", t.name);
         if !seen.insert(t.name.as_str()) {
             p.add(
                 &format!("{at}.name"),
@@ -79,7 +79,7 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
     check_storable(&mut p, m);
     if let Some((index, cycle)) = dependency_cycle(&m.tasks) {
         p.add(
-            &format!("tasks[{index}].depends-on"),
+            &format!("tasks[{index}] {:?}.depends-on", m.tasks[index].name),
             &format!(
                 "the tasks depend on each other in a cycle ({}), so none of them could ever start: \
                  remove one of these dependencies",
@@ -215,7 +215,7 @@ fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: 
     }
     let mut step_names = HashSet::new();
     for (s, step) in t.steps.iter().enumerate() {
-        let here = format!("{at}.steps[{s}]");
+        let here = format!("{at}.steps[{s}] {:?}", step.name);
         if step.name.trim().is_empty() || !step_names.insert(step.name.as_str()) {
             p.add(
                 &format!("{here}.name"),
@@ -289,6 +289,13 @@ fn exec(p: &mut Problems, at: &str, e: &ExecSpec, rules: &Rules) {
             p.add(&format!("{at}.stdin-json"), &format!("is not valid JSON: {err}"));
         }
     }
+}
+
+/// Why `name` cannot name a plugin or a task, if it cannot.
+pub fn name_problem(name: &str) -> Option<String> {
+    let mut p = Problems::default();
+    check_name(&mut p, "name", name);
+    p.0.pop().map(|problem| problem.message)
 }
 
 fn check_name(p: &mut Problems, field: &str, name: &str) {

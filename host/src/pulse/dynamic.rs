@@ -3,23 +3,24 @@
 //! Every due question is asked at once, under one budget for the whole pulse
 //! (the plugin call deadline plus a little): a plugin that sleeps costs a
 //! pulse one deadline, whatever the number of its tasks. A trap or timeout
-//! counts as "not due" and is reported with the pulse; a task whose plugin is
-//! still compiling when the budget runs out is reported as deferred and asked
-//! again on the next pulse.
+//! counts as "not due" and is reported with the pulse. A pulse never waits for
+//! a plugin to be loaded or compiled: a task whose component is not ready on
+//! this host is reported as deferred (its loading started in the background)
+//! and asked again on the next pulse.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::due::Verdict;
-use super::{Candidate, PulseProblem, Pulser, TaskSet};
+use super::{warm, Candidate, PulseProblem, Pulser, TaskSet};
+use crate::plugin::Readiness;
 use crate::spec::{RunContext, RunOutcome};
 use crate::store::asks::{self, LastOutcome};
 use crate::store::pulses::SchedulableTask;
-use crate::store::{plugins, StoreResult};
+use crate::store::StoreResult;
 
 /// Beyond the call deadline, how long a pulse waits for its dynamic answers.
 const BUDGET_SLACK: Duration = Duration::from_millis(50);
@@ -43,6 +44,14 @@ struct Question {
     sha: String,
 }
 
+/// Why a question was not asked on this pulse.
+enum NotAsked {
+    /// Its component is being prepared here.
+    Deferred,
+    /// Its component could not be prepared.
+    Failed(crate::plugin::PluginError),
+}
+
 /// Asks every dynamic task whose interval has passed (see the module doc).
 pub(super) async fn ask(pulser: &Pulser, set: &TaskSet, now: DateTime<Utc>) -> StoreResult<Asked> {
     let dynamic: Vec<usize> = (0..set.tasks.len())
@@ -55,22 +64,28 @@ pub(super) async fn ask(pulser: &Pulser, set: &TaskSet, now: DateTime<Utc>) -> S
     if questions.is_empty() {
         return Ok(Asked::default());
     }
-    let bytes = components(pulser, set, &questions).await?;
+    let mut unasked = HashMap::new();
+    for (q, question) in questions.iter().enumerate() {
+        match pulser.plugins.readiness(&question.sha) {
+            Readiness::Ready => {}
+            Readiness::Failed(error) => _ = unasked.insert(q, NotAsked::Failed(error)),
+            Readiness::Warming | Readiness::Absent => {
+                let version = set.tasks[question.index].plugin_version_id;
+                warm::start(&pulser.db, &pulser.plugins, &question.sha, version);
+                unasked.insert(q, NotAsked::Deferred);
+            }
+        }
+    }
     let budget = pulser.plugins.call_timeout() + BUDGET_SLACK;
     let mut pending: FuturesUnordered<_> = questions
         .iter()
         .enumerate()
-        .map(|(q, question)| {
-            let bytes = bytes.get(&question.sha).cloned();
-            async move {
-                (
-                    q,
-                    pulser
-                        .plugins
-                        .should_run(&question.sha, bytes, &question.context)
-                        .await,
-                )
-            }
+        .filter(|(q, _)| !unasked.contains_key(q))
+        .map(|(q, question)| async move {
+            (
+                q,
+                pulser.plugins.should_run(&question.sha, &question.context).await,
+            )
         })
         .collect();
     let mut answers = HashMap::new();
@@ -81,7 +96,7 @@ pub(super) async fn ask(pulser: &Pulser, set: &TaskSet, now: DateTime<Utc>) -> S
     })
     .await;
     drop(pending);
-    Ok(collect(set, &questions, answers, budget))
+    Ok(collect(set, &questions, answers, unasked, budget))
 }
 
 /// The questions due now: dynamic tasks whose interval passed since they were
@@ -149,38 +164,12 @@ fn context(
     }
 }
 
-/// The component bytes of the plugins not compiled on this host yet.
-async fn components(
-    pulser: &Pulser,
-    set: &TaskSet,
-    questions: &[Question],
-) -> StoreResult<HashMap<String, Arc<[u8]>>> {
-    let mut missing: Vec<(String, i64)> = questions
-        .iter()
-        .filter(|q| !pulser.plugins.is_prepared(&q.sha))
-        .map(|q| (q.sha.clone(), set.tasks[q.index].plugin_version_id))
-        .collect();
-    missing.sort();
-    missing.dedup_by(|a, b| a.0 == b.0);
-    if missing.is_empty() {
-        return Ok(HashMap::new());
-    }
-    pulser
-        .db
-        .run(move |tx| {
-            missing
-                .into_iter()
-                .map(|(sha, version)| Ok((sha, Arc::from(plugins::component(tx, version)?.1))))
-                .collect()
-        })
-        .await
-}
-
 /// Turns the answers into candidates, asked tasks and problems.
 fn collect(
     set: &TaskSet,
     questions: &[Question],
     mut answers: HashMap<usize, Result<bool, crate::plugin::PluginError>>,
+    mut unasked: HashMap<usize, NotAsked>,
     budget: Duration,
 ) -> Asked {
     let mut asked = Asked::default();
@@ -207,11 +196,16 @@ fn collect(
                 asked.asked.push(task.id);
                 asked.problems.push(problem(error.to_string()));
             }
-            None => asked.problems.push(problem(format!(
-                "deferred: no answer within the pulse's budget of {} ms (the plugin is still being prepared); \
-                 asked again on the next pulse",
-                budget.as_millis()
-            ))),
+            None => asked.problems.push(problem(match unasked.remove(&q) {
+                Some(NotAsked::Deferred) => "deferred: the plugin is still being prepared on this host \
+                    (loaded from its compiled cache or compiled); asked again on the next pulse"
+                    .to_string(),
+                Some(NotAsked::Failed(error)) => format!("the plugin could not be prepared: {error}"),
+                None => format!(
+                    "no answer within the pulse's budget of {} ms; asked again on the next pulse",
+                    budget.as_millis()
+                ),
+            })),
         }
     }
     asked

@@ -14,6 +14,7 @@ pub mod due;
 mod dynamic;
 mod record;
 mod schedules;
+pub mod warm;
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,7 +28,7 @@ use crate::store::{Db, StoreResult};
 use due::Verdict;
 
 pub use record::{trigger, Triggered};
-pub use schedules::{effective_since, register};
+pub use schedules::{activate, effective_since, register};
 
 /// Skip reason recorded when the previous run of a task is still going.
 pub const PREVIOUS_INSTANCE_RUNNING: &str = "previous_instance_running";

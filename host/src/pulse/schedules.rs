@@ -12,7 +12,7 @@ use super::{Candidate, PulseConfig};
 use crate::spec::{CatchUp, Schedule, TaskSpec};
 use crate::store::plugins::{self, ExistingTask, NewPluginVersion, RegisteredVersion};
 use crate::store::pulses::SchedulableTask;
-use crate::store::{StoreResult, Tx};
+use crate::store::{versions, StoreError, StoreResult, Tx};
 
 /// Parsed cron schedules by task id.
 #[derive(Default)]
@@ -116,18 +116,52 @@ fn catch_up(stored: &str) -> CatchUp {
 /// Records an uploaded version and makes it active, each task's schedule
 /// taking effect as [`effective_since`] says (in the caller's transaction).
 pub fn register(tx: &mut Tx<'_>, new: &NewPluginVersion<'_>) -> StoreResult<RegisteredVersion> {
-    let existing: HashMap<String, ExistingTask> = plugins::existing_tasks(tx, &new.manifest.name)?
+    let since = since_for(tx, &new.manifest.name, &new.manifest.tasks)?;
+    plugins::register_version(tx, new, &since)
+}
+
+/// Makes version `version` of `plugin` the active one (a rollback, or a roll
+/// forward), with the same schedule semantics as an upload of it; brings a
+/// retired plugin back. Refused when the version's bytes were pruned.
+pub fn activate(tx: &mut Tx<'_>, plugin: &str, version: i32) -> StoreResult<RegisteredVersion> {
+    let stored = versions::lock_version(tx, plugin, version)?;
+    if stored.pruned {
+        return Err(StoreError::Refused(format!(
+            "the component of version {version} of plugin {plugin} was pruned (only the newest \
+             PULSEHOST_KEEP_VERSIONS keep their bytes): upload that component again to restore it"
+        )));
+    }
+    let (manifest, definitions) = versions::definitions(tx, &stored)?;
+    let since = since_for(tx, plugin, &manifest.tasks)?;
+    plugins::make_active(
+        tx,
+        stored.plugin_id,
+        stored.version_id,
+        &manifest.tasks,
+        &definitions,
+        &since,
+    )?;
+    Ok(RegisteredVersion {
+        plugin_id: stored.plugin_id,
+        plugin: stored.plugin,
+        version_id: stored.version_id,
+        version: stored.version,
+        tasks: manifest.tasks.into_iter().map(|t| t.name).collect(),
+        created: false,
+    })
+}
+
+/// When each of `specs` takes effect against the stored tasks of `plugin`.
+fn since_for(tx: &mut Tx<'_>, plugin: &str, specs: &[TaskSpec]) -> StoreResult<Vec<DateTime<Utc>>> {
+    let existing: HashMap<String, ExistingTask> = plugins::existing_tasks(tx, plugin)?
         .into_iter()
         .map(|t| (t.name.clone(), t))
         .collect();
     let now = plugins::database_now(tx)?;
-    let since: Vec<DateTime<Utc>> = new
-        .manifest
-        .tasks
+    Ok(specs
         .iter()
         .map(|t| effective_since(existing.get(&t.name), t, now))
-        .collect();
-    plugins::register_version(tx, new, &since)
+        .collect())
 }
 
 /// When the schedule of `new` takes effect, given the stored row of the same

@@ -19,6 +19,7 @@ pub mod pulses;
 pub mod queue;
 pub mod runs;
 pub mod schema;
+pub mod versions;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -68,6 +69,9 @@ pub enum StoreError {
     /// The row asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The request contradicts what is stored; the message says what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<diesel::result::Error> for StoreError {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::models::TaskRow;
 use super::schema::{plugin_versions, plugins, task_definitions, tasks};
-use super::{StoreError, StoreResult, Tx};
+use super::{versions, StoreError, StoreResult, Tx};
 use crate::spec::{Manifest, Schedule, TaskSpec, DEFINITION_FORMAT};
 
 /// Longest description a listing shows; the rest is cut (`description_bytes`
@@ -28,6 +28,8 @@ pub struct NewPluginVersion<'a> {
     pub wit_package: &'a str,
     /// What `describe()` returned, validated.
     pub manifest: &'a Manifest,
+    /// Versions of the plugin whose bytes are kept (older ones are pruned).
+    pub keep_versions: u32,
 }
 
 /// What an upload registered.
@@ -43,6 +45,9 @@ pub struct RegisteredVersion {
     pub version: i32,
     /// The tasks now active.
     pub tasks: Vec<String>,
+    /// False when the bytes matched a version already stored, which was made
+    /// active instead of recording a new one.
+    pub created: bool,
 }
 
 /// One plugin with its active version, for listings.
@@ -133,6 +138,9 @@ pub fn database_now(tx: &mut Tx<'_>) -> StoreResult<DateTime<Utc>> {
 /// task, the tasks upserted (keeping their identity) with `since[i]` as the
 /// instant the schedule of `manifest.tasks[i]` takes effect, and tasks the
 /// version no longer describes deactivated — all in the caller's transaction.
+/// Bytes already stored as a version of the plugin (an upload that raced an
+/// identical one, or one whose bytes were pruned) make that version active
+/// instead. Old versions' bytes beyond `keep_versions` are pruned.
 pub fn register_version(
     tx: &mut Tx<'_>,
     new: &NewPluginVersion<'_>,
@@ -148,6 +156,40 @@ pub fn register_version(
         .set(plugins::name.eq(excluded(plugins::name)))
         .returning(plugins::id)
         .get_result(tx.c())?;
+    let same: Option<(i64, i32)> = plugin_versions::table
+        .filter(plugin_versions::plugin_id.eq(plugin_id))
+        .filter(plugin_versions::sha256.eq(new.sha256))
+        .select((plugin_versions::id, plugin_versions::version))
+        .first(tx.c())
+        .optional()?;
+    let (version_id, version, definitions, created) = match same {
+        Some((version_id, version)) => {
+            versions::restore_bytes(tx, version_id, new.component)?;
+            let stored = versions::lock_version(tx, &manifest.name, version)?;
+            (version_id, version, versions::definitions(tx, &stored)?.1, false)
+        }
+        None => {
+            let (version_id, version) = insert_version(tx, plugin_id, new)?;
+            let definitions = insert_definitions(tx, version_id, &manifest.tasks)?;
+            versions::record_changes(tx, version_id)?;
+            (version_id, version, definitions, true)
+        }
+    };
+    make_active(tx, plugin_id, version_id, &manifest.tasks, &definitions, since)?;
+    versions::prune(tx, plugin_id, new.keep_versions)?;
+    Ok(RegisteredVersion {
+        plugin_id,
+        plugin: manifest.name.clone(),
+        version_id,
+        version,
+        tasks: manifest.tasks.iter().map(|t| t.name.clone()).collect(),
+        created,
+    })
+}
+
+/// Inserts the version row, numbered after the plugin's newest.
+fn insert_version(tx: &mut Tx<'_>, plugin_id: i64, new: &NewPluginVersion<'_>) -> StoreResult<(i64, i32)> {
+    let manifest = new.manifest;
     let latest: Option<i32> = plugin_versions::table
         .filter(plugin_versions::plugin_id.eq(plugin_id))
         .select(diesel::dsl::max(plugin_versions::version))
@@ -164,14 +206,27 @@ pub fn register_version(
             plugin_versions::sha256.eq(new.sha256),
             plugin_versions::size_bytes.eq(new.component.len() as i64),
             plugin_versions::wit_package.eq(new.wit_package),
-            plugin_versions::component.eq(new.component),
+            plugin_versions::component.eq(Some(new.component)),
             plugin_versions::manifest.eq(&manifest_json),
         ))
         .returning(plugin_versions::id)
         .get_result(tx.c())?;
-    let definitions = insert_definitions(tx, version_id, &manifest.tasks)?;
-    upsert_tasks(tx, plugin_id, version_id, &manifest.tasks, &definitions, since)?;
-    let names: Vec<&str> = manifest.tasks.iter().map(|t| t.name.as_str()).collect();
+    Ok((version_id, version))
+}
+
+/// Makes version `version_id` (describing `specs`, defined by `definitions`)
+/// the active one of plugin `plugin_id`, which is back in service if it was
+/// retired: its tasks upserted with `since`, every other task deactivated.
+pub fn make_active(
+    tx: &mut Tx<'_>,
+    plugin_id: i64,
+    version_id: i64,
+    specs: &[TaskSpec],
+    definitions: &[i64],
+    since: &[DateTime<Utc>],
+) -> StoreResult<()> {
+    upsert_tasks(tx, plugin_id, version_id, specs, definitions, since)?;
+    let names: Vec<&str> = specs.iter().map(|t| t.name.as_str()).collect();
     diesel::update(tasks::table)
         .filter(tasks::plugin_id.eq(plugin_id))
         .filter(tasks::active.eq(true))
@@ -179,15 +234,12 @@ pub fn register_version(
         .set((tasks::active.eq(false), tasks::updated_at.eq(diesel::dsl::now)))
         .execute(tx.c())?;
     diesel::update(plugins::table.find(plugin_id))
-        .set(plugins::active_version_id.eq(version_id))
+        .set((
+            plugins::active_version_id.eq(version_id),
+            plugins::retired_at.eq(None::<DateTime<Utc>>),
+        ))
         .execute(tx.c())?;
-    Ok(RegisteredVersion {
-        plugin_id,
-        plugin: manifest.name.clone(),
-        version_id,
-        version,
-        tasks: names.iter().map(|s| s.to_string()).collect(),
-    })
+    Ok(())
 }
 
 /// One definition row per task, taken apart by PostgreSQL from the manifest
@@ -296,7 +348,8 @@ pub fn list_plugins(tx: &mut Tx<'_>) -> StoreResult<Vec<PluginSummary>> {
         "SELECT p.id, p.name, v.version, v.declared_version, left(v.description, $1) AS description, \
                 octet_length(v.description) AS description_bytes, v.sha256, v.size_bytes, \
                 v.created_at AS uploaded_at \
-         FROM plugins p JOIN plugin_versions v ON v.id = p.active_version_id ORDER BY p.name",
+         FROM plugins p JOIN plugin_versions v ON v.id = p.active_version_id \
+         WHERE p.retired_at IS NULL ORDER BY p.name",
     )
     .bind::<Int4, _>(LISTED_DESCRIPTION_CHARS)
     .load(tx.c())?)
@@ -324,12 +377,23 @@ pub fn get_task(tx: &mut Tx<'_>, id: i64) -> StoreResult<(String, TaskRow, serde
         .ok_or_else(|| StoreError::NotFound(format!("task {id}")))
 }
 
-/// The component bytes and sha256 of a plugin version.
-pub fn component(tx: &mut Tx<'_>, version_id: i64) -> StoreResult<(String, Vec<u8>)> {
+/// The component bytes of a plugin version; `None` when they were pruned.
+pub fn component(tx: &mut Tx<'_>, version_id: i64) -> StoreResult<Option<Vec<u8>>> {
     plugin_versions::table
         .find(version_id)
-        .select((plugin_versions::sha256, plugin_versions::component))
+        .select(plugin_versions::component)
         .first(tx.c())
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("plugin version {version_id}")))
+}
+
+/// `(version id, sha256)` of every active version of a plugin in service,
+/// newest upload first.
+pub fn active_components(tx: &mut Tx<'_>) -> StoreResult<Vec<(i64, String)>> {
+    Ok(plugins::table
+        .inner_join(plugin_versions::table.on(plugin_versions::id.nullable().eq(plugins::active_version_id)))
+        .filter(plugins::retired_at.is_null())
+        .order(plugin_versions::created_at.desc())
+        .select((plugin_versions::id, plugin_versions::sha256))
+        .load(tx.c())?)
 }

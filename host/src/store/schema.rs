@@ -10,6 +10,7 @@ diesel::table! {
         name -> Text,
         active_version_id -> Nullable<Int8>,
         created_at -> Timestamptz,
+        retired_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -23,9 +24,11 @@ diesel::table! {
         sha256 -> Text,
         size_bytes -> Int8,
         wit_package -> Text,
-        component -> Bytea,
+        component -> Nullable<Bytea>,
         manifest -> Jsonb,
         created_at -> Timestamptz,
+        pruned_at -> Nullable<Timestamptz>,
+        changes -> Jsonb,
     }
 }
 

@@ -20,6 +20,7 @@
 
 mod count;
 mod fields;
+mod zones;
 
 use std::collections::VecDeque;
 use std::iter::Peekable;
@@ -56,7 +57,12 @@ impl CronSchedule {
             None => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| {
                 CronError(format!(
-                    "unknown time zone {name:?}: use an IANA name such as \"Europe/Berlin\" or \"UTC\""
+                    "unknown time zone {name:?}: use an IANA name; nearest: {}",
+                    zones::nearest(name)
+                        .iter()
+                        .map(|z| format!("{z:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })?,
         };

@@ -1,4 +1,4 @@
-//! The Debian path: Debian's Rust (1.96, with its library source) compiles the
+//! The Debian path for Rust plugins: Debian's Rust (1.96, with its library source) compiles the
 //! plugins and their `std` for `wasm32-wasip1`, linked by `wasm-ld-19` against
 //! Debian's wasi-libc. `plugins/README.md` describes the setup.
 
