@@ -65,3 +65,59 @@ fn a_cli_error_explains_itself_and_exits_non_zero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot reach pulsehost"), "{stderr}");
 }
+
+#[test]
+fn versions_rollback_and_remove_through_the_cli() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    for fixture in ["fixture-toggle-off", "fixture-toggle-on"] {
+        let path = component_path(fixture);
+        let pushed = cli(&server, &["plugin", "push", path.to_str().unwrap()]);
+        assert!(pushed.starts_with("pushed: toggle"), "{pushed}");
+    }
+    let again = cli(
+        &server,
+        &[
+            "plugin",
+            "push",
+            component_path("fixture-toggle-on").to_str().unwrap(),
+        ],
+    );
+    assert!(again.contains("identical to the active version"), "{again}");
+
+    let versions = cli(&server, &["plugin", "versions", "toggle"]);
+    let lines: Vec<&str> = versions.lines().collect();
+    assert!(
+        lines[0].contains("VERSION") && lines[0].contains("CHANGES"),
+        "{versions}"
+    );
+    assert!(
+        lines[1].trim_start().starts_with("2") && lines[1].contains('*'),
+        "newest and active first: {versions}"
+    );
+    assert!(lines[1].contains("~flip"), "version 2 changed flip: {versions}");
+    assert!(
+        lines[2].contains("+flip,stay"),
+        "version 1 added both: {versions}"
+    );
+
+    let rolled = cli(&server, &["plugin", "rollback", "toggle"]);
+    assert!(rolled.contains("toggle version 1 is active"), "{rolled}");
+    let forward = cli(&server, &["plugin", "rollback", "toggle", "--to", "2"]);
+    assert!(forward.contains("toggle version 2 is active"), "{forward}");
+
+    let removed = cli(&server, &["plugin", "remove", "toggle"]);
+    assert!(removed.contains("toggle retired"), "{removed}");
+    let listed = cli(&server, &["plugin", "list"]);
+    assert!(!listed.contains("toggle"), "{listed}");
+    let json = cli(&server, &["--json", "plugin", "versions", "toggle"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        json["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["active"] == false),
+        "{json}"
+    );
+}

@@ -61,7 +61,14 @@ fn bad_uploads() -> Vec<(&'static str, Vec<u8>, u16, &'static str, &'static str)
             component("fixture-trap"),
             422,
             "plugin_trapped",
-            "describe() trapped",
+            "describe() trapped (wasm trap: wasm `unreachable` instruction executed); the plugin said: thread",
+        ),
+        (
+            "describe traps, in its own words",
+            component("fixture-trap"),
+            422,
+            "plugin_trapped",
+            "fixture-trap: describe always panics",
         ),
         (
             "describe loops",

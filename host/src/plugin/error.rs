@@ -71,7 +71,7 @@ pub enum PluginError {
         limit: usize,
     },
     /// The call trapped.
-    #[error("{call}() trapped: {message}{}", guest.as_ref().map(|g| format!("; the plugin said: {g}")).unwrap_or_default())]
+    #[error("{call}() trapped ({message}){}", guest.as_ref().map(|g| format!("; the plugin said: {g}")).unwrap_or_default())]
     Trap {
         /// The export.
         call: &'static str,

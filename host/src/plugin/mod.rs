@@ -371,9 +371,11 @@ impl PluginHost {
                 limit: self.limits.memory_bytes,
             };
         }
+        // The root cause (`wasm trap: …`) without wasmtime's backtrace of
+        // unnamed functions; the guest's own words say more.
         PluginError::Trap {
             call,
-            message: format!("{error:#}"),
+            message: error.root_cause().to_string(),
             guest: sandbox::last_words(store),
         }
     }
