@@ -73,7 +73,7 @@ fn versions_rollback_and_remove_through_the_cli() {
     for fixture in ["fixture-toggle-off", "fixture-toggle-on"] {
         let path = component_path(fixture);
         let pushed = cli(&server, &["plugin", "push", path.to_str().unwrap()]);
-        assert!(pushed.starts_with("pushed: toggle"), "{pushed}");
+        assert!(pushed.starts_with("pushed toggle"), "{pushed}");
     }
     let again = cli(
         &server,

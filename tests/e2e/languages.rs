@@ -63,7 +63,7 @@ fn from_nothing_to_a_run(lang: &str) {
     let db = TestDb::new();
     let server = Server::start(&db.url);
     let pushed = pulsehost(&project, Some(&server), &["plugin", "push", &component]);
-    assert!(pushed.contains(&format!("pushed: {name} version 1")), "{pushed}");
+    assert!(pushed.contains(&format!("pushed {name} version 1")), "{pushed}");
     let pulse = server.pulse();
     let asked = recorded_in(&pulse, "catch-up");
     assert_eq!(

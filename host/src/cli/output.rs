@@ -28,12 +28,12 @@ fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
 /// `plugin push`.
 pub fn pushed(v: &Value) -> String {
     let what = match (v["created"].as_bool(), v["activated"].as_bool()) {
-        (Some(false), Some(true)) => "identical to a stored version; activated",
-        (Some(false), _) => "identical to the active version; nothing changed",
+        (Some(false), Some(true)) => "identical to a stored version, now active:",
+        (Some(false), _) => "identical to the active version, nothing changed:",
         _ => "pushed",
     };
     format!(
-        "{what}: {} version {} (sha256 {}), tasks: {}\n",
+        "{what} {} version {} (sha256 {}), tasks: {}\n",
         s(&v["plugin"]),
         s(&v["version"]),
         s(&v["sha256"]),
