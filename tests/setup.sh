@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prerequisites of building and testing pulsehost, installed or started when
 # missing: libpq (Diesel), PostgreSQL's server binaries (the embedded-database
-# and outage tests), python3 with venv, libfaketime (clock-skew tests), and a
-# PostgreSQL on 127.0.0.1:5432 for the tests.
+# and outage tests), python3 with venv, Node.js with npm (JavaScript plugins),
+# libfaketime (clock-skew tests), and a PostgreSQL on 127.0.0.1:5432 for the
+# tests. componentize-py (PyPI) and jco (npm) are installed by `pulsehost plugin
+# build` itself, into ~/.cache/pulsehost, the first time a test builds a plugin.
 # Sourced by tests/run and .ci/run.
 
 apt_install() {
@@ -19,6 +21,8 @@ missing=()
 [ -e /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing+=(postgresql)
 command -v python3 >/dev/null || missing+=(python3 python3-venv)
+# The JavaScript plugin test builds with jco (the build installs it with npm).
+command -v npm >/dev/null || missing+=(nodejs npm)
 # Clock-skew tests run a replica under libfaketime.
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"

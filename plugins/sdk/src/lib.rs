@@ -31,8 +31,10 @@
 //! pulsehost_sdk::export_plugin!(Hello);
 //! ```
 //!
-//! Build plugins as `cdylib` crates with `cargo build-plugins` from the root of
-//! the pulsehost repository; `plugins/README.md` explains the toolchain.
+//! A plugin is a `cdylib` crate of its own, anywhere, depending on this crate by
+//! path or git: `pulsehost plugin new NAME --lang rust` scaffolds one and
+//! `pulsehost plugin build` builds it into a component. Inside the pulsehost
+//! repository, `cargo build-plugins` builds the examples and test fixtures.
 //!
 //! The builders do not validate anything (names, cron expressions, paths): the
 //! host checks the manifest when the component is uploaded and rejects it with a
