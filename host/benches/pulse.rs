@@ -161,6 +161,7 @@ fn plugins() -> PluginHost {
             call_timeout: CALL_DEADLINE,
             max_manifest_bytes: 64 << 20,
             cache_bytes: 512 << 20,
+            pooling: false,
         },
         None,
     )

@@ -62,6 +62,8 @@ pub struct Config {
     pub compiled_dir: PathBuf,
     /// Machine code of compiled components kept in memory (`PULSEHOST_PLUGIN_CACHE_BYTES`).
     pub plugin_cache_bytes: usize,
+    /// Plugin instances come from wasmtime's pooling allocator (`PULSEHOST_PLUGIN_POOLING`).
+    pub plugin_pooling: bool,
     /// Versions per plugin whose component bytes are kept (`PULSEHOST_KEEP_VERSIONS`);
     /// older ones are pruned, never the active one's.
     pub keep_versions: u32,
@@ -104,6 +106,8 @@ pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 16 << 20;
 /// Default machine code kept in memory: a few dozen Rust plugins and several
 /// Python ones (each ~60 MB compiled).
 pub const DEFAULT_PLUGIN_CACHE_BYTES: u64 = 512 << 20;
+/// Whether plugin calls instantiate from the pooling allocator by default.
+pub const DEFAULT_PLUGIN_POOLING: bool = true;
 /// Default number of versions per plugin whose bytes are kept for rollback.
 pub const DEFAULT_KEEP_VERSIONS: u64 = 10;
 /// Default memory of an `Idempotency-Key`: a day, as hosted crons retry within minutes.
@@ -195,9 +199,27 @@ impl Config {
                 .unwrap_or_else(|| data_dir.join("compiled")),
             plugin_cache_bytes: positive(&get, "PULSEHOST_PLUGIN_CACHE_BYTES", DEFAULT_PLUGIN_CACHE_BYTES)?
                 as usize,
+            plugin_pooling: flag(&get, "PULSEHOST_PLUGIN_POOLING", DEFAULT_PLUGIN_POOLING)?,
             keep_versions: positive(&get, "PULSEHOST_KEEP_VERSIONS", DEFAULT_KEEP_VERSIONS)?
                 .min(u64::from(u32::MAX)) as u32,
         })
+    }
+}
+
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v == "true" || v == "1" => Ok(true),
+        Some(v) if v == "false" || v == "0" => Ok(false),
+        Some(value) => Err(ConfigError {
+            name,
+            value,
+            reason: "expected true or false".into(),
+        }),
     }
 }
 

@@ -58,6 +58,7 @@ async fn pulser(url: &str, tasks: Vec<TaskSpec>, since: DateTime<Utc>) -> (Db, P
             call_timeout: Duration::from_secs(1),
             max_manifest_bytes: 1 << 20,
             cache_bytes: 64 << 20,
+            pooling: false,
         },
         None,
     )

@@ -38,6 +38,7 @@ pub fn check(bytes: Vec<u8>) -> Result<Report> {
             call_timeout: config.plugin_call_timeout,
             max_manifest_bytes: config.max_manifest_bytes,
             cache_bytes: config.plugin_cache_bytes,
+            pooling: false,
         },
         None,
     )?;

@@ -50,6 +50,7 @@ pub fn serve() -> anyhow::Result<()> {
             call_timeout: config.plugin_call_timeout,
             max_manifest_bytes: config.max_manifest_bytes,
             cache_bytes: config.plugin_cache_bytes,
+            pooling: config.plugin_pooling,
         },
         Some(config.compiled_dir.clone()),
     )?;

@@ -77,7 +77,13 @@ pub struct Limits {
     pub max_manifest_bytes: usize,
     /// Machine code kept in memory (least recently used dropped beyond it).
     pub cache_bytes: usize,
+    /// Instantiate from wasmtime's pooling allocator (memories and tables
+    /// reserved once and reused) instead of allocating per call.
+    pub pooling: bool,
 }
+
+/// Instances the pooling allocator keeps slots for: calls in flight at once.
+const POOL_INSTANCES: u32 = 64;
 
 /// A compiled and linked component, ready to instantiate.
 type Pre = bindings::PluginPre<SandboxState>;
@@ -110,6 +116,16 @@ impl PluginHost {
     pub fn new(limits: Limits, artifact_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
+        if limits.pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_component_instances(POOL_INSTANCES)
+                .total_core_instances(POOL_INSTANCES * 8)
+                .total_memories(POOL_INSTANCES * 4)
+                .total_tables(POOL_INSTANCES * 8)
+                .total_stacks(POOL_INSTANCES)
+                .max_memory_size(limits.memory_bytes);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
