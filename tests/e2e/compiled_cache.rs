@@ -213,3 +213,33 @@ fn leb128(out: &mut Vec<u8>, mut value: usize) {
         out.push(byte | 0x80);
     }
 }
+
+#[test]
+fn the_memory_cache_is_bounded_and_a_dropped_component_comes_back_from_disk() {
+    let db = TestDb::new();
+    let server = Server::start_with(Some(&db.url), &[("PULSEHOST_PLUGIN_CACHE_BYTES", "1")]);
+    for fixture in ["fixture-dynamic", "fixture-sleepy"] {
+        let (status, body) = server.push(&component(fixture));
+        assert_eq!(status, 201, "{fixture}: {body}");
+    }
+    assert!(
+        server.log().contains("compiled component dropped from memory"),
+        "one component fits, the older one is dropped:\n{}",
+        server.log()
+    );
+    let pulse = server.pulse();
+    let errors = errors_for(&pulse, "poll");
+    assert!(errors.len() == 1 && errors[0].starts_with("deferred"), "{pulse}");
+    assert_eq!(
+        crate::support::recorded_in(&pulse, "awake").len(),
+        1,
+        "the one in memory is asked: {pulse}"
+    );
+    pulse_until_asked(&server, "poll");
+    assert_eq!(
+        server.log().matches("component compiled").count(),
+        2,
+        "loaded back from disk, not compiled:\n{}",
+        server.log()
+    );
+}
