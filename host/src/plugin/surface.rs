@@ -98,8 +98,8 @@ fn fix_for(producer: Producer) -> &'static str {
     match producer {
         Producer::ComponentizeJs => {
             "this is a componentize-js (StarlingMonkey) build, which imports wasi:http unless told not to: \
-             rebuild with `jco componentize app.js --wit wit --world-name plugin --disable all` \
-             (`pulsehost plugin build` passes it)"
+             rebuild with `componentize-js app.js --wit wit --world-name plugin --disable http fetch-event` \
+             (`pulsehost plugin build` does)"
         }
         Producer::ComponentizePy => {
             "this is a componentize-py build against another world or with extra imports: rebuild with \

@@ -1,0 +1,216 @@
+/**
+ * Builders for the processes a task runs: {@link Step}s and hook {@link Exec}s.
+ *
+ * @module pulsehost/lib/exec
+ */
+
+import { copy, instance, show, str, strings, u64 } from "./check.js";
+
+/**
+ * The options {@link Exec} and {@link Step} share. Not constructed directly:
+ * use the static methods of `Exec` and `Step`.
+ * @abstract
+ */
+class Process {
+  /** @param {{tag: string, val?: unknown}} kind the WIT `step-kind` */
+  constructor(kind) {
+    /** @private The WIT `exec-spec`, in jco's representation. */
+    this.spec = { kind, args: [], envs: [], workingDir: undefined, timeoutMs: undefined, stdinJson: undefined };
+  }
+
+  /**
+   * Appends one argument: one element of `argv`, never split or quoted. A
+   * shell script reads its arguments as `$1`, `$2`, … or `"$@"`.
+   * @param {string} arg
+   * @returns {this}
+   */
+  arg(arg) {
+    this.spec.args.push(str(arg, "arg()"));
+    return this;
+  }
+
+  /**
+   * Appends several arguments; see {@link Process#arg}.
+   * @param {Iterable<string>} args
+   * @returns {this}
+   */
+  args(args) {
+    this.spec.args.push(...strings(args, "args()"));
+    return this;
+  }
+
+  /**
+   * Sets an environment variable. The process sees only these, a small
+   * allow-list of the host's variables (PATH, HOME, LANG, TZ) and the
+   * `PULSEHOST_*` run context.
+   * @param {string} key
+   * @param {string} value
+   * @returns {this}
+   */
+  env(key, value) {
+    this.spec.envs.push([str(key, "env() key"), str(value, `env(${show(key)}) value`)]);
+    return this;
+  }
+
+  /**
+   * Sets several environment variables: an object (`{KEY: "value"}`), a `Map`
+   * or an iterable of `[key, value]` pairs; see {@link Process#env}.
+   * @param {Record<string, string> | Iterable<[string, string]>} envs
+   * @returns {this}
+   */
+  envs(envs) {
+    const iterable = envs != null && typeof envs[Symbol.iterator] === "function";
+    for (const [key, value] of iterable ? envs : Object.entries(envs ?? {})) this.env(key, value);
+    return this;
+  }
+
+  /**
+   * Runs the process in this absolute directory instead of a fresh scratch
+   * directory per run.
+   * @param {string} dir
+   * @returns {this}
+   */
+  workingDir(dir) {
+    this.spec.workingDir = str(dir, "workingDir()");
+    return this;
+  }
+
+  /**
+   * Limits the process's wall-clock time. Without it the task's timeout (or
+   * the host's default) bounds it.
+   * @param {number} ms milliseconds
+   * @returns {this}
+   */
+  timeout(ms) {
+    this.spec.timeoutMs = u64(ms, "timeout() milliseconds");
+    return this;
+  }
+
+  /**
+   * Writes `value`, serialized with `JSON.stringify`, to the process's stdin,
+   * then closes it. A string is sent as a JSON string: to send JSON text you
+   * already have, pass `JSON.parse(text)`.
+   * @param {unknown} value
+   * @returns {this}
+   */
+  stdinJson(value) {
+    const json = JSON.stringify(value);
+    if (json === undefined) throw new TypeError(`stdinJson() needs a JSON value, got ${show(value)}`);
+    this.spec.stdinJson = json;
+    return this;
+  }
+
+  /**
+   * Adds a pip requirement specifier such as `requests==2.32.3` to a Python
+   * program. Throws for other kinds of process.
+   * @param {string} requirement
+   * @returns {this}
+   */
+  requirement(requirement) {
+    if (this.spec.kind.tag !== "python") throw new Error("requirement() applies only to Python programs");
+    this.spec.kind.val.requirements.push(str(requirement, "requirement()"));
+    return this;
+  }
+
+  /** @returns {object} a copy of the WIT `exec-spec`, as jco's bindings take it. */
+  toWit() {
+    return copy(this.spec);
+  }
+}
+
+/**
+ * A process run by a task's hook (provision, background or cleanup): a shell
+ * script, a Python program or an executable, with its arguments and environment.
+ *
+ * ```js
+ * Exec.shell('mkdir -p "$1"').arg("/var/tmp/backup")
+ * ```
+ */
+export class Exec extends Process {
+  /**
+   * A shell script, run as `/bin/sh -c <script> pulsehost <args…>`.
+   * @param {string} script
+   * @returns {Exec}
+   */
+  static shell(script) {
+    return new Exec({ tag: "shell", val: str(script, "the shell script") });
+  }
+
+  /**
+   * A Python program, run by the host's interpreter in a cached virtual
+   * environment with its {@link Process#requirement requirements} installed.
+   * @param {string} source
+   * @returns {Exec}
+   */
+  static python(source) {
+    return new Exec({ tag: "python", val: { source: str(source, "the Python source"), requirements: [] } });
+  }
+
+  /**
+   * An executable, run directly (never through a shell): an absolute path to
+   * an existing file under a directory the host allows.
+   * @param {string} path
+   * @returns {Exec}
+   */
+  static binary(path) {
+    return new Exec({ tag: "binary", val: str(path, "the binary path") });
+  }
+}
+
+/**
+ * One named step of a task: a process, like {@link Exec}, with a name unique
+ * within the task. Steps run in order; the first failure ends the run.
+ *
+ * ```js
+ * Step.binary("disk-usage", "/usr/bin/du").args(["-sh", "/var/lib"])
+ * ```
+ */
+export class Step extends Process {
+  /**
+   * A step running any {@link Exec} (copied: changing `exec` later does not
+   * change the step).
+   * @param {string} name
+   * @param {Exec} exec
+   */
+  constructor(name, exec) {
+    super(instance(exec, Exec, "new Step(name, exec): exec").spec.kind);
+    this.spec = exec.toWit();
+    /** @private */
+    this.name = str(name, "the step name");
+  }
+
+  /**
+   * A step running a shell script; see {@link Exec.shell}.
+   * @param {string} name
+   * @param {string} script
+   * @returns {Step}
+   */
+  static shell(name, script) {
+    return new Step(name, Exec.shell(script));
+  }
+
+  /**
+   * A step running a Python program; see {@link Exec.python}.
+   * @param {string} name
+   * @param {string} source
+   * @returns {Step}
+   */
+  static python(name, source) {
+    return new Step(name, Exec.python(source));
+  }
+
+  /**
+   * A step running an executable; see {@link Exec.binary}.
+   * @param {string} name
+   * @param {string} path
+   * @returns {Step}
+   */
+  static binary(name, path) {
+    return new Step(name, Exec.binary(path));
+  }
+
+  /** @returns {object} the WIT `step`, as jco's bindings take it. */
+  toWit() {
+    return { name: this.name, exec: super.toWit() };
+  }
+}
