@@ -1,9 +1,10 @@
 //! Why a component was refused or a plugin call failed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::sandbox::{self, SandboxState};
 use super::validate::Problem;
-use super::WIT_PACKAGE;
+use super::{Limits, WIT_PACKAGE};
 
 /// Why a component was refused or a call failed. Every message says what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -98,4 +99,43 @@ pub enum PluginError {
     /// The manifest breaks the rules.
     #[error("the plugin's description has {} problem(s)", .0.len())]
     Invalid(Vec<Problem>),
+}
+
+/// Turns a bounded call's result into the answer or the error that says why not.
+pub(super) fn outcome<T>(
+    call: &'static str,
+    started: Instant,
+    result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    store: &wasmtime::Store<SandboxState>,
+    limits: &Limits,
+) -> Result<T, PluginError> {
+    let timeout = || PluginError::Timeout {
+        call,
+        timeout: limits.call_timeout,
+        elapsed: started.elapsed(),
+    };
+    let error = match result {
+        Err(_) => return Err(timeout()),
+        Ok(Ok(value)) => return Ok(value),
+        Ok(Err(error)) => error,
+    };
+    if error
+        .downcast_ref::<wasmtime::Trap>()
+        .is_some_and(|trap| *trap == wasmtime::Trap::Interrupt)
+    {
+        return Err(timeout());
+    }
+    if sandbox::hit_memory_limit(&error) {
+        return Err(PluginError::OutOfMemory {
+            call,
+            limit: limits.memory_bytes,
+        });
+    }
+    // The root cause (`wasm trap: …`) without wasmtime's backtrace of unnamed
+    // functions; the guest's own words say more.
+    Err(PluginError::Trap {
+        call,
+        message: error.root_cause().to_string(),
+        guest: sandbox::last_words(store),
+    })
 }

@@ -236,7 +236,7 @@ impl PluginHost {
             tokio::time::timeout(self.limits.call_timeout, call).await
         };
         sandbox::log_output(&store, "should-run");
-        self.outcome("should-run", started, result, &store)
+        error::outcome("should-run", started, result, &store, &self.limits)
     }
 
     /// Calls `describe()` and checks the size of what it says.
@@ -251,7 +251,7 @@ impl PluginHost {
             tokio::time::timeout(self.limits.call_timeout, call).await
         };
         sandbox::log_output(&store, "describe");
-        let manifest = self.outcome("describe", started, result, &store)?;
+        let manifest = error::outcome("describe", started, result, &store, &self.limits)?;
         let manifest = convert::manifest(manifest.map_err(PluginError::Described)?);
         let size = serde_json::to_vec(&manifest)
             .map(|v| v.len())
@@ -343,57 +343,6 @@ impl PluginHost {
             "component compiled"
         );
         Ok(component)
-    }
-
-    /// Turns a bounded call's result into the answer or the error that says why not.
-    fn outcome<T>(
-        &self,
-        call: &'static str,
-        started: Instant,
-        result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
-        store: &wasmtime::Store<SandboxState>,
-    ) -> Result<T, PluginError> {
-        match result {
-            Err(_) => Err(PluginError::Timeout {
-                call,
-                timeout: self.limits.call_timeout,
-                elapsed: started.elapsed(),
-            }),
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.classify(call, started, error, store)),
-        }
-    }
-
-    fn classify(
-        &self,
-        call: &'static str,
-        started: Instant,
-        error: wasmtime::Error,
-        store: &wasmtime::Store<SandboxState>,
-    ) -> PluginError {
-        if error
-            .downcast_ref::<wasmtime::Trap>()
-            .is_some_and(|trap| *trap == wasmtime::Trap::Interrupt)
-        {
-            return PluginError::Timeout {
-                call,
-                timeout: self.limits.call_timeout,
-                elapsed: started.elapsed(),
-            };
-        }
-        if sandbox::hit_memory_limit(&error) {
-            return PluginError::OutOfMemory {
-                call,
-                limit: self.limits.memory_bytes,
-            };
-        }
-        // The root cause (`wasm trap: …`) without wasmtime's backtrace of
-        // unnamed functions; the guest's own words say more.
-        PluginError::Trap {
-            call,
-            message: error.root_cause().to_string(),
-            guest: sandbox::last_words(store),
-        }
     }
 }
 
