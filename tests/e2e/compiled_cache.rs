@@ -243,3 +243,22 @@ fn the_memory_cache_is_bounded_and_a_dropped_component_comes_back_from_disk() {
         server.log()
     );
 }
+
+#[test]
+fn a_hundred_dynamic_questions_in_one_pulse_all_get_their_answer() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    let (status, body) = server.push(&component("fixture-crowd"));
+    assert_eq!(status, 201, "{body}");
+    let pulse = server.pulse();
+    assert_eq!(
+        pulse["errors"],
+        serde_json::json!([]),
+        "more calls than run at once wait their turn: {pulse}"
+    );
+    assert_eq!(
+        crate::support::recorded_in(&pulse, "slow-yes").len(),
+        1,
+        "{pulse}"
+    );
+}

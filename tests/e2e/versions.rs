@@ -193,3 +193,24 @@ fn old_bytes_are_pruned_beyond_the_newest_versions_and_an_identical_upload_resto
         "version 2 is still the newest one"
     );
 }
+
+#[test]
+fn a_plugin_removed_while_a_pulse_waits_for_its_answers_gets_no_run_from_that_pulse() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    let (status, body) = server.push(&component("fixture-crowd"));
+    assert_eq!(status, 201, "{body}");
+    let pulse = std::thread::scope(|s| {
+        let pulse = s.spawn(|| server.pulse());
+        // slow-yes answers "yes" after 700 ms; the plugin is retired meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let (status, body) = server.request("DELETE", "/v1/plugins/crowd", Some(ADMIN), None);
+        assert_eq!(status, 200, "{body}");
+        pulse.join().unwrap()
+    });
+    assert!(
+        crate::support::recorded_in(&pulse, "slow-yes").is_empty(),
+        "a retired plugin's task is not due, even for a pulse that began before: {pulse}"
+    );
+    assert_eq!(db.count("runs"), 0);
+}

@@ -94,7 +94,9 @@ impl From<PluginError> for ApiError {
             }
             PluginError::NotWasm => ApiError::new(StatusCode::BAD_REQUEST, "not_wasm", message),
             PluginError::CoreModule => ApiError::new(StatusCode::BAD_REQUEST, "not_a_component", message),
-            PluginError::Compile(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message),
+            PluginError::Compile(_) | PluginError::Malformed(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message)
+            }
             PluginError::UnsupportedImports { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_imports", message)
             }

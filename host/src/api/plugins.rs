@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
 use crate::plugin::{sha256_hex, PluginError, WIT_PACKAGE};
 use crate::pulse;
 use crate::store::plugins::{self, NewPluginVersion, RegisteredVersion};
-use crate::store::versions;
+use crate::store::{versions, StoreError};
 
 /// Validates an uploaded component completely, then records it as a new
 /// version (201). Bytes identical to a stored version return that version
@@ -32,13 +32,14 @@ pub async fn upload(
             let Some(stored) = versions::find_by_sha(tx, &sha)? else {
                 return Ok(None);
             };
-            match (stored.pruned, stored.active) {
-                (true, _) => Ok(None),
-                (false, true) => Ok(Some((
-                    pulse::activate(tx, &stored.plugin, stored.version)?,
-                    false,
-                ))),
-                (false, false) => Ok(Some((pulse::activate(tx, &stored.plugin, stored.version)?, true))),
+            if stored.pruned {
+                return Ok(None);
+            }
+            match pulse::activate(tx, &stored.plugin, stored.version) {
+                Ok(registered) => Ok(Some((registered, !stored.active))),
+                // Pruned since it was looked up: the upload restores the bytes.
+                Err(StoreError::Refused(_)) => Ok(None),
+                Err(e) => Err(e),
             }
         })
         .await?;

@@ -78,8 +78,11 @@ pub fn scaffold(name: &str, lang: Lang, dir: &Path, sdk: Option<&str>) -> Result
     if let Some(problem) = crate::plugin::validate::name_problem(name) {
         bail!("plugin name: {problem}");
     }
+    if lang == Lang::Rust && !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        bail!("plugin name {name:?}: a Rust crate name must start with a letter");
+    }
     if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} already exists and is not empty", dir.display());
+        bail!("{} already exists and is not an empty directory", dir.display());
     }
     let (entry, files) = match lang {
         Lang::Rust => ("src/lib.rs", rust_files(name, sdk)?),

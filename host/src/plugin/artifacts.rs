@@ -4,10 +4,11 @@
 //!
 //! A file is named `<component sha256>-<engine compatibility hash>.cwasm`: a
 //! host upgrade or an engine setting that changes code generation looks for
-//! another name, misses, and compiles. Its content is a header (magic and the
-//! sha256 of the artifact) followed by the artifact; a file whose checksum does
-//! not match (torn, truncated, edited) is deleted and the component compiled
-//! again. Files are written to a temporary name in the same directory, synced,
+//! another name, misses, and compiles. Its content is a header (magic, the
+//! component's sha256, the engine hash, and the sha256 of the artifact)
+//! followed by the artifact; a file whose header names another component or
+//! engine, or whose checksum does not match (torn, truncated, edited, copied
+//! under another name), is deleted and the component compiled again. Files are written to a temporary name in the same directory, synced,
 //! then renamed into place, so a reader never sees half a file.
 
 use std::hash::{Hash, Hasher};
@@ -18,10 +19,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-/// First bytes of every artifact file (format version 1).
-const MAGIC: &[u8; 8] = b"PHCWASM1";
-/// Header length: magic plus the artifact's sha256.
-const HEADER_LEN: usize = MAGIC.len() + 32;
+/// First bytes of every artifact file (format version 2).
+const MAGIC: &[u8; 8] = b"PHCWASM2";
+/// Header length: magic, component sha256 (64 hex), engine hash (16 hex), artifact sha256.
+const HEADER_LEN: usize = MAGIC.len() + 64 + 16 + 32;
 
 /// Where compiled components of one engine are kept.
 #[derive(Debug, Clone)]
@@ -73,8 +74,8 @@ impl ArtifactDir {
             let _ = std::fs::remove_file(&path);
             Found::Discarded(format!("{}: {why}", path.display()))
         };
-        let Some(artifact) = checked(&file) else {
-            return discard("checksum mismatch or truncated file".into());
+        let Some(artifact) = checked(&file, &self.identity(sha256)) else {
+            return discard("another component or engine, a checksum mismatch, or a truncated file".into());
         };
         match deserialize(engine, artifact) {
             Ok(component) => Found::Loaded(component),
@@ -89,6 +90,7 @@ impl ArtifactDir {
         let path = self.path(sha256);
         let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
         file.write_all(MAGIC)?;
+        file.write_all(&self.identity(sha256))?;
         file.write_all(&Sha256::digest(&artifact))?;
         file.write_all(&artifact)?;
         file.as_file().sync_all()?;
@@ -97,13 +99,23 @@ impl ArtifactDir {
     }
 }
 
-/// The artifact inside `file`, if its header and checksum hold.
-fn checked(file: &[u8]) -> Option<&[u8]> {
+impl ArtifactDir {
+    /// What a file must say it holds: the component's sha256 and the engine hash.
+    fn identity(&self, sha256: &str) -> Vec<u8> {
+        let mut id = format!("{sha256:0>64.64}").into_bytes();
+        id.extend_from_slice(self.engine_hash.as_bytes());
+        id
+    }
+}
+
+/// The artifact inside `file`, if its header names `identity` and its checksum holds.
+fn checked<'f>(file: &'f [u8], identity: &[u8]) -> Option<&'f [u8]> {
     if file.len() < HEADER_LEN || &file[..MAGIC.len()] != MAGIC {
         return None;
     }
-    let (digest, artifact) = file[MAGIC.len()..].split_at(32);
-    (Sha256::digest(artifact).as_slice() == digest).then_some(artifact)
+    let (id, rest) = file[MAGIC.len()..].split_at(identity.len());
+    let (digest, artifact) = rest.split_at(32);
+    (id == identity && Sha256::digest(artifact).as_slice() == digest).then_some(artifact)
 }
 
 /// Turns artifact bytes back into a component.
@@ -111,9 +123,10 @@ fn checked(file: &[u8]) -> Option<&[u8]> {
 fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: wasmtime trusts an artifact to be its own output. These bytes are:
     // this host's engine wrote them (`Component::serialize`) into a directory of
-    // its own, under a name carrying the engine's compatibility hash, and the
-    // sha256 written beside them matched just now, so they are exactly what was
-    // written. wasmtime still checks the engine and version recorded inside.
+    // its own, with a header naming the component and the engine's compatibility
+    // hash, both of which matched just now, as did the sha256 written beside
+    // them, so they are exactly what was written for this component. wasmtime
+    // still checks the engine and version recorded inside.
     unsafe { Component::deserialize(engine, artifact) }
 }
 
@@ -122,17 +135,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_is_accepted_only_with_its_own_checksum() {
+    fn a_file_is_accepted_only_for_its_own_component_engine_and_checksum() {
+        let identity = |sha: &str| {
+            let mut id = format!("{sha:0>64.64}").into_bytes();
+            id.extend_from_slice(b"0123456789abcdef");
+            id
+        };
+        let (mine, other) = (identity(&"a".repeat(64)), identity(&"b".repeat(64)));
         let artifact = b"machine code";
         let mut file = MAGIC.to_vec();
+        file.extend_from_slice(&mine);
         file.extend_from_slice(&Sha256::digest(artifact));
         file.extend_from_slice(artifact);
-        assert_eq!(checked(&file), Some(&artifact[..]));
-        let truncated = &file[..file.len() - 1];
-        assert_eq!(checked(truncated), None);
+        assert_eq!(checked(&file, &mine), Some(&artifact[..]));
+        assert_eq!(
+            checked(&file, &other),
+            None,
+            "copied under another component's name"
+        );
+        assert_eq!(checked(&file[..file.len() - 1], &mine), None);
         let mut flipped = file.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert_eq!(checked(&flipped), None);
-        assert_eq!(checked(&file[..HEADER_LEN - 1]), None);
+        assert_eq!(checked(&flipped, &mine), None);
+        assert_eq!(checked(&file[..HEADER_LEN - 1], &mine), None);
     }
 }

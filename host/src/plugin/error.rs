@@ -43,6 +43,9 @@ pub enum PluginError {
     /// The component is not ready on this host yet (a pulse never waits for it).
     #[error("the plugin is still being prepared on this host (loaded from its compiled cache or compiled)")]
     NotReady,
+    /// Its bytes do not parse as a component.
+    #[error("the component is malformed: {0}")]
+    Malformed(String),
     /// wasmtime could not compile it.
     #[error("the component does not compile: {0}")]
     Compile(String),

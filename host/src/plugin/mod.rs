@@ -82,8 +82,9 @@ pub struct Limits {
     pub pooling: bool,
 }
 
-/// Instances the pooling allocator keeps slots for: calls in flight at once.
-const POOL_INSTANCES: u32 = 64;
+/// Plugin calls in flight at once on a host; more wait for a turn (within
+/// their caller's deadline). The pooling allocator is sized for them.
+const CONCURRENT_CALLS: u32 = 16;
 
 /// A compiled and linked component, ready to instantiate.
 type Pre = bindings::PluginPre<SandboxState>;
@@ -107,6 +108,7 @@ pub struct PluginHost {
     linker: Arc<Linker<SandboxState>>,
     cache: Arc<Mutex<Cache>>,
     artifacts: Option<ArtifactDir>,
+    calls: Arc<tokio::sync::Semaphore>,
     limits: Limits,
 }
 
@@ -118,11 +120,13 @@ impl PluginHost {
         config.wasm_component_model(true).epoch_interruption(true);
         if limits.pooling {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
-            pool.total_component_instances(POOL_INSTANCES)
-                .total_core_instances(POOL_INSTANCES * 8)
-                .total_memories(POOL_INSTANCES * 4)
-                .total_tables(POOL_INSTANCES * 8)
-                .total_stacks(POOL_INSTANCES)
+            // Generous per call: a componentize-py component holds several core
+            // instances, memories and tables.
+            pool.total_component_instances(CONCURRENT_CALLS)
+                .total_core_instances(CONCURRENT_CALLS * 32)
+                .total_memories(CONCURRENT_CALLS * 16)
+                .total_tables(CONCURRENT_CALLS * 32)
+                .total_stacks(CONCURRENT_CALLS)
                 .max_memory_size(limits.memory_bytes);
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
@@ -145,6 +149,7 @@ impl PluginHost {
             engine,
             linker: Arc::new(linker),
             artifacts,
+            calls: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS as usize)),
             limits,
         })
     }
@@ -230,6 +235,7 @@ impl PluginHost {
         let started = Instant::now();
         let result = {
             let call = async {
+                let _turn = self.calls.acquire().await?;
                 let plugin = pre.instantiate_async(&mut store).await?;
                 plugin.call_should_run(&mut store, &ctx).await
             };
@@ -245,6 +251,7 @@ impl PluginHost {
         let started = Instant::now();
         let result = {
             let call = async {
+                let _turn = self.calls.acquire().await?;
                 let plugin = pre.instantiate_async(&mut store).await?;
                 plugin.call_describe(&mut store).await
             };
@@ -300,7 +307,12 @@ impl PluginHost {
     /// Loads the artifact from disk, or compiles (and, for stored bytes,
     /// persists); links. Returns the component with the size of its code.
     fn load(&self, sha256: &str, source: Source) -> Result<(Pre, usize), PluginError> {
-        let loaded = match self.artifacts.as_ref().map(|a| a.load(&self.engine, sha256)) {
+        // An upload compiles its own bytes; stored components load their artifact.
+        let from_disk = match source {
+            Source::Upload(_) => None,
+            Source::Stored(_) => self.artifacts.as_ref(),
+        };
+        let loaded = match from_disk.map(|a| a.load(&self.engine, sha256)) {
             Some(Found::Loaded(component)) => Some(component),
             Some(Found::Discarded(why)) => {
                 tracing::warn!(component = %sha256, %why, "compiled artifact discarded; compiling again");

@@ -133,9 +133,11 @@ fn read(bytes: &[u8]) -> Result<Surface, String> {
             Payload::ComponentImportSection(reader) => {
                 for import in reader {
                     let import = import.map_err(|e| e.to_string())?;
-                    // Types re-exported from an imported instance (`use types.{…}`)
-                    // are not imports of their own.
-                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                    // Types the world takes from an imported interface (`use
+                    // types.{…}`) are plain names, not imports of their own.
+                    let plain_type =
+                        matches!(import.ty, ComponentTypeRef::Type(_)) && !import.name.name.contains(':');
+                    if !plain_type {
                         surface.imports.push(import.name.name.to_string());
                     }
                 }
@@ -200,5 +202,27 @@ mod tests {
         assert!(!provided("wasi:keyvalue/store@0.2.0-draft"));
         assert!(!provided("pulsehost:plugin/types@0.2.0"));
         assert!(!provided("example:other/thing"));
+    }
+
+    #[test]
+    fn an_interface_named_type_import_is_checked_but_the_worlds_own_types_are_not() {
+        let sneaky =
+            wat::parse_str(r#"(component (import "wasi:http/types@0.2.0" (type (sub resource))))"#).unwrap();
+        match check(&sneaky) {
+            Err(PluginError::UnsupportedImports { imports, .. }) => {
+                assert_eq!(imports, vec!["wasi:http/types@0.2.0".to_string()])
+            }
+            other => panic!("expected unsupported imports, got {other:?}"),
+        }
+        let types = wat::parse_str(
+            r#"(component
+                (import "pulsehost:plugin/types@0.1.0" (instance $t (export "manifest" (type (sub resource)))))
+                (alias export $t "manifest" (type $m))
+                (import "manifest" (type (eq $m)))
+            )"#,
+        )
+        .unwrap();
+        let surface = read(&types).unwrap();
+        assert_eq!(surface.imports, vec!["pulsehost:plugin/types@0.1.0".to_string()]);
     }
 }

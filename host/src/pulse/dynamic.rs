@@ -25,6 +25,10 @@ use crate::store::StoreResult;
 /// Beyond the call deadline, how long a pulse waits for its dynamic answers.
 const BUDGET_SLACK: Duration = Duration::from_millis(50);
 
+/// The problem reported for a question not asked because its component is not ready.
+const DEFERRED: &str = "deferred: the plugin is still being prepared on this host (loaded from its \
+                        compiled cache or compiled); asked again on the next pulse";
+
 /// What asking the dynamic schedules gave.
 #[derive(Default)]
 pub(super) struct Asked {
@@ -96,6 +100,13 @@ pub(super) async fn ask(pulser: &Pulser, set: &TaskSet, now: DateTime<Utc>) -> S
     })
     .await;
     drop(pending);
+    for (q, answer) in &answers {
+        if matches!(answer, Err(crate::plugin::PluginError::NotReady)) {
+            let question = &questions[*q];
+            let version = set.tasks[question.index].plugin_version_id;
+            warm::start(&pulser.db, &pulser.plugins, &question.sha, version);
+        }
+    }
     Ok(collect(set, &questions, answers, unasked, budget))
 }
 
@@ -191,15 +202,17 @@ fn collect(
                     });
                 }
             }
+            // Dropped from memory between the readiness check and the call.
+            Some(Err(crate::plugin::PluginError::NotReady)) => {
+                asked.problems.push(problem(DEFERRED.to_string()));
+            }
             Some(Err(error)) => {
                 tracing::warn!(task.id = task.id, task = %task.name, %error, "should-run failed; the task is not due");
                 asked.asked.push(task.id);
                 asked.problems.push(problem(error.to_string()));
             }
             None => asked.problems.push(problem(match unasked.remove(&q) {
-                Some(NotAsked::Deferred) => "deferred: the plugin is still being prepared on this host \
-                    (loaded from its compiled cache or compiled); asked again on the next pulse"
-                    .to_string(),
+                Some(NotAsked::Deferred) => DEFERRED.to_string(),
                 Some(NotAsked::Failed(error)) => format!("the plugin could not be prepared: {error}"),
                 None => format!(
                     "no answer within the pulse's budget of {} ms; asked again on the next pulse",

@@ -116,6 +116,9 @@ fn catch_up(stored: &str) -> CatchUp {
 /// Records an uploaded version and makes it active, each task's schedule
 /// taking effect as [`effective_since`] says (in the caller's transaction).
 pub fn register(tx: &mut Tx<'_>, new: &NewPluginVersion<'_>) -> StoreResult<RegisteredVersion> {
+    // Versions of one plugin change one at a time: the row is locked before the
+    // stored tasks are read, so a concurrent retire or rollback is seen.
+    plugins::lock_or_create(tx, &new.manifest.name)?;
     let since = since_for(tx, &new.manifest.name, &new.manifest.tasks)?;
     plugins::register_version(tx, new, &since)
 }

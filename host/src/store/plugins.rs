@@ -147,15 +147,8 @@ pub fn register_version(
     since: &[DateTime<Utc>],
 ) -> StoreResult<RegisteredVersion> {
     let manifest = new.manifest;
-    // The upsert takes the plugin row's lock, so concurrent uploads of one plugin
-    // number their versions one after the other.
-    let plugin_id: i64 = diesel::insert_into(plugins::table)
-        .values(plugins::name.eq(&manifest.name))
-        .on_conflict(plugins::name)
-        .do_update()
-        .set(plugins::name.eq(excluded(plugins::name)))
-        .returning(plugins::id)
-        .get_result(tx.c())?;
+    // Concurrent uploads of one plugin number their versions one after the other.
+    let plugin_id = lock_or_create(tx, &manifest.name)?;
     let same: Option<(i64, i32)> = plugin_versions::table
         .filter(plugin_versions::plugin_id.eq(plugin_id))
         .filter(plugin_versions::sha256.eq(new.sha256))
@@ -185,6 +178,18 @@ pub fn register_version(
         tasks: manifest.tasks.iter().map(|t| t.name.clone()).collect(),
         created,
     })
+}
+
+/// The id of plugin `name`, created if new, its row locked for the rest of
+/// the transaction.
+pub fn lock_or_create(tx: &mut Tx<'_>, name: &str) -> StoreResult<i64> {
+    Ok(diesel::insert_into(plugins::table)
+        .values(plugins::name.eq(name))
+        .on_conflict(plugins::name)
+        .do_update()
+        .set(plugins::name.eq(excluded(plugins::name)))
+        .returning(plugins::id)
+        .get_result(tx.c())?)
 }
 
 /// Inserts the version row, numbered after the plugin's newest.

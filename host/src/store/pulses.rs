@@ -242,7 +242,8 @@ pub fn claim_and_record(
                        skip_reason, start_deadline) \
          ), claimed AS ( \
              INSERT INTO slots (task_id, scheduled_for, pulse_id, trigger) \
-             SELECT task_id, scheduled_for, $9, $10 FROM input \
+             SELECT i.task_id, i.scheduled_for, $9, $10 FROM input i \
+             JOIN tasks t ON t.id = i.task_id AND t.active AND t.definition_id = i.definition_id \
              ON CONFLICT DO NOTHING RETURNING id, task_id, scheduled_for \
          ) \
          INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, status, priority, \

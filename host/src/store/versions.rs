@@ -109,26 +109,6 @@ pub fn lock_plugin(tx: &mut Tx<'_>, plugin: &str) -> StoreResult<i64> {
         .ok_or_else(|| StoreError::NotFound(format!("plugin {plugin}")))
 }
 
-/// Number of the active version of `plugin` and of the one before it (by number).
-pub fn active_and_previous(tx: &mut Tx<'_>, plugin: &str) -> StoreResult<(i32, Option<i32>)> {
-    let plugin_id = lock_plugin(tx, plugin)?;
-    let active: Option<i32> = plugins::table
-        .inner_join(plugin_versions::table.on(plugin_versions::id.nullable().eq(plugins::active_version_id)))
-        .filter(plugins::id.eq(plugin_id))
-        .select(plugin_versions::version)
-        .first(tx.c())
-        .optional()?;
-    let active =
-        active.ok_or_else(|| StoreError::NotFound(format!("an active version of plugin {plugin}")))?;
-    let previous: Option<i32> = plugin_versions::table
-        .filter(plugin_versions::plugin_id.eq(plugin_id))
-        .filter(plugin_versions::version.lt(active))
-        .filter(plugin_versions::component.is_not_null())
-        .select(diesel::dsl::max(plugin_versions::version))
-        .first(tx.c())?;
-    Ok((active, previous))
-}
-
 /// The decoded manifest and the definition ids (in task order) of a stored version.
 pub fn definitions(tx: &mut Tx<'_>, stored: &StoredVersion) -> StoreResult<(Manifest, Vec<i64>)> {
     let manifest: Manifest = serde_json::from_value(stored.manifest.clone()).map_err(|e| {
