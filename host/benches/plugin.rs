@@ -39,7 +39,39 @@ fn main() {
     for (label, bytes, rounds) in [("rust", rust, 5), ("js", js, 3), ("python", python.clone(), 1)] {
         runtime.block_on(compile_and_load(label, Arc::from(bytes), rounds, work.path()));
     }
+    refuse_early();
     restart(&python, work.path());
+}
+
+/// Refusing a 30 MB component that imports `wasi:http`, from its bytes alone,
+/// beside hashing the same bytes (which every upload does first).
+fn refuse_early() {
+    let mut bytes = wat::parse_str(r#"(component (import "wasi:http/types@0.2.3" (instance)))"#).unwrap();
+    let padding = 30usize << 20;
+    let mut section = vec![0u8];
+    let mut len = padding + 9;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        section.push(if len == 0 { byte } else { byte | 0x80 });
+        if len == 0 {
+            break;
+        }
+    }
+    section.extend_from_slice(b"\x08padding");
+    section.resize(section.len() + padding, b' ');
+    bytes.extend_from_slice(&section);
+    let start = Instant::now();
+    let refused = pulsehost::plugin::surface::check(&bytes);
+    let check = ms(start);
+    assert!(matches!(
+        refused,
+        Err(pulsehost::plugin::PluginError::UnsupportedImports { .. })
+    ));
+    let start = Instant::now();
+    let _ = sha256_hex(&bytes);
+    let hash = ms(start);
+    println!("refuse_unsupported_imports_30mb: {check:.2} ms (target <= 100 ms; sha256 of the same bytes: {hash:.1} ms)");
 }
 
 /// Where `cargo build-plugins` puts components when the target dir is shared.
@@ -60,7 +92,9 @@ fn build(work: &Path, lang: &str) -> Vec<u8> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The tools print their own lines; the build's last line is the component's path.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = stdout.lines().last().unwrap_or_default().trim().to_string();
     std::fs::read(path).unwrap()
 }
 

@@ -35,11 +35,13 @@ fn pulsehost(dir: &Path, server: Option<&Server>, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// From nothing to a run in a pulse, in `lang`.
-fn from_nothing_to_a_run(lang: &str) {
+/// From nothing to a run in a pulse, in `lang` (`extra`: more `plugin new` arguments).
+fn from_nothing_to_a_run(lang: &str, extra: &[&str]) {
     let name = format!("hello-{lang}");
     let work = tempfile::tempdir().unwrap();
-    pulsehost(work.path(), None, &["plugin", "new", &name, "--lang", lang]);
+    let mut new = vec!["plugin", "new", &name, "--lang", lang];
+    new.extend_from_slice(extra);
+    pulsehost(work.path(), None, &new);
     let project = work.path().join(&name);
     for file in ["README.md", ".gitignore"] {
         assert!(project.join(file).is_file(), "{file} scaffolded");
@@ -84,15 +86,26 @@ fn from_nothing_to_a_run(lang: &str) {
 
 #[test]
 fn a_rust_plugin_from_nothing_to_a_run_in_three_commands() {
-    from_nothing_to_a_run("rust");
+    from_nothing_to_a_run("rust", &[]);
+}
+
+#[test]
+fn a_rust_plugin_takes_the_sdk_as_a_git_dependency() {
+    // This checkout is a git repository: its committed SDK, as any author's
+    // crate would take it from a remote.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    from_nothing_to_a_run("rust", &["--sdk", &format!("file://{}", repo.display())]);
 }
 
 #[test]
 fn a_python_plugin_from_nothing_to_a_run_in_three_commands() {
-    from_nothing_to_a_run("python");
+    from_nothing_to_a_run("python", &[]);
 }
 
 #[test]
 fn a_javascript_plugin_from_nothing_to_a_run_in_three_commands() {
-    from_nothing_to_a_run("js");
+    from_nothing_to_a_run("js", &[]);
 }

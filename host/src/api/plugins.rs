@@ -70,7 +70,7 @@ pub async fn upload(
             return Err(e.into());
         }
     };
-    state.plugins.keep(&sha256);
+    state.plugins.keep(&sha256).await;
     tracing::info!(plugin = %registered.plugin, version = registered.version, tasks = registered.tasks.len(), "plugin registered");
     let status = if registered.created {
         actix_web::http::StatusCode::CREATED

@@ -153,6 +153,9 @@ pub fn build_project(dir: &Path) -> Result<PathBuf> {
         None => dir.join("target"),
     };
     let toolchain = Toolchain::prepare()?;
+    if toolchain == Toolchain::Debian {
+        prefetch(&manifest);
+    }
     let crates = toolchain.cdylibs(&manifest, false)?;
     let crate_ = match crates.as_slice() {
         [one] => one.clone(),
@@ -175,6 +178,21 @@ pub fn build_project(dir: &Path) -> Result<PathBuf> {
     let out = dir.join(format!("{}.wasm", crate_.package));
     std::fs::write(&out, component).with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
+}
+
+/// Debian's cargo (1.96) cannot fetch git sources (its libgit2 refuses the
+/// proxy options it is given), but it builds them once fetched: rustup's
+/// cargo, when there is one, fetches the dependencies first. Best effort: a
+/// failure here shows again, explained, in the build.
+fn prefetch(manifest: &Path) {
+    let fetched = Command::new("cargo")
+        .args(["fetch", "--manifest-path"])
+        .arg(manifest)
+        .env_remove("CARGO_TARGET_DIR")
+        .status();
+    if !fetched.is_ok_and(|s| s.success()) {
+        eprintln!("note: `cargo fetch` with rustup's cargo did not succeed; Debian's cargo fetches (git sources need rustup's cargo)");
+    }
 }
 
 /// Whether rustup reports the `wasm32-wasip2` target as installed.

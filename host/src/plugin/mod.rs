@@ -198,14 +198,20 @@ impl PluginHost {
     }
 
     /// The upload of `sha256` was recorded: its compiled component stays, and
-    /// its artifact is written to disk (in the background).
-    pub fn keep(&self, sha256: &str) {
+    /// its artifact is on disk when this returns (so a host stopped right
+    /// after an upload still starts without compiling).
+    pub async fn keep(&self, sha256: &str) {
         self.lock().confirm(sha256);
         let (Some(artifacts), Some(pre)) = (self.artifacts.clone(), self.lock().ready(sha256)) else {
             return;
         };
         let sha = sha256.to_string();
-        tokio::task::spawn_blocking(move || persist(&artifacts, &sha, pre.instance_pre().component()));
+        let written =
+            tokio::task::spawn_blocking(move || persist(&artifacts, &sha, pre.instance_pre().component()))
+                .await;
+        if let Err(e) = written {
+            tracing::warn!(component = %sha256, error = %e, "storing the compiled artifact stopped");
+        }
     }
 
     /// The upload of `sha256` was not recorded: forgets what it compiled.
