@@ -49,7 +49,7 @@ fn refuse_early() {
     let mut bytes = wat::parse_str(r#"(component (import "wasi:http/types@0.2.3" (instance)))"#).unwrap();
     let padding = 30usize << 20;
     let mut section = vec![0u8];
-    let mut len = padding + 9;
+    let mut len = padding + 8;
     loop {
         let byte = (len & 0x7f) as u8;
         len >>= 7;
@@ -58,7 +58,7 @@ fn refuse_early() {
             break;
         }
     }
-    section.extend_from_slice(b"\x08padding");
+    section.extend_from_slice(b"\x07padding");
     section.resize(section.len() + padding, b' ');
     bytes.extend_from_slice(&section);
     let start = Instant::now();
