@@ -11,6 +11,8 @@
 //! The JavaScript and Python plugins are scaffolded and built with this
 //! pulsehost's own `plugin new` / `plugin build` before anything is timed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 #[path = "support/mod.rs"]
 mod support;
 

@@ -200,11 +200,13 @@ async fn variant(v: Variant) -> Timing {
     // Round 0 starts loading the component and fills the caches; it is not
     // timed, and the rounds wait until the component is ready.
     pulse_once(&pulser, t0 + chrono::Duration::seconds(1)).await;
-    while v.dynamic > 0 || v.sleeper {
-        match host.readiness(&sha) {
-            pulsehost::plugin::Readiness::Ready => break,
-            pulsehost::plugin::Readiness::Failed(e) => panic!("the bench component failed: {e}"),
-            _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+    if v.dynamic > 0 || v.sleeper {
+        loop {
+            match host.readiness(&sha) {
+                pulsehost::plugin::Readiness::Ready => break,
+                pulsehost::plugin::Readiness::Failed(e) => panic!("the bench component failed: {e}"),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
         }
     }
     let (mut pulses, mut claims) = (Vec::new(), Vec::new());

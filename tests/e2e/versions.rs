@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::support::{component, Server, TestDb, ADMIN};
 
-fn version<'a>(listed: &'a Value, number: i64) -> &'a Value {
+fn version(listed: &Value, number: i64) -> &Value {
     listed["versions"]
         .as_array()
         .unwrap()
