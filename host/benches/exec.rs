@@ -166,7 +166,7 @@ async fn measure_runs(url: &str) -> f64 {
                 start_deadline: None,
             })
             .collect();
-        claim_and_record(tx, pulse, "manual", base, &candidates)
+        claim_and_record(tx, pulse, "manual", base, &candidates, false)
     })
     .await
     .unwrap();

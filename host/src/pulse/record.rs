@@ -82,7 +82,7 @@ pub(super) async fn first(
                 replaced: Vec::new(),
                 recorded: Vec::new(),
             };
-            claim(tx, &batch, &mut report)?;
+            claim(tx, &batch, &mut report, false)?;
             save(tx, &mut report, key.is_some(), clock, complete)?;
             Ok(Some(report))
         })
@@ -102,7 +102,8 @@ pub(super) async fn second(
         .db
         .run(move |tx| {
             crate::store::asks::mark_asked(tx, &batch.asked, report.received_at)?;
-            claim(tx, &batch, &mut report)?;
+            // Answers took a while: a task retired or rolled back meanwhile is not claimed.
+            claim(tx, &batch, &mut report, true)?;
             save(tx, &mut report, keyed, clock, true)?;
             Ok(report)
         })
@@ -112,7 +113,9 @@ pub(super) async fn second(
 /// Locks the tasks whose overlap is decided here, records every candidate
 /// with its verdict, cancels what `replace` replaces, links dependencies and
 /// cascades failures to whatever waits.
-fn claim(tx: &mut Tx<'_>, batch: &Batch, report: &mut PulseReport) -> StoreResult<()> {
+/// With `live_only`, only tasks still active on the definition the pulse read
+/// are claimed.
+fn claim(tx: &mut Tx<'_>, batch: &Batch, report: &mut PulseReport, live_only: bool) -> StoreResult<()> {
     let tasks = &batch.set.tasks;
     let watched: Vec<i64> = batch
         .candidates
@@ -132,7 +135,14 @@ fn claim(tx: &mut Tx<'_>, batch: &Batch, report: &mut PulseReport) -> StoreResul
         .iter()
         .map(|c| slot_candidate(&tasks[c.task], c, &active))
         .collect();
-    let recorded = pulses::claim_and_record(tx, report.pulse_id, "schedule", report.received_at, &rows)?;
+    let recorded = pulses::claim_and_record(
+        tx,
+        report.pulse_id,
+        "schedule",
+        report.received_at,
+        &rows,
+        live_only,
+    )?;
     let index_of: HashMap<i64, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
     for run in recorded.iter().filter(|r| r.status == "queued") {
         if tasks[index_of[&run.task_id]].overlap == "replace" {
@@ -294,7 +304,7 @@ pub async fn trigger(db: &crate::store::Db, task_id: i64) -> StoreResult<Trigger
             skip_reason: skip.then(|| PREVIOUS_INSTANCE_RUNNING.to_string()),
             start_deadline: None,
         };
-        let run = pulses::claim_and_record(tx, pulse_id, "manual", now, &[candidate])?
+        let run = pulses::claim_and_record(tx, pulse_id, "manual", now, &[candidate], false)?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("a free slot for task {task_id} at {now}")))?;
         if task.overlap == "replace" {

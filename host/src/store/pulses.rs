@@ -221,13 +221,16 @@ pub struct RecordedRun {
 /// Claims slots and records their runs in one statement: the slots go in with
 /// `INSERT … ON CONFLICT DO NOTHING`, and only the ones this statement inserted
 /// get a run, so any number of concurrent pulses record each slot once. The
-/// rows travel as arrays, not as thousands of parameters.
+/// rows travel as arrays, not as thousands of parameters. With `live_only`, a
+/// candidate whose task is no longer active on the same definition (retired or
+/// rolled back since it was read) is not claimed.
 pub fn claim_and_record(
     tx: &mut Tx<'_>,
     pulse_id: i64,
     trigger: &str,
     now: DateTime<Utc>,
     candidates: &[SlotCandidate],
+    live_only: bool,
 ) -> StoreResult<Vec<RecordedRun>> {
     use diesel::sql_types::Int4;
     if candidates.is_empty() {
@@ -243,7 +246,8 @@ pub fn claim_and_record(
          ), claimed AS ( \
              INSERT INTO slots (task_id, scheduled_for, pulse_id, trigger) \
              SELECT i.task_id, i.scheduled_for, $9, $10 FROM input i \
-             JOIN tasks t ON t.id = i.task_id AND t.active AND t.definition_id = i.definition_id \
+             WHERE NOT $12 OR EXISTS (SELECT 1 FROM tasks t \
+                 WHERE t.id = i.task_id AND t.active AND t.definition_id = i.definition_id) \
              ON CONFLICT DO NOTHING RETURNING id, task_id, scheduled_for \
          ) \
          INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, status, priority, \
@@ -270,6 +274,7 @@ pub fn claim_and_record(
     .bind::<Int8, _>(pulse_id)
     .bind::<Text, _>(trigger)
     .bind::<Timestamptz, _>(now)
+    .bind::<diesel::sql_types::Bool, _>(live_only)
     .load(tx.c())?)
 }
 
