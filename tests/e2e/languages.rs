@@ -43,7 +43,12 @@ fn from_nothing_to_a_run(lang: &str, extra: &[&str]) {
     new.extend_from_slice(extra);
     pulsehost(work.path(), None, &new);
     let project = work.path().join(&name);
-    for file in ["README.md", ".gitignore"] {
+    let manifest = match lang {
+        "rust" => "Cargo.toml",
+        "python" => "pyproject.toml",
+        _ => "package.json",
+    };
+    for file in ["README.md", ".gitignore", manifest] {
         assert!(project.join(file).is_file(), "{file} scaffolded");
     }
 

@@ -63,18 +63,30 @@ const JS_SDK: [(&str, &str); 4] = [
 
 /// The files of a new Python plugin.
 pub fn python_files(name: &str) -> Vec<(String, String)> {
-    vec![(
-        PYTHON_ENTRY.into(),
-        include_str!("templates/app.py.tmpl").replace("{name}", name),
-    )]
+    vec![
+        (
+            PYTHON_ENTRY.into(),
+            include_str!("templates/app.py.tmpl").replace("{name}", name),
+        ),
+        (
+            "pyproject.toml".into(),
+            include_str!("templates/pyproject.toml.tmpl").replace("{name}", name),
+        ),
+    ]
 }
 
 /// The files of a new JavaScript plugin.
 pub fn js_files(name: &str) -> Vec<(String, String)> {
-    vec![(
-        JS_ENTRY.into(),
-        include_str!("templates/app.js.tmpl").replace("{name}", name),
-    )]
+    vec![
+        (
+            JS_ENTRY.into(),
+            include_str!("templates/app.js.tmpl").replace("{name}", name),
+        ),
+        (
+            "package.json".into(),
+            include_str!("templates/package.json.tmpl").replace("{name}", name),
+        ),
+    ]
 }
 
 /// Writes the WIT contract and both SDKs into `<dir>/.pulsehost/`.
