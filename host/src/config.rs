@@ -114,6 +114,26 @@ pub const DEFAULT_KEEP_VERSIONS: u64 = 10;
 pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 impl Config {
+    /// The limits plugin calls run under.
+    pub fn plugin_limits(&self) -> crate::plugin::Limits {
+        crate::plugin::Limits {
+            max_component_bytes: self.max_plugin_bytes,
+            memory_bytes: self.plugin_memory_bytes,
+            call_timeout: self.plugin_call_timeout,
+            max_manifest_bytes: self.max_manifest_bytes,
+            cache_bytes: self.plugin_cache_bytes,
+            pooling: self.plugin_pooling,
+        }
+    }
+
+    /// The rules an upload's tasks are checked against.
+    pub fn upload_rules(&self) -> crate::plugin::Rules {
+        crate::plugin::Rules {
+            binary_dirs: crate::exec::BinaryDirs::new(self.binary_dirs.clone()),
+            max_tasks: self.max_tasks_per_plugin,
+        }
+    }
+
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

@@ -46,7 +46,7 @@ pub async fn upload(
     if let Some((registered, activated)) = identical {
         pulse::warm::start(&state.db, &state.plugins, &sha256, registered.version_id);
         tracing::info!(plugin = %registered.plugin, version = registered.version, activated, "identical upload");
-        return Ok(HttpResponse::Ok().json(answer(&registered, &sha256, activated)));
+        return Ok(HttpResponse::Ok().json(answer(&registered, activated)));
     }
     let inspected = state.plugins.inspect(Arc::clone(&bytes), &state.rules).await?;
     let keep_versions = state.keep_versions;
@@ -77,7 +77,7 @@ pub async fn upload(
     } else {
         actix_web::http::StatusCode::OK
     };
-    Ok(HttpResponse::build(status).json(answer(&registered, &sha256, !registered.created)))
+    Ok(HttpResponse::build(status).json(answer(&registered, !registered.created)))
 }
 
 /// Reads the upload, refusing more than `limit` bytes as soon as it passes it.
@@ -103,13 +103,13 @@ async fn read_body(mut body: web::Payload, limit: usize) -> Result<Arc<[u8]>, Ap
 }
 
 /// The body answering an upload or an activation.
-fn answer(registered: &RegisteredVersion, sha256: &str, activated: bool) -> serde_json::Value {
+fn answer(registered: &RegisteredVersion, activated: bool) -> serde_json::Value {
     serde_json::json!({
         "plugin": registered.plugin,
         "plugin_id": registered.plugin_id,
         "version": registered.version,
         "version_id": registered.version_id,
-        "sha256": sha256,
+        "sha256": registered.sha256,
         "tasks": registered.tasks,
         "created": registered.created,
         "activated": activated,
@@ -144,17 +144,18 @@ pub async fn activate(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
     let (name, version) = path.into_inner();
-    let (registered, sha256) = state
+    let registered = state
         .db
-        .run(move |tx| {
-            let registered = pulse::activate(tx, &name, version)?;
-            let sha = versions::lock_version(tx, &name, version)?.sha256;
-            Ok((registered, sha))
-        })
+        .run(move |tx| pulse::activate(tx, &name, version))
         .await?;
-    pulse::warm::start(&state.db, &state.plugins, &sha256, registered.version_id);
+    pulse::warm::start(
+        &state.db,
+        &state.plugins,
+        &registered.sha256,
+        registered.version_id,
+    );
     tracing::info!(plugin = %registered.plugin, version = registered.version, "plugin version activated");
-    Ok(HttpResponse::Ok().json(answer(&registered, &sha256, true)))
+    Ok(HttpResponse::Ok().json(answer(&registered, true)))
 }
 
 /// Retires a plugin: its tasks stop being due; versions and history stay.

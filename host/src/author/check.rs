@@ -10,7 +10,7 @@ use anyhow::Result;
 use chrono::Utc;
 
 use crate::config::Config;
-use crate::plugin::{self, Limits, PluginHost, Rules};
+use crate::plugin::{self, Limits, PluginHost};
 use crate::pulse::cron::CronSchedule;
 use crate::spec::{Manifest, Schedule, TaskSpec};
 
@@ -31,21 +31,13 @@ pub struct Report {
 /// under the limits the environment sets for a server (`PULSEHOST_*`).
 pub fn check(bytes: Vec<u8>) -> Result<Report> {
     let config = Config::from_env()?;
-    let host = PluginHost::new(
-        Limits {
-            max_component_bytes: config.max_plugin_bytes,
-            memory_bytes: config.plugin_memory_bytes,
-            call_timeout: config.plugin_call_timeout,
-            max_manifest_bytes: config.max_manifest_bytes,
-            cache_bytes: config.plugin_cache_bytes,
-            pooling: false,
-        },
-        None,
-    )?;
-    let rules = Rules {
-        binary_dirs: crate::exec::BinaryDirs::new(config.binary_dirs.clone()),
-        max_tasks: config.max_tasks_per_plugin,
+    // One call at a time here: no pool to reserve.
+    let limits = Limits {
+        pooling: false,
+        ..config.plugin_limits()
     };
+    let host = PluginHost::new(limits, None)?;
+    let rules = config.upload_rules();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

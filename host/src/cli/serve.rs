@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::plugin::{Limits, PluginHost, Rules};
+use crate::plugin::PluginHost;
 use crate::pulse::{PulseConfig, Pulser};
 use crate::runner::{Runner, RunnerConfig};
 use crate::store::embedded::EmbeddedPostgres;
@@ -43,17 +43,7 @@ pub fn serve() -> anyhow::Result<()> {
     if config.tokens.admin.is_none() {
         config.tokens.admin = Some(generated_admin_token(&config.data_dir)?);
     }
-    let plugins = PluginHost::new(
-        Limits {
-            max_component_bytes: config.max_plugin_bytes,
-            memory_bytes: config.plugin_memory_bytes,
-            call_timeout: config.plugin_call_timeout,
-            max_manifest_bytes: config.max_manifest_bytes,
-            cache_bytes: config.plugin_cache_bytes,
-            pooling: config.plugin_pooling,
-        },
-        Some(config.compiled_dir.clone()),
-    )?;
+    let plugins = PluginHost::new(config.plugin_limits(), Some(config.compiled_dir.clone()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         crate::exec::reaper::start();
@@ -72,10 +62,7 @@ pub fn serve() -> anyhow::Result<()> {
             plugins: plugins.clone(),
             runner: Arc::clone(&runner),
             tokens: config.tokens.clone(),
-            rules: Rules {
-                binary_dirs: crate::exec::BinaryDirs::new(config.binary_dirs.clone()),
-                max_tasks: config.max_tasks_per_plugin,
-            },
+            rules: config.upload_rules(),
             max_plugin_bytes: config.max_plugin_bytes,
             keep_versions: config.keep_versions,
             draining: Arc::clone(&draining),

@@ -135,20 +135,24 @@ pub fn activate(tx: &mut Tx<'_>, plugin: &str, version: i32) -> StoreResult<Regi
         )));
     }
     let (manifest, definitions) = versions::definitions(tx, &stored)?;
-    let since = since_for(tx, plugin, &manifest.tasks)?;
-    plugins::make_active(
-        tx,
-        stored.plugin_id,
-        stored.version_id,
-        &manifest.tasks,
-        &definitions,
-        &since,
-    )?;
+    // The active version stays as it is: its tasks and their schedules' starts.
+    if !stored.active {
+        let since = since_for(tx, plugin, &manifest.tasks)?;
+        plugins::make_active(
+            tx,
+            stored.plugin_id,
+            stored.version_id,
+            &manifest.tasks,
+            &definitions,
+            &since,
+        )?;
+    }
     Ok(RegisteredVersion {
         plugin_id: stored.plugin_id,
         plugin: stored.plugin,
         version_id: stored.version_id,
         version: stored.version,
+        sha256: stored.sha256,
         tasks: manifest.tasks.into_iter().map(|t| t.name).collect(),
         created: false,
     })

@@ -43,6 +43,8 @@ pub struct RegisteredVersion {
     pub version_id: i64,
     /// 1, 2, 3… per plugin.
     pub version: i32,
+    /// sha256 of its component.
+    pub sha256: String,
     /// The tasks now active.
     pub tasks: Vec<String>,
     /// False when the bytes matched a version already stored, which was made
@@ -175,6 +177,7 @@ pub fn register_version(
         plugin: manifest.name.clone(),
         version_id,
         version,
+        sha256: new.sha256.to_string(),
         tasks: manifest.tasks.iter().map(|t| t.name.clone()).collect(),
         created,
     })
