@@ -18,6 +18,7 @@ mod executor;
 mod input_limits;
 mod languages;
 mod leftovers;
+mod operators;
 mod outages;
 mod overlap_races;
 mod plugin_deadlines;

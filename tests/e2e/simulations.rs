@@ -199,6 +199,8 @@ fn every_column_the_host_compiles_against_exists_after_the_migrations() {
         hook_failures,
         task_definitions,
         dynamic_asks,
-        hosts
+        hosts,
+        run_stats,
+        task_marks
     );
 }

@@ -6,15 +6,11 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{require, Role};
-use super::{ApiError, AppState};
+use super::{filters, ApiError, AppState};
+use crate::store::history::{self, RunListing};
 use crate::store::models::{RunEventRow, StepExecutionRow};
 use crate::store::plugins as plugin_store;
-use crate::store::runs::{self, RunFilter, RunListing};
-
-/// Largest page of runs.
-const MAX_PAGE: i64 = 500;
-/// Page size when none is asked for.
-const DEFAULT_PAGE: i64 = 50;
+use crate::store::stats;
 
 /// Active tasks of every plugin.
 pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -80,40 +76,63 @@ fn task_json(plugin: &str, t: crate::store::models::TaskRow) -> serde_json::Valu
     })
 }
 
-/// Query of `GET /v1/runs`.
-#[derive(Debug, Deserialize)]
-pub struct RunsQuery {
-    limit: Option<i64>,
-    before: Option<i64>,
-    task_id: Option<i64>,
-    status: Option<String>,
-}
-
-/// Runs, newest first. `next_before` is the cursor of the next page.
+/// Runs, newest first, filtered (see [`super::filters::run_filter`]).
+/// `next_before` is the cursor of the next page.
 pub async fn runs(
     req: HttpRequest,
     state: web::Data<AppState>,
-    q: web::Query<RunsQuery>,
+    q: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
-    let q = q.into_inner();
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    let filter = RunFilter {
-        before: q.before,
-        limit,
-        task_id: q.task_id,
-        status: q.status,
-    };
-    let runs: Vec<RunListing> = state.db.run(move |tx| runs::list_runs(tx, &filter)).await?;
+    let filter = filters::run_filter(&q, state.db.clock().now())?;
+    let limit = filter.limit;
+    let runs: Vec<RunListing> = state.db.run(move |tx| history::list_runs(tx, &filter)).await?;
     let next_before = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.run.id))
         .flatten();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "runs": runs, "next_before": next_before })))
+}
+
+/// Query of the statistics endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    window: Option<String>,
+}
+
+/// Statistics of one task over a window (default 24h).
+pub async fn task_stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    q: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Read)?;
+    let hours = filters::window_hours(q.window.as_deref())?;
+    let (id, now) = (id.into_inner(), state.db.clock().now());
+    let (plugin, stats) = state
+        .db
+        .run(move |tx| {
+            let (plugin, task, _) = plugin_store::get_task(tx, id)?;
+            Ok(((plugin, task.name), stats::read(tx, Some(id), hours, now)?))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "task_id": id, "plugin": plugin.0, "task": plugin.1, "window_hours": hours, "stats": stats,
+    })))
+}
+
+/// Statistics of every task together over a window (default 24h).
+pub async fn all_stats(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require(&req, &state.tokens, Role::Read)?;
+    let hours = filters::window_hours(q.window.as_deref())?;
+    let now = state.db.clock().now();
+    let stats = state.db.run(move |tx| stats::read(tx, None, hours, now)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "window_hours": hours, "stats": stats })))
 }
 
 /// One run with its steps and events.
@@ -124,7 +143,7 @@ pub async fn run(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let id = id.into_inner();
-    let (listing, steps, events) = state.db.run(move |tx| runs::get_run(tx, id)).await?;
+    let (listing, steps, events) = state.db.run(move |tx| history::get_run(tx, id)).await?;
     let steps: Vec<StepView> = steps.into_iter().map(StepView::from).collect();
     Ok(HttpResponse::Ok().json(RunView {
         run: listing,

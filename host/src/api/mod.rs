@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod filters;
 mod history;
 mod manage;
 mod plugins;
@@ -82,6 +83,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/v1/tasks", web::get().to(history::tasks))
     .route("/v1/tasks/{id}", web::get().to(history::task))
+    .route("/v1/tasks/{id}/stats", web::get().to(history::task_stats))
+    .route("/v1/stats", web::get().to(history::all_stats))
     .route("/v1/tasks/{id}/run", web::post().to(manage::trigger))
     .route("/v1/tasks/{id}/resume", web::post().to(manage::resume))
     .route("/v1/runs/{id}/cancel", web::post().to(manage::cancel))

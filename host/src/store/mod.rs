@@ -11,6 +11,7 @@ mod clock;
 pub mod deps;
 pub mod embedded;
 pub mod finish;
+pub mod history;
 pub mod hooks;
 pub mod hosts;
 pub mod models;
@@ -19,6 +20,7 @@ pub mod pulses;
 pub mod queue;
 pub mod runs;
 pub mod schema;
+pub mod stats;
 pub mod versions;
 
 use std::sync::Mutex;

@@ -51,6 +51,8 @@ pub struct TaskRow {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// Labels from the task's definition.
+    pub tags: Vec<String>,
 }
 
 /// A pulse row.

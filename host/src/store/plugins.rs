@@ -308,10 +308,11 @@ fn upsert_tasks(
     diesel::sql_query(
         "INSERT INTO tasks (plugin_id, plugin_version_id, name, active, schedule_kind, cron_expression, \
              timezone, enabled, priority, definition_id, overlap, catch_up, starting_deadline_ms, \
-             depends_on, dynamic_interval_secs, schedule_since, changed_xid) \
+             depends_on, dynamic_interval_secs, schedule_since, changed_xid, tags) \
          SELECT $1, $2, i.name, true, i.kind, i.expression, i.timezone, i.enabled, i.priority, i.definition, \
              i.overlap, i.catch_up, i.deadline, i.depends_on::text[], i.interval, i.since, \
-             pg_current_xact_id() \
+             pg_current_xact_id(), ARRAY(SELECT jsonb_array_elements_text(d.definition -> 'tags') \
+                 FROM task_definitions d WHERE d.id = i.definition) \
          FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::int4[], $9::int8[], \
              $10::text[], $11::text[], $12::int8[], $13::text[], $14::int4[], $15::timestamptz[]) \
              AS i (name, kind, expression, timezone, enabled, priority, definition, overlap, catch_up, \
@@ -324,7 +325,7 @@ fn upsert_tasks(
              catch_up = EXCLUDED.catch_up, starting_deadline_ms = EXCLUDED.starting_deadline_ms, \
              depends_on = EXCLUDED.depends_on, dynamic_interval_secs = EXCLUDED.dynamic_interval_secs, \
              schedule_since = EXCLUDED.schedule_since, updated_at = now(), \
-             changed_xid = EXCLUDED.changed_xid",
+             changed_xid = EXCLUDED.changed_xid, tags = EXCLUDED.tags",
     )
     .bind::<Int8, _>(plugin_id)
     .bind::<Int8, _>(version_id)

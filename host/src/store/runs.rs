@@ -1,12 +1,12 @@
 //! Runs: what hosts write while they execute them (processes, process groups,
-//! events), cancel requests, and history queries.
+//! events) and cancel requests. Reading history is `history.rs`.
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int8, Jsonb, Text};
 use serde::Serialize;
 
-use super::models::{NewStepExecution, RunEventRow, RunRow, StepExecutionRow};
-use super::schema::{plugins, run_events, runs, step_executions, tasks};
+use super::models::{NewStepExecution, RunRow};
+use super::schema::{runs, step_executions};
 use super::{StoreError, StoreResult, Tx};
 
 /// Appends the same event to the lifecycle log of each of `run_ids`.
@@ -140,80 +140,6 @@ pub fn count_with_status(tx: &mut Tx<'_>, status: &str) -> StoreResult<i64> {
         .filter(runs::status.eq(status))
         .count()
         .get_result(tx.c())?)
-}
-
-/// Which runs to list.
-#[derive(Debug, Clone, Default)]
-pub struct RunFilter {
-    /// Only runs with an id below this (keyset pagination, newest first).
-    pub before: Option<i64>,
-    /// Page size.
-    pub limit: i64,
-    /// Only this task.
-    pub task_id: Option<i64>,
-    /// Only this status.
-    pub status: Option<String>,
-}
-
-/// A run with the names it belongs to.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunListing {
-    /// Plugin name.
-    pub plugin: String,
-    /// Task name.
-    pub task: String,
-    /// The run.
-    #[serde(flatten)]
-    pub run: RunRow,
-}
-
-/// Runs, newest first.
-pub fn list_runs(tx: &mut Tx<'_>, filter: &RunFilter) -> StoreResult<Vec<RunListing>> {
-    let mut query = runs::table
-        .inner_join(tasks::table.inner_join(plugins::table))
-        .select((plugins::name, tasks::name, RunRow::as_select()))
-        .order(runs::id.desc())
-        .limit(filter.limit)
-        .into_boxed();
-    if let Some(before) = filter.before {
-        query = query.filter(runs::id.lt(before));
-    }
-    if let Some(task_id) = filter.task_id {
-        query = query.filter(runs::task_id.eq(task_id));
-    }
-    if let Some(status) = &filter.status {
-        query = query.filter(runs::status.eq(status.clone()));
-    }
-    let rows: Vec<(String, String, RunRow)> = query.load(tx.c())?;
-    Ok(rows
-        .into_iter()
-        .map(|(plugin, task, run)| RunListing { plugin, task, run })
-        .collect())
-}
-
-/// One run with every process it executed and its lifecycle log.
-pub fn get_run(
-    tx: &mut Tx<'_>,
-    id: i64,
-) -> StoreResult<(RunListing, Vec<StepExecutionRow>, Vec<RunEventRow>)> {
-    let (plugin, task, run): (String, String, RunRow) = runs::table
-        .inner_join(tasks::table.inner_join(plugins::table))
-        .filter(runs::id.eq(id))
-        .select((plugins::name, tasks::name, RunRow::as_select()))
-        .first(tx.c())
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
-    let steps = step_executions::table
-        .filter(step_executions::run_id.eq(id))
-        .order(step_executions::id)
-        .select(StepExecutionRow::as_select())
-        .load(tx.c())?;
-    let events = run_events::table
-        .filter(run_events::run_id.eq(id))
-        .order(run_events::id)
-        .select(RunEventRow::as_select())
-        .load(tx.c())?;
-    Ok((RunListing { plugin, task, run }, steps, events))
 }
 
 /// What a cancel request did.

@@ -54,6 +54,7 @@ diesel::table! {
         paused_reason -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        tags -> Array<Text>,
     }
 }
 
@@ -191,6 +192,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    run_stats (task_id, hour, status) {
+        task_id -> Int8,
+        hour -> Timestamptz,
+        status -> Text,
+        runs -> Int8,
+        duration_count -> Int8,
+        duration_max_ms -> Nullable<Float8>,
+        duration_hist -> Array<Int8>,
+        lateness_count -> Int8,
+        lateness_hist -> Array<Int8>,
+    }
+}
+
+diesel::table! {
+    task_marks (task_id) {
+        task_id -> Int8,
+        last_success_at -> Nullable<Timestamptz>,
+        last_success_run -> Nullable<Int8>,
+        last_failure_at -> Nullable<Timestamptz>,
+        last_failure_run -> Nullable<Int8>,
+    }
+}
+
 diesel::joinable!(plugin_versions -> plugins (plugin_id));
 diesel::joinable!(task_definitions -> plugin_versions (plugin_version_id));
 diesel::joinable!(dynamic_asks -> tasks (task_id));
@@ -215,4 +240,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     task_definitions,
     dynamic_asks,
     hosts,
+    run_stats,
+    task_marks,
 );

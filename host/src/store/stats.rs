@@ -1,0 +1,335 @@
+//! Statistics read from the aggregates PostgreSQL keeps itself: a trigger on
+//! `runs` counts every run that reaches a final status into `run_stats` (per
+//! task, hour of finishing and status, with log-scale histograms of duration
+//! and lateness) and `task_marks` (latest success and failure). A stats call
+//! reads at most one row per hour and status, whatever the size of history.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Int8, Timestamptz};
+use serde::Serialize;
+
+use super::schema::{run_stats, task_marks};
+use super::{StoreResult, Tx};
+
+/// Number of histogram buckets (see the migration: bucket `k` holds values
+/// in (1.25^(k-2), 1.25^(k-1)] milliseconds, bucket 1 everything up to 1 ms).
+const BUCKETS: usize = 100;
+/// Ratio between consecutive bucket bounds.
+const GROWTH: f64 = 1.25;
+/// Statuses a run can end with, in the order they are reported.
+pub const FINAL_STATUSES: [&str; 6] = [
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "skipped",
+    "missed",
+];
+
+/// Durations or lateness of the counted runs, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Spread {
+    /// Runs that had a value.
+    pub count: i64,
+    /// Median, estimated from the histogram (within 12%).
+    pub p50_ms: Option<f64>,
+    /// 95th percentile, estimated from the histogram (within 12%).
+    pub p95_ms: Option<f64>,
+    /// Largest value (exact; durations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+}
+
+/// A run that marks a task's latest success or failure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mark {
+    /// When it finished.
+    pub at: DateTime<Utc>,
+    /// The run.
+    pub run_id: i64,
+}
+
+/// Statistics of one task, or of all tasks, over a window of whole hours.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Runs counted finished at or after this instant (the window, rounded
+    /// out to the start of its first hour).
+    pub since: DateTime<Utc>,
+    /// Runs that reached a final status in the window.
+    pub runs: i64,
+    /// Runs by final status (every final status present, zero or not).
+    pub counts: BTreeMap<String, i64>,
+    /// succeeded / (succeeded + failed + timed_out); None without any of them.
+    pub success_rate: Option<f64>,
+    /// How long runs took from start to finish.
+    pub duration: Spread,
+    /// How late runs started against their scheduled time.
+    pub lateness: Spread,
+    /// Latest success (ever, not only in the window).
+    pub last_success: Option<Mark>,
+    /// Latest failure or timeout (ever).
+    pub last_failure: Option<Mark>,
+}
+
+#[derive(Queryable)]
+struct Row {
+    status: String,
+    runs: i64,
+    duration_count: i64,
+    duration_max_ms: Option<f64>,
+    duration_hist: Vec<i64>,
+    lateness_count: i64,
+    lateness_hist: Vec<i64>,
+}
+
+/// Statistics of `task_id` (None: every task) over the `hours` before `now`.
+pub fn read(tx: &mut Tx<'_>, task_id: Option<i64>, hours: i64, now: DateTime<Utc>) -> StoreResult<Stats> {
+    let since = window_start(now, hours);
+    let key = task_id.unwrap_or(0);
+    let rows: Vec<Row> = run_stats::table
+        .filter(run_stats::task_id.eq(key))
+        .filter(run_stats::hour.ge(since))
+        .select((
+            run_stats::status,
+            run_stats::runs,
+            run_stats::duration_count,
+            run_stats::duration_max_ms,
+            run_stats::duration_hist,
+            run_stats::lateness_count,
+            run_stats::lateness_hist,
+        ))
+        .load(tx.c())?;
+    let marks = read_marks(tx, task_id)?;
+    Ok(summarize(since, &rows, marks))
+}
+
+/// The start of the hour `hours - 1` hours before `now`'s hour: a window of
+/// 24 h counts the current hour and the 23 whole hours before it.
+pub fn window_start(now: DateTime<Utc>, hours: i64) -> DateTime<Utc> {
+    let hour = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
+    hour - Duration::hours(hours.max(1) - 1)
+}
+
+fn read_marks(tx: &mut Tx<'_>, task_id: Option<i64>) -> StoreResult<(Option<Mark>, Option<Mark>)> {
+    type MarkRow = (
+        Option<DateTime<Utc>>,
+        Option<i64>,
+        Option<DateTime<Utc>>,
+        Option<i64>,
+    );
+    let row: Option<MarkRow> = match task_id {
+        Some(id) => task_marks::table
+            .find(id)
+            .select((
+                task_marks::last_success_at,
+                task_marks::last_success_run,
+                task_marks::last_failure_at,
+                task_marks::last_failure_run,
+            ))
+            .first(tx.c())
+            .optional()?,
+        None => Some(
+            task_marks::table
+                .select((
+                    diesel::dsl::max(task_marks::last_success_at),
+                    diesel::dsl::max(task_marks::last_success_run),
+                    diesel::dsl::max(task_marks::last_failure_at),
+                    diesel::dsl::max(task_marks::last_failure_run),
+                ))
+                .first(tx.c())?,
+        ),
+    };
+    let mark = |at: Option<DateTime<Utc>>, run: Option<i64>| {
+        Some(Mark {
+            at: at?,
+            run_id: run?,
+        })
+    };
+    Ok(row.map_or((None, None), |(sa, sr, fa, fr)| (mark(sa, sr), mark(fa, fr))))
+}
+
+fn summarize(since: DateTime<Utc>, rows: &[Row], marks: (Option<Mark>, Option<Mark>)) -> Stats {
+    let mut counts: BTreeMap<String, i64> = FINAL_STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+    let (mut duration, mut lateness) = (vec![0; BUCKETS], vec![0; BUCKETS]);
+    let (mut duration_count, mut lateness_count, mut max) = (0, 0, None::<f64>);
+    for row in rows {
+        *counts.entry(row.status.clone()).or_default() += row.runs;
+        duration_count += row.duration_count;
+        lateness_count += row.lateness_count;
+        max = match (max, row.duration_max_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        add(&mut duration, &row.duration_hist);
+        add(&mut lateness, &row.lateness_hist);
+    }
+    let verdicts = counts["succeeded"] + counts["failed"] + counts["timed_out"];
+    Stats {
+        since,
+        runs: counts.values().sum(),
+        success_rate: (verdicts > 0).then(|| counts["succeeded"] as f64 / verdicts as f64),
+        counts,
+        duration: Spread {
+            count: duration_count,
+            p50_ms: percentile(&duration, 0.50).map(|v| max.map_or(v, |m| v.min(m))),
+            p95_ms: percentile(&duration, 0.95).map(|v| max.map_or(v, |m| v.min(m))),
+            max_ms: max,
+        },
+        lateness: Spread {
+            count: lateness_count,
+            p50_ms: percentile(&lateness, 0.50),
+            p95_ms: percentile(&lateness, 0.95),
+            max_ms: None,
+        },
+        last_success: marks.0,
+        last_failure: marks.1,
+    }
+}
+
+fn add(into: &mut [i64], hist: &[i64]) {
+    for (a, b) in into.iter_mut().zip(hist) {
+        *a += b;
+    }
+}
+
+/// The `q`-quantile of a histogram in the stored layout: the geometric middle
+/// of the bucket holding it (so within a factor of sqrt(1.25), 12%, of the
+/// true value); None for an empty histogram.
+pub fn percentile(hist: &[i64], q: f64) -> Option<f64> {
+    let total: i64 = hist.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q * total as f64).ceil() as i64).clamp(1, total);
+    let mut seen = 0;
+    let bucket = hist.iter().position(|n| {
+        seen += n;
+        seen >= rank
+    })?;
+    // Bucket index 0 here is bucket 1 of the migration: up to 1 ms.
+    Some(match bucket {
+        0 => 1.0,
+        k => GROWTH.powf(k as f64 - 0.5),
+    })
+}
+
+/// Statistics of several tasks at once (one row each), for listings.
+pub fn read_many(
+    tx: &mut Tx<'_>,
+    task_ids: &[i64],
+    hours: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<BTreeMap<i64, Stats>> {
+    #[derive(QueryableByName)]
+    struct Many {
+        #[diesel(sql_type = Int8)]
+        task_id: i64,
+        #[diesel(embed)]
+        row: RowByName,
+    }
+    let since = window_start(now, hours);
+    let rows: Vec<Many> = diesel::sql_query(
+        "SELECT task_id, status, runs, duration_count, duration_max_ms, duration_hist, \
+             lateness_count, lateness_hist \
+         FROM run_stats WHERE task_id = ANY ($1) AND hour >= $2",
+    )
+    .bind::<Array<Int8>, _>(task_ids)
+    .bind::<Timestamptz, _>(since)
+    .load(tx.c())?;
+    let marks: Vec<(
+        i64,
+        Option<DateTime<Utc>>,
+        Option<i64>,
+        Option<DateTime<Utc>>,
+        Option<i64>,
+    )> = task_marks::table
+        .filter(task_marks::task_id.eq_any(task_ids))
+        .load(tx.c())?;
+    let mut grouped: BTreeMap<i64, Vec<Row>> = task_ids.iter().map(|id| (*id, Vec::new())).collect();
+    for m in rows {
+        grouped.entry(m.task_id).or_default().push(m.row.into());
+    }
+    let mark = |at: Option<DateTime<Utc>>, run: Option<i64>| {
+        Some(Mark {
+            at: at?,
+            run_id: run?,
+        })
+    };
+    Ok(grouped
+        .into_iter()
+        .map(|(id, rows)| {
+            let found = marks.iter().find(|m| m.0 == id);
+            let pair = found.map_or((None, None), |m| (mark(m.1, m.2), mark(m.3, m.4)));
+            (id, summarize(since, &rows, pair))
+        })
+        .collect())
+}
+
+#[derive(QueryableByName)]
+struct RowByName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = Int8)]
+    runs: i64,
+    #[diesel(sql_type = Int8)]
+    duration_count: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Float8>)]
+    duration_max_ms: Option<f64>,
+    #[diesel(sql_type = Array<Int8>)]
+    duration_hist: Vec<i64>,
+    #[diesel(sql_type = Int8)]
+    lateness_count: i64,
+    #[diesel(sql_type = Array<Int8>)]
+    lateness_hist: Vec<i64>,
+}
+
+impl From<RowByName> for Row {
+    fn from(r: RowByName) -> Row {
+        Row {
+            status: r.status,
+            runs: r.runs,
+            duration_count: r.duration_count,
+            duration_max_ms: r.duration_max_ms,
+            duration_hist: r.duration_hist,
+            lateness_count: r.lateness_count,
+            lateness_hist: r.lateness_hist,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket_of(ms: f64) -> usize {
+        // The migration's run_stats_bucket, 0-based.
+        (((ms.max(1.0)).ln() / GROWTH.ln()).ceil() as usize).min(BUCKETS - 1)
+    }
+
+    #[test]
+    fn a_percentile_read_from_the_buckets_is_within_twelve_percent() {
+        for ms in [1.5, 7.0, 250.0, 3_001.0, 61_000.0, 3_600_000.0] {
+            let mut hist = vec![0; BUCKETS];
+            hist[bucket_of(ms)] = 1;
+            let estimate = percentile(&hist, 0.5).unwrap();
+            assert!(
+                (estimate / ms - 1.0).abs() < 0.12,
+                "{ms} ms estimated as {estimate}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_p95_of_twenty_runs_is_the_nineteenth() {
+        let mut hist = vec![0; BUCKETS];
+        for ms in 1..=20 {
+            hist[bucket_of(ms as f64 * 100.0)] += 1;
+        }
+        let p95 = percentile(&hist, 0.95).unwrap();
+        assert!((p95 / 1_900.0 - 1.0).abs() < 0.12, "{p95}");
+        assert_eq!(percentile(&vec![0; BUCKETS], 0.5), None);
+    }
+}

@@ -1,0 +1,16 @@
+DROP INDEX pulses_received_idx;
+DROP TRIGGER runs_final_update ON runs;
+DROP TRIGGER runs_final_insert ON runs;
+DROP FUNCTION runs_count_updated();
+DROP FUNCTION runs_count_inserted();
+DROP FUNCTION run_stats_count(BIGINT[]);
+DROP FUNCTION run_stats_sum(BIGINT[], BIGINT[]);
+DROP FUNCTION run_stats_hist(DOUBLE PRECISION[]);
+DROP FUNCTION run_stats_bucket(DOUBLE PRECISION);
+DROP TABLE task_marks;
+DROP TABLE run_stats;
+DROP INDEX runs_status_created_idx;
+DROP INDEX runs_task_created_idx;
+DROP INDEX runs_created_idx;
+DROP INDEX tasks_tags_idx;
+ALTER TABLE tasks DROP COLUMN tags;
