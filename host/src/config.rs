@@ -67,6 +67,16 @@ pub struct Config {
     /// Versions per plugin whose component bytes are kept (`PULSEHOST_KEEP_VERSIONS`);
     /// older ones are pruned, never the active one's.
     pub keep_versions: u32,
+    /// `/metrics` answers without a token (`PULSEHOST_METRICS_PUBLIC`).
+    pub metrics_public: bool,
+    /// Longest expected gap between pulses before `/readyz` calls the last
+    /// one late (`PULSEHOST_EXPECTED_PULSE_INTERVAL`, e.g. `5m`).
+    pub expected_pulse_interval: Duration,
+    /// Days of history kept (`PULSEHOST_RETAIN_DAYS`).
+    pub retain_days: u32,
+    /// Days `missed` runs are kept (`PULSEHOST_RETAIN_MISSED_DAYS`, at most
+    /// the retention, which is the default).
+    pub retain_missed_days: u32,
 }
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
@@ -98,6 +108,8 @@ pub const DEFAULT_PLUGIN_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_PLUGIN_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Default output kept per stream per process.
 pub const DEFAULT_OUTPUT_CAP_BYTES: usize = 1 << 20;
+/// Default days of history kept.
+pub const DEFAULT_RETAIN_DAYS: u64 = 30;
 /// Default cap on the tasks of one plugin.
 pub const DEFAULT_MAX_TASKS_PER_PLUGIN: u64 = 10_000;
 /// Default cap on a plugin's description as JSON: ten thousand tasks with
@@ -151,6 +163,7 @@ impl Config {
                 .collect()
         };
         let data_dir = PathBuf::from(get("PULSEHOST_DATA_DIR").unwrap_or_else(|| "./.pulsehost".into()));
+        let retain_days = positive(&get, "PULSEHOST_RETAIN_DAYS", DEFAULT_RETAIN_DAYS)?.min(100 * 365);
         Ok(Config {
             listen: get("PULSEHOST_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir: data_dir.clone(),
@@ -222,6 +235,11 @@ impl Config {
             plugin_pooling: flag(&get, "PULSEHOST_PLUGIN_POOLING", DEFAULT_PLUGIN_POOLING)?,
             keep_versions: positive(&get, "PULSEHOST_KEEP_VERSIONS", DEFAULT_KEEP_VERSIONS)?
                 .min(u64::from(u32::MAX)) as u32,
+            metrics_public: flag(&get, "PULSEHOST_METRICS_PUBLIC", false)?,
+            expected_pulse_interval: duration(&get, "PULSEHOST_EXPECTED_PULSE_INTERVAL", 300)?,
+            retain_days: retain_days as u32,
+            retain_missed_days: positive(&get, "PULSEHOST_RETAIN_MISSED_DAYS", retain_days)?.min(retain_days)
+                as u32,
         })
     }
 }
@@ -270,6 +288,25 @@ fn positive(
             reason: "must be at least 1".into(),
         }),
         n => Ok(n),
+    }
+}
+
+/// A duration written for people (`5m`, `90s`, `1h 30m`).
+fn duration(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default_secs: u64,
+) -> Result<Duration, ConfigError> {
+    match get(name) {
+        None => Ok(Duration::from_secs(default_secs)),
+        Some(value) => humantime::parse_duration(value.trim())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or(ConfigError {
+                name,
+                value,
+                reason: "expected a duration such as 5m, 90s or 1h".into(),
+            }),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod author;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod metrics;
 pub mod plugin;
 pub mod pulse;
 pub mod runner;

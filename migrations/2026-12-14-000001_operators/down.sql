@@ -8,6 +8,7 @@ DROP FUNCTION run_stats_sum(BIGINT[], BIGINT[]);
 DROP FUNCTION run_stats_hist(DOUBLE PRECISION[]);
 DROP FUNCTION run_stats_bucket(DOUBLE PRECISION);
 DROP TABLE task_marks;
+DROP TABLE run_totals;
 DROP TABLE run_stats;
 DROP INDEX runs_status_created_idx;
 DROP INDEX runs_task_created_idx;

@@ -31,6 +31,15 @@ CREATE TABLE run_stats (
 );
 CREATE INDEX run_stats_hour_idx ON run_stats (hour);
 
+-- Runs per task and final status since the task was first registered: never
+-- pruned, so /metrics exports them as counters without reading history.
+CREATE TABLE run_totals (
+    task_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    runs BIGINT NOT NULL,
+    PRIMARY KEY (task_id, status)
+);
+
 -- The latest success and failure of each task.
 CREATE TABLE task_marks (
     task_id BIGINT PRIMARY KEY,
@@ -85,6 +94,11 @@ CREATE FUNCTION run_stats_count(ids BIGINT[]) RETURNS void LANGUAGE sql AS $$
         duration_hist = run_stats_sum(s.duration_hist, EXCLUDED.duration_hist),
         lateness_count = s.lateness_count + EXCLUDED.lateness_count,
         lateness_hist = run_stats_sum(s.lateness_hist, EXCLUDED.lateness_hist);
+
+    INSERT INTO run_totals AS t (task_id, status, runs)
+    SELECT task_id, status, count(*) FROM runs WHERE id = ANY (ids)
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (task_id, status) DO UPDATE SET runs = t.runs + EXCLUDED.runs;
 
     INSERT INTO task_marks AS m (task_id, last_success_at, last_success_run, last_failure_at, last_failure_run)
     SELECT task_id,

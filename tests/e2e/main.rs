@@ -15,6 +15,7 @@ mod dependency_chains;
 mod embedded;
 mod exec;
 mod executor;
+mod health;
 mod input_limits;
 mod languages;
 mod leftovers;

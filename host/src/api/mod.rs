@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod filters;
+mod health;
 mod history;
 mod manage;
 mod plugins;
@@ -43,6 +44,12 @@ pub struct AppState {
     pub pulse_wait_max: std::time::Duration,
     /// Set when the host is shutting down: pulses are refused with 503.
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set once every active plugin was loaded after start.
+    pub warmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// `/metrics` needs no token.
+    pub metrics_public: bool,
+    /// Longest expected gap between pulses.
+    pub expected_pulse_interval: std::time::Duration,
 }
 
 /// Binds the API on `listen`. The returned server serves once polled (await or
@@ -69,7 +76,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|e, _| ApiError::bad_request(format!("bad path: {e}")).into()),
     )
-    .route("/healthz", web::get().to(health))
+    .route("/healthz", web::get().to(health::live))
+    .route("/readyz", web::get().to(health::ready))
+    .route("/metrics", web::get().to(health::metrics))
     .route("/v1/plugins", web::post().to(plugins::upload))
     .route("/v1/plugins", web::get().to(plugins::list))
     .route("/v1/plugins/{name}", web::delete().to(plugins::retire))
@@ -99,15 +108,4 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "no such endpoint; see the README's API section",
         ))
     }));
-}
-
-/// 200 when the database answers, 503 otherwise — within two seconds either
-/// way (the pool waits at most 1 s for a connection).
-async fn health(state: web::Data<AppState>) -> HttpResponse {
-    if state.db.ping().await {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ok", "database": "ok" }))
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "degraded", "database": "unavailable" }))
-    }
 }

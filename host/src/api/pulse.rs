@@ -61,7 +61,15 @@ pub async fn pulse(
     }
     let runner = std::sync::Arc::clone(&state.runner);
     let wake = move || runner.wake();
-    let report = match state.pulser.pulse(source, key, &wake).await? {
+    let started = std::time::Instant::now();
+    let answer = state.pulser.pulse(source, key, &wake).await;
+    let outcome = match &answer {
+        Ok(PulseAnswer::Fresh(_)) => "ok",
+        Ok(PulseAnswer::Replayed(_)) => "replayed",
+        Err(_) => "error",
+    };
+    crate::metrics::pulse_handled(outcome, started.elapsed().as_secs_f64());
+    let report = match answer? {
         PulseAnswer::Replayed(previous) => {
             return Ok(HttpResponse::Ok()
                 .insert_header(("Idempotent-Replayed", "true"))

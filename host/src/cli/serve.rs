@@ -56,7 +56,8 @@ pub fn serve() -> anyhow::Result<()> {
             .await
             .map_err(|e| std::io::Error::other(format!("cannot register this host: {e}")))?;
         let draining = Arc::new(AtomicBool::new(false));
-        crate::pulse::warm::active(db.clone(), plugins.clone());
+        let warmed = Arc::new(AtomicBool::new(false));
+        crate::pulse::warm::active(db.clone(), plugins.clone(), Arc::clone(&warmed));
         let state = AppState {
             db: db.clone(),
             plugins: plugins.clone(),
@@ -68,6 +69,9 @@ pub fn serve() -> anyhow::Result<()> {
             draining: Arc::clone(&draining),
             pulser: Arc::new(Pulser::new(db.clone(), plugins.clone(), pulse_config(&config))),
             pulse_wait_max: config.pulse_wait_max,
+            warmed,
+            metrics_public: config.metrics_public,
+            expected_pulse_interval: config.expected_pulse_interval,
         };
         let served = match api::serve(state, &config.listen) {
             Ok(server) => {

@@ -104,6 +104,18 @@ pub enum PluginError {
     Invalid(Vec<Problem>),
 }
 
+/// Counts a finished call in the metrics, by what became of it.
+pub(super) fn observe<T>(call: &'static str, started: Instant, answer: &Result<T, PluginError>) {
+    let outcome = match answer {
+        Ok(_) => "ok",
+        Err(PluginError::Timeout { .. }) => "timeout",
+        Err(PluginError::OutOfMemory { .. }) => "out_of_memory",
+        Err(PluginError::Trap { .. }) => "trap",
+        Err(_) => "error",
+    };
+    crate::metrics::plugin_called(call, outcome, started.elapsed().as_secs_f64());
+}
+
 /// Turns a bounded call's result into the answer or the error that says why not.
 pub(super) fn outcome<T>(
     call: &'static str,

@@ -248,7 +248,9 @@ impl PluginHost {
             tokio::time::timeout(self.limits.call_timeout, call).await
         };
         sandbox::log_output(&store, "should-run");
-        error::outcome("should-run", started, result, &store, &self.limits)
+        let answer = error::outcome("should-run", started, result, &store, &self.limits);
+        error::observe("should-run", started, &answer);
+        answer
     }
 
     /// Calls `describe()` and checks the size of what it says.
@@ -264,7 +266,9 @@ impl PluginHost {
             tokio::time::timeout(self.limits.call_timeout, call).await
         };
         sandbox::log_output(&store, "describe");
-        let manifest = error::outcome("describe", started, result, &store, &self.limits)?;
+        let manifest = error::outcome("describe", started, result, &store, &self.limits);
+        error::observe("describe", started, &manifest);
+        let manifest = manifest?;
         let manifest = convert::manifest(manifest.map_err(PluginError::Described)?);
         let size = serde_json::to_vec(&manifest)
             .map(|v| v.len())

@@ -4,6 +4,8 @@
 //! and a pulse that meets a component that is not ready starts the same
 //! loading and defers the question to a later pulse.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::plugin::{FetchBytes, PluginHost, Readiness};
@@ -32,8 +34,8 @@ pub fn start(db: &Db, host: &PluginHost, sha256: &str, version_id: i64) {
 }
 
 /// Loads every active version's component, one after the other, in the
-/// background; logs how long it took.
-pub fn active(db: Db, host: PluginHost) -> tokio::task::JoinHandle<()> {
+/// background; logs how long it took and then sets `warmed`.
+pub fn active(db: Db, host: PluginHost, warmed: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let started = Instant::now();
         let versions = loop {
@@ -56,5 +58,6 @@ pub fn active(db: Db, host: PluginHost) -> tokio::task::JoinHandle<()> {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "plugins warmed"
         );
+        warmed.store(true, Ordering::SeqCst);
     })
 }

@@ -79,7 +79,11 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
 async fn claim(runner: &Runner, limit: usize) -> Result<Vec<Taken>, StoreError> {
     let host = runner.config.host_id.clone();
     let now = runner.db.clock().now();
-    runner.db.run(move |tx| take(tx, &host, limit, now)).await
+    let taken = runner.db.run(move |tx| take(tx, &host, limit, now)).await?;
+    for t in &taken {
+        crate::metrics::run_started(t.run.lateness_ms);
+    }
+    Ok(taken)
 }
 
 /// Queued runs past their starting deadline become missed (and what waited

@@ -31,6 +31,8 @@ pub(super) struct Recorded {
     pub recorded: bool,
     /// Its next attempt, when one was queued.
     pub retry: Option<ScheduledRetry>,
+    /// Its final status and milliseconds from start to finish, when recorded.
+    pub outcome: Option<(String, Option<f64>)>,
 }
 
 /// Records written per transaction at most.
@@ -160,6 +162,10 @@ impl Writer {
                 self.write_one_by_one(&batch).await
             }
         };
+        // Counted once committed: a transaction retried above counts once.
+        for (status, duration_ms) in recorded.values().filter_map(|r| r.outcome.as_ref()) {
+            crate::metrics::run_finished(status, *duration_ms);
+        }
         // A listener whose end was given up hears nothing (its sender drops).
         for (run_id, listener) in notify {
             if let Some(r) = recorded.get(&run_id) {
@@ -315,6 +321,11 @@ fn apply(tx: &mut Tx<'_>, batch: &[Record], pause_after: u32) -> StoreResult<Has
             let recorded = Recorded {
                 recorded: settled.recorded.contains(&id),
                 retry: settled.retries.iter().find(|r| r.retry_of == id).cloned(),
+                outcome: settled
+                    .outcomes
+                    .iter()
+                    .find(|o| o.0 == id)
+                    .map(|o| (o.1.clone(), o.2)),
             };
             (id, recorded)
         })

@@ -54,6 +54,7 @@ pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreE
     let me = runner.config.host_id.clone();
     let now = runner.db.clock().now();
     let (recovered, leftovers) = runner.db.run(move |tx| settle_lost(tx, &me, now)).await?;
+    crate::metrics::host_lost_recovered(recovered.len());
     for run in &recovered {
         tracing::warn!(run.id = run.run_id, host = ?run.host_id, retry = ?run.retry.as_ref().map(|r| r.run_id), "run lost with its host: finished as host_lost");
     }

@@ -29,6 +29,8 @@ pub struct Ending {
 pub struct Settled {
     /// Runs finished now (the others were no longer running on their host).
     pub recorded: Vec<i64>,
+    /// How each of them ended: (run, status, milliseconds from start to finish).
+    pub outcomes: Vec<(i64, String, Option<f64>)>,
     /// Next attempts queued.
     pub retries: Vec<ScheduledRetry>,
     /// Queued runs skipped because something they waited for failed.
@@ -61,6 +63,10 @@ pub fn finish(tx: &mut Tx<'_>, endings: &[Ending]) -> StoreResult<Settled> {
     let skipped = cascade(tx, &roots)?;
     Ok(Settled {
         recorded: finished.iter().map(|f| f.id).collect(),
+        outcomes: finished
+            .iter()
+            .map(|f| (f.id, f.status.clone(), f.duration_ms))
+            .collect(),
         retries,
         skipped,
     })

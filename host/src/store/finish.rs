@@ -45,6 +45,9 @@ pub struct FinishedRun {
     /// Its attempt number.
     #[diesel(sql_type = Int4)]
     pub attempt: i32,
+    /// Milliseconds from its start to its finish.
+    #[diesel(sql_type = Nullable<diesel::sql_types::Float8>)]
+    pub duration_ms: Option<f64>,
 }
 
 /// Finishes every run of `ends` that is still running on its expected host and
@@ -60,7 +63,8 @@ pub fn finish_runs(tx: &mut Tx<'_>, ends: &[RunEnd]) -> StoreResult<Vec<Finished
          FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
              AS e (id, host, status, failure_type, error, finished_at) \
          WHERE r.id = e.id AND r.status = 'running' AND r.host_id = e.host \
-         RETURNING r.id, r.task_id, r.status, r.attempt",
+         RETURNING r.id, r.task_id, r.status, r.attempt, \
+             extract(epoch FROM r.finished_at - r.started_at)::float8 * 1000 AS duration_ms",
     )
     .bind::<Array<Int8>, _>(ends.iter().map(|e| e.run_id).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(ends.iter().map(|e| e.host_id.as_str()).collect::<Vec<_>>())

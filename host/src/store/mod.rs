@@ -11,6 +11,7 @@ mod clock;
 pub mod deps;
 pub mod embedded;
 pub mod finish;
+pub mod health;
 pub mod history;
 pub mod hooks;
 pub mod hosts;

@@ -207,6 +207,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    run_totals (task_id, status) {
+        task_id -> Int8,
+        status -> Text,
+        runs -> Int8,
+    }
+}
+
+diesel::table! {
     task_marks (task_id) {
         task_id -> Int8,
         last_success_at -> Nullable<Timestamptz>,
@@ -241,5 +249,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     dynamic_asks,
     hosts,
     run_stats,
+    run_totals,
     task_marks,
 );

@@ -11,7 +11,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Int8, Timestamptz};
 use serde::Serialize;
 
-use super::schema::{run_stats, task_marks};
+use super::schema::{run_stats, run_totals, task_marks};
 use super::{StoreResult, Tx};
 
 /// Number of histogram buckets (see the migration: bucket `k` holds values
@@ -266,6 +266,48 @@ pub fn read_many(
             (id, summarize(since, &rows, pair))
         })
         .collect())
+}
+
+/// What `/metrics` reports of the cluster: one row per task and status, the
+/// live queue's size from its partial indexes, and the newest pulse.
+pub fn cluster(tx: &mut Tx<'_>) -> StoreResult<crate::metrics::Cluster> {
+    use super::schema::{hook_failures, plugins, pulses, runs, tasks};
+    let runs_finished = run_totals::table
+        .inner_join(tasks::table.on(tasks::id.eq(run_totals::task_id)))
+        .inner_join(plugins::table.on(plugins::id.eq(tasks::plugin_id)))
+        .select((plugins::name, tasks::name, run_totals::status, run_totals::runs))
+        .load(tx.c())?;
+    let hook_failures = hook_failures::table
+        .inner_join(tasks::table.inner_join(plugins::table))
+        .select((
+            plugins::name,
+            tasks::name,
+            hook_failures::hook,
+            hook_failures::total,
+        ))
+        .load::<(String, String, String, i32)>(tx.c());
+    let count = |tx: &mut Tx<'_>, status: &str| -> StoreResult<i64> {
+        Ok(runs::table
+            .filter(runs::status.eq(status))
+            .count()
+            .get_result(tx.c())?)
+    };
+    let last: Option<DateTime<Utc>> = pulses::table
+        .filter(pulses::kind.eq("pulse"))
+        .filter(pulses::complete.eq(true))
+        .select(diesel::dsl::max(pulses::received_at))
+        .first(tx.c())?;
+    let now: DateTime<Utc> = diesel::select(diesel::dsl::now.into_sql::<Timestamptz>()).first(tx.c())?;
+    Ok(crate::metrics::Cluster {
+        runs_finished,
+        queued: count(tx, "queued")?,
+        running: count(tx, "running")?,
+        hook_failures: hook_failures?
+            .into_iter()
+            .map(|(p, t, h, n)| (p, t, h, i64::from(n)))
+            .collect(),
+        last_pulse_age_seconds: last.map(|at| (now - at).num_milliseconds() as f64 / 1000.0),
+    })
 }
 
 #[derive(QueryableByName)]
