@@ -172,6 +172,11 @@ async fn measure_runs(url: &str) -> f64 {
     .unwrap();
     let data_dir = tempfile::tempdir().unwrap();
     let config = RunnerConfig {
+        retention: pulsehost::runner::Retention {
+            days: 30,
+            missed_days: 30,
+            every: std::time::Duration::from_secs(3600),
+        },
         host_id: "bench".into(),
         machine: "bench".into(),
         data_dir: data_dir.path().to_path_buf(),

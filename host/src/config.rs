@@ -77,6 +77,8 @@ pub struct Config {
     /// Days `missed` runs are kept (`PULSEHOST_RETAIN_MISSED_DAYS`, at most
     /// the retention, which is the default).
     pub retain_missed_days: u32,
+    /// Time between two retention passes (`PULSEHOST_RETENTION_INTERVAL`, default 1h).
+    pub retention_interval: Duration,
 }
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
@@ -238,6 +240,7 @@ impl Config {
             metrics_public: flag(&get, "PULSEHOST_METRICS_PUBLIC", false)?,
             expected_pulse_interval: duration(&get, "PULSEHOST_EXPECTED_PULSE_INTERVAL", 300)?,
             retain_days: retain_days as u32,
+            retention_interval: duration(&get, "PULSEHOST_RETENTION_INTERVAL", 3600)?,
             retain_missed_days: positive(&get, "PULSEHOST_RETAIN_MISSED_DAYS", retain_days)?.min(retain_days)
                 as u32,
         })

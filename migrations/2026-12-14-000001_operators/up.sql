@@ -139,5 +139,6 @@ CREATE TRIGGER runs_final_update AFTER UPDATE ON runs REFERENCING OLD TABLE AS o
 
 SELECT run_stats_count(ARRAY(SELECT id FROM runs WHERE status NOT IN ('queued', 'running')));
 
--- Retention deletes pulses by age.
+-- Retention deletes pulses and slots by age.
 CREATE INDEX pulses_received_idx ON pulses (received_at);
+CREATE INDEX slots_created_idx ON slots (created_at);

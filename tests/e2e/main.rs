@@ -24,6 +24,7 @@ mod outages;
 mod overlap_races;
 mod plugin_deadlines;
 mod recovery;
+mod retention;
 mod runs;
 mod schedule_edges;
 mod scheduling;

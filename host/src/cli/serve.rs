@@ -160,6 +160,11 @@ fn runner_config(config: &Config) -> RunnerConfig {
         binary_dirs: crate::exec::BinaryDirs::new(config.binary_dirs.clone()),
         lease: config.lease,
         hook_failures_before_pause: config.hook_failures_before_pause,
+        retention: crate::runner::Retention {
+            days: config.retain_days,
+            missed_days: config.retain_missed_days,
+            every: config.retention_interval,
+        },
     }
 }
 

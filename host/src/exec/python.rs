@@ -41,6 +41,21 @@ pub struct VenvError {
     pub output: String,
 }
 
+/// File in a venv whose modification time is its last use.
+const USED_MARK: &str = ".last-used";
+
+/// Records that a step used the venv `dir` now.
+fn mark_used(dir: &Path) {
+    let mark = dir.join(USED_MARK);
+    // Written, not only opened: a file's time changes with its content.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Err(e) = std::fs::write(&mark, now.to_string()) {
+        tracing::debug!(venv = %dir.display(), error = %e, "could not mark the venv used");
+    }
+}
+
 /// The cache of venvs under one directory.
 pub struct VenvCache {
     root: PathBuf,
@@ -68,6 +83,7 @@ impl VenvCache {
         let dir = self.root.join(&hash);
         let interpreter = dir.join("bin").join("python");
         if interpreter.exists() {
+            mark_used(&dir);
             return Ok(interpreter);
         }
         std::fs::create_dir_all(&self.root).map_err(|e| io_error(&self.root, e))?;
@@ -76,7 +92,38 @@ impl VenvCache {
             self.build(&dir, requirements).await?;
         }
         drop(lock);
+        mark_used(&dir);
         Ok(interpreter)
+    }
+
+    /// Removes the venvs no step used for `unused` (by their last-used mark);
+    /// returns how many. A venv is renamed away before it is deleted, so a
+    /// step asking for it at that moment builds it again.
+    pub fn remove_unused(&self, unused: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !dir.is_dir() {
+                continue;
+            }
+            let used = std::fs::metadata(dir.join(USED_MARK))
+                .or_else(|_| std::fs::metadata(&dir))
+                .and_then(|m| m.modified());
+            let stale = used.is_ok_and(|at| at.elapsed().is_ok_and(|age| age > unused));
+            if !stale {
+                continue;
+            }
+            let doomed = self.root.join(format!(".removing-{name}"));
+            if std::fs::rename(&dir, &doomed).is_ok() && std::fs::remove_dir_all(&doomed).is_ok() {
+                let _ = std::fs::remove_file(self.root.join(format!("{name}.lock")));
+                removed += 1;
+            }
+        }
+        removed
     }
 
     async fn build(&self, dir: &Path, requirements: &[String]) -> Result<(), VenvError> {

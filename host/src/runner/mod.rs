@@ -14,6 +14,7 @@ mod lifecycle;
 pub mod policy;
 mod process;
 mod recovery;
+mod retention;
 pub mod settle;
 mod watch;
 
@@ -29,6 +30,7 @@ use crate::exec::python::VenvCache;
 use crate::store::{hosts, Db, StoreError};
 
 pub use recovery::RecoveredRun;
+pub use retention::Retention;
 
 /// How often the sweeper and the recovery of lost hosts run.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
@@ -58,6 +60,8 @@ pub struct RunnerConfig {
     pub lease: Duration,
     /// Consecutive failures of one hook type that pause a task.
     pub hook_failures_before_pause: u32,
+    /// How long history and venvs are kept.
+    pub retention: retention::Retention,
 }
 
 /// Executes queued runs.
@@ -110,6 +114,11 @@ impl Runner {
         heartbeat::register(self).await?;
         tokio::spawn(heartbeat::run(Arc::clone(self), shutdown.clone()));
         tokio::spawn(watch::run(Arc::clone(self), shutdown.clone()));
+        tokio::spawn(retention::run(
+            Arc::clone(self),
+            self.config.retention,
+            shutdown.clone(),
+        ));
         let me = Arc::clone(self);
         let stop = shutdown.clone();
         tokio::spawn(async move {

@@ -19,6 +19,7 @@ pub mod models;
 pub mod plugins;
 pub mod pulses;
 pub mod queue;
+pub mod retention;
 pub mod runs;
 pub mod schema;
 pub mod stats;

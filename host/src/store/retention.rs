@@ -1,0 +1,140 @@
+//! Retention: history older than the configured days is deleted in small
+//! batches, each its own short transaction that first takes a transaction
+//! advisory lock, so one replica at a time deletes and no hot table is locked
+//! for long. A batch removes finished runs with their processes and events,
+//! then slots no run refers to, then pulses and statistics rows; what is kept
+//! always includes each task's newest slot and the newest pulse, which the
+//! pulse's window and exactly-once claims rest on.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Bool, Int8, Timestamptz};
+
+use super::{StoreResult, Tx};
+
+/// Key of the advisory lock retention batches take ("pulseret").
+const RETENTION_LOCK_KEY: i64 = 0x7075_6c73_6572_6574;
+
+/// Rows one batch deletes at most, per table.
+pub const BATCH: i64 = 1_000;
+
+/// Rows deleted by one batch, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Runs.
+    pub runs: usize,
+    /// Their recorded processes.
+    pub step_executions: usize,
+    /// Their lifecycle events.
+    pub run_events: usize,
+    /// Slots no run refers to any more.
+    pub slots: usize,
+    /// Pulses.
+    pub pulses: usize,
+    /// Hourly statistics rows.
+    pub run_stats: usize,
+}
+
+impl Deleted {
+    /// Rows of every table together.
+    pub fn total(&self) -> usize {
+        self.runs + self.step_executions + self.run_events + self.slots + self.pulses + self.run_stats
+    }
+
+    /// Per-table counts with the table names.
+    pub fn by_table(&self) -> [(&'static str, usize); 6] {
+        [
+            ("runs", self.runs),
+            ("step_executions", self.step_executions),
+            ("run_events", self.run_events),
+            ("slots", self.slots),
+            ("pulses", self.pulses),
+            ("run_stats", self.run_stats),
+        ]
+    }
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = Int8)]
+    id: i64,
+}
+
+/// One batch: runs created before `cutoff` (`missed` ones before
+/// `missed_cutoff`) and what hangs off them. None when another replica holds
+/// the lock; an all-zero result means nothing is left to delete.
+pub fn delete_batch(
+    tx: &mut Tx<'_>,
+    cutoff: DateTime<Utc>,
+    missed_cutoff: DateTime<Utc>,
+) -> StoreResult<Option<Deleted>> {
+    let lock: Locked = diesel::sql_query(format!(
+        "SELECT pg_try_advisory_xact_lock({RETENTION_LOCK_KEY}) AS locked"
+    ))
+    .get_result(tx.c())?;
+    if !lock.locked {
+        return Ok(None);
+    }
+    let doomed: Vec<i64> = diesel::sql_query(
+        "SELECT id FROM runs WHERE created_at < $1 AND status NOT IN ('queued', 'running') \
+         UNION ALL \
+         (SELECT id FROM runs WHERE status = 'missed' AND created_at < $2 LIMIT $3) \
+         LIMIT $3",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<Timestamptz, _>(missed_cutoff)
+    .bind::<Int8, _>(BATCH)
+    .load::<Id>(tx.c())?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    let mut deleted = Deleted::default();
+    if !doomed.is_empty() {
+        let by_run = |table: &str| format!("DELETE FROM {table} WHERE run_id = ANY ($1)");
+        deleted.step_executions = diesel::sql_query(by_run("step_executions"))
+            .bind::<Array<Int8>, _>(&doomed)
+            .execute(tx.c())?;
+        deleted.run_events = diesel::sql_query(by_run("run_events"))
+            .bind::<Array<Int8>, _>(&doomed)
+            .execute(tx.c())?;
+        diesel::sql_query("UPDATE runs SET retry_of = NULL WHERE retry_of = ANY ($1)")
+            .bind::<Array<Int8>, _>(&doomed)
+            .execute(tx.c())?;
+        deleted.runs = diesel::sql_query("DELETE FROM runs WHERE id = ANY ($1)")
+            .bind::<Array<Int8>, _>(&doomed)
+            .execute(tx.c())?;
+    }
+    deleted.slots = diesel::sql_query(
+        "DELETE FROM slots WHERE id IN ( \
+             SELECT s.id FROM slots s WHERE s.created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.slot_id = s.id) \
+             AND s.scheduled_for < (SELECT max(n.scheduled_for) FROM slots n WHERE n.task_id = s.task_id) \
+             LIMIT $2)",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<Int8, _>(BATCH)
+    .execute(tx.c())?;
+    deleted.pulses = diesel::sql_query(
+        "DELETE FROM pulses WHERE id IN ( \
+             SELECT id FROM pulses WHERE received_at < $1 \
+             AND id <> (SELECT coalesce(max(id), 0) FROM pulses WHERE kind = 'pulse' AND complete) \
+             ORDER BY received_at LIMIT $2)",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<Int8, _>(BATCH)
+    .execute(tx.c())?;
+    deleted.run_stats = diesel::sql_query(
+        "DELETE FROM run_stats WHERE (task_id, hour, status) IN ( \
+             SELECT task_id, hour, status FROM run_stats WHERE hour < date_trunc('hour', $1) LIMIT $2)",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<Int8, _>(BATCH)
+    .execute(tx.c())?;
+    Ok(Some(deleted))
+}
