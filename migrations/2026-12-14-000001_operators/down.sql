@@ -1,3 +1,4 @@
+DROP TABLE step_output_live;
 DROP INDEX slots_created_idx;
 DROP INDEX pulses_received_idx;
 DROP TRIGGER runs_final_update ON runs;

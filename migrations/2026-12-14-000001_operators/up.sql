@@ -139,6 +139,23 @@ CREATE TRIGGER runs_final_update AFTER UPDATE ON runs REFERENCING OLD TABLE AS o
 
 SELECT run_stats_count(ARRAY(SELECT id FROM runs WHERE status NOT IN ('queued', 'running')));
 
+-- Output of processes still running, flushed by their host every second so
+-- the run detail and `runs logs --follow` show it live. A row goes when the
+-- process's final record is written.
+CREATE TABLE step_output_live (
+    run_id BIGINT NOT NULL,
+    phase TEXT NOT NULL,
+    step_index INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    stdout BYTEA NOT NULL,
+    stderr BYTEA NOT NULL,
+    stdout_bytes BIGINT NOT NULL,
+    stderr_bytes BIGINT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, phase, step_index)
+);
+
 -- Retention deletes pulses and slots by age.
 CREATE INDEX pulses_received_idx ON pulses (received_at);
 CREATE INDEX slots_created_idx ON slots (created_at);

@@ -139,3 +139,30 @@ fn stats_give_counts_success_rate_durations_and_the_last_success_and_failure() {
     let (status, body) = server.request("GET", "/v1/tasks/999999/stats", Some(ADMIN), None);
     assert_eq!(status, 404, "{body}");
 }
+
+#[test]
+fn a_running_steps_output_is_visible_before_it_ends() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    let (status, body) = server.push(&component("fixture-operators"));
+    assert_eq!(status, 201, "{body}");
+    let id = server.trigger("slow");
+    // `slow` prints a line every half second for six seconds.
+    let live = crate::support::eventually(Duration::from_secs(20), "live output", || {
+        let run = server.get(&format!("/v1/runs/{id}"));
+        let out = run["live"][0]["stdout"].as_str().unwrap_or("").to_owned();
+        (run["status"] == "running" && out.contains("line 2")).then_some(out)
+    });
+    assert!(!live.contains("line 12"), "seen before the end: {live}");
+    let run = server.finished_run(id, Duration::from_secs(30));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(
+        run["live"].as_array().unwrap().is_empty(),
+        "the final record replaces it: {run}"
+    );
+    assert!(
+        run["steps"][0]["stdout"].as_str().unwrap().contains("line 12"),
+        "{run}"
+    );
+    assert_eq!(run["attempts"][0]["run_id"], id, "{run}");
+}

@@ -202,6 +202,7 @@ fn every_column_the_host_compiles_against_exists_after_the_migrations() {
         hosts,
         run_stats,
         run_totals,
+        step_output_live,
         task_marks
     );
 }

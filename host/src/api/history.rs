@@ -143,11 +143,40 @@ pub async fn run(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let id = id.into_inner();
-    let (listing, steps, events) = state.db.run(move |tx| history::get_run(tx, id)).await?;
+    let ((listing, steps, events), live, attempts) = state
+        .db
+        .run(move |tx| {
+            let found = history::get_run(tx, id)?;
+            let live = crate::store::runs::live_of(tx, id)?;
+            let attempts = history::attempts(tx, &found.0.run)?;
+            Ok((found, live, attempts))
+        })
+        .await?;
     let steps: Vec<StepView> = steps.into_iter().map(StepView::from).collect();
+    let live = live
+        .into_iter()
+        .map(|l| {
+            let (stdout, stdout_encoding) = text(l.stdout);
+            let (stderr, stderr_encoding) = text(l.stderr);
+            serde_json::json!({
+                "phase": l.phase, "index": l.step_index, "name": l.name,
+                "stdout": stdout, "stdout_encoding": stdout_encoding, "stdout_bytes": l.stdout_bytes,
+                "stderr": stderr, "stderr_encoding": stderr_encoding, "stderr_bytes": l.stderr_bytes,
+                "started_at": l.started_at,
+            })
+        })
+        .collect();
+    let attempts = attempts
+        .into_iter()
+        .map(
+            |(id, attempt, status)| serde_json::json!({ "run_id": id, "attempt": attempt, "status": status }),
+        )
+        .collect();
     Ok(HttpResponse::Ok().json(RunView {
         run: listing,
         steps,
+        live,
+        attempts,
         events,
     }))
 }
@@ -157,6 +186,10 @@ struct RunView {
     #[serde(flatten)]
     run: RunListing,
     steps: Vec<StepView>,
+    /// Output of processes still running, flushed every second.
+    live: Vec<serde_json::Value>,
+    /// Every attempt of this run's slot, oldest first.
+    attempts: Vec<serde_json::Value>,
     events: Vec<RunEventRow>,
 }
 

@@ -22,8 +22,34 @@ pub struct Captured {
 
 /// A stream being read in the background.
 pub(super) struct Capture {
-    shared: Arc<Mutex<Captured>>,
+    pub(super) shared: Arc<Mutex<Captured>>,
     reader: JoinHandle<()>,
+}
+
+/// What a running process has written so far, readable while it runs.
+#[derive(Clone, Default)]
+pub struct LiveOutput {
+    stdout: Option<Arc<Mutex<Captured>>>,
+    stderr: Option<Arc<Mutex<Captured>>>,
+}
+
+impl LiveOutput {
+    pub(super) fn of(stdout: Option<&Capture>, stderr: Option<&Capture>) -> LiveOutput {
+        LiveOutput {
+            stdout: stdout.map(|c| Arc::clone(&c.shared)),
+            stderr: stderr.map(|c| Arc::clone(&c.shared)),
+        }
+    }
+
+    /// Copies of stdout and stderr as captured so far.
+    pub fn snapshot(&self) -> (Captured, Captured) {
+        let read = |s: &Option<Arc<Mutex<Captured>>>| {
+            s.as_ref()
+                .map(|m| m.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+                .unwrap_or_default()
+        };
+        (read(&self.stdout), read(&self.stderr))
+    }
 }
 
 /// Starts reading `pipe` to its end, keeping at most `cap` bytes and discarding

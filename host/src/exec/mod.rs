@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 pub use binary::BinaryDirs;
-pub use capture::Captured;
+pub use capture::{Captured, LiveOutput};
 
 /// How long to keep reading a pipe after the process group is gone: only a
 /// process that escaped the group (double fork + setsid) can still hold it.
@@ -115,16 +115,17 @@ pub struct ProcessOutcome {
 
 /// Runs one process to completion, timeout or cancellation.
 pub async fn run(spec: &ProcessSpec, cancel: &CancellationToken) -> ProcessOutcome {
-    run_observed(spec, cancel, |_| {}).await
+    run_observed(spec, cancel, |_, _| {}).await
 }
 
 /// [`run`], telling `on_spawn` the id of the process group (the child's pid)
 /// as soon as the child exists, before waiting for it: the runner records it
 /// so that a host that dies mid-run leaves something the next host can kill.
+/// `on_spawn` also gets the output captured so far, readable while it runs.
 pub async fn run_observed(
     spec: &ProcessSpec,
     cancel: &CancellationToken,
-    on_spawn: impl FnOnce(i32),
+    on_spawn: impl FnOnce(i32, LiveOutput),
 ) -> ProcessOutcome {
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -172,8 +173,10 @@ pub async fn run_observed(
         }
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let stdout = child.stdout.take().map(|p| capture::start(p, spec.output_cap));
+    let stderr = child.stderr.take().map(|p| capture::start(p, spec.output_cap));
     if let Some(pgid) = group {
-        on_spawn(pgid.as_raw());
+        on_spawn(pgid.as_raw(), LiveOutput::of(stdout.as_ref(), stderr.as_ref()));
     }
     if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
         // A child that does not read its stdin must not block the host.
@@ -181,8 +184,6 @@ pub async fn run_observed(
             let _ = stdin.write_all(&bytes).await;
         });
     }
-    let stdout = child.stdout.take().map(|p| capture::start(p, spec.output_cap));
-    let stderr = child.stderr.take().map(|p| capture::start(p, spec.output_cap));
 
     let (status, kind) = tokio::select! {
         status = child.wait() => (status, None),

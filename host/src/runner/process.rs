@@ -45,6 +45,9 @@ pub(super) struct Invocation<'a> {
     pub budget: Duration,
 }
 
+/// How often a running process's new output is written for live viewers.
+const LIVE_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// The outcome of one process and the row to store for it.
 pub(super) struct Executed {
     pub outcome: ProcessOutcome,
@@ -91,11 +94,23 @@ pub(super) async fn run_one(
     let outcome = match resolve(runner, run, workdir, inv).await {
         Ok(spec) => {
             let group = AtomicI32::new(0);
-            let outcome = exec::run_observed(&spec, cancel, |pgid| {
+            let live = std::sync::Mutex::new(None);
+            let execution = exec::run_observed(&spec, cancel, |pgid, output| {
                 group.store(pgid, Ordering::Relaxed);
                 groups.spawned(pgid);
-            })
-            .await;
+                *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(output);
+            });
+            let key = LiveKey {
+                run_id: run.run.id,
+                phase: inv.phase.as_str(),
+                index: inv.index,
+                name: inv.name,
+                started,
+            };
+            let outcome = tokio::select! {
+                outcome = execution => outcome,
+                never = flush_live(runner, key, &live) => match never {},
+            };
             match group.load(Ordering::Relaxed) {
                 0 => {}
                 pgid => groups.exited(pgid),
@@ -122,6 +137,55 @@ pub(super) async fn run_one(
         .then(|| serde_json::from_slice(&outcome.stdout.bytes).ok())
         .flatten();
     Executed { outcome, stdout_json }
+}
+
+/// Where a running process's output goes while it runs.
+struct LiveKey<'a> {
+    run_id: i64,
+    phase: &'static str,
+    index: i32,
+    name: &'a str,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+/// Writes what the process printed so far every [`LIVE_FLUSH_EVERY`] while
+/// it has printed more; never returns (the caller drops it when the process
+/// ends). A write that fails is retried at the next tick.
+async fn flush_live(
+    runner: &Runner,
+    key: LiveKey<'_>,
+    live: &std::sync::Mutex<Option<exec::LiveOutput>>,
+) -> std::convert::Infallible {
+    let mut written = (0, 0);
+    loop {
+        tokio::time::sleep(LIVE_FLUSH_EVERY).await;
+        let output = live.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some((stdout, stderr)) = output.map(|o| o.snapshot()) else {
+            continue;
+        };
+        if (stdout.total, stderr.total) == written {
+            continue;
+        }
+        let row = crate::store::runs::LiveOutputRow {
+            run_id: key.run_id,
+            phase: key.phase.to_owned(),
+            step_index: key.index,
+            name: key.name.to_owned(),
+            stdout_bytes: stdout.total as i64,
+            stderr_bytes: stderr.total as i64,
+            stdout: stdout.bytes,
+            stderr: stderr.bytes,
+            started_at: key.started,
+        };
+        match runner
+            .db
+            .run(move |tx| crate::store::runs::write_live(tx, &row))
+            .await
+        {
+            Ok(()) => written = (stdout.total, stderr.total),
+            Err(e) => tracing::debug!(run.id = key.run_id, error = %e, "live output not written"),
+        }
+    }
 }
 
 /// Puts a process's times on the database's clock: it started at `started`

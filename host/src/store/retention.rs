@@ -103,6 +103,9 @@ pub fn delete_batch(
         deleted.run_events = diesel::sql_query(by_run("run_events"))
             .bind::<Array<Int8>, _>(&doomed)
             .execute(tx.c())?;
+        diesel::sql_query(by_run("step_output_live"))
+            .bind::<Array<Int8>, _>(&doomed)
+            .execute(tx.c())?;
         diesel::sql_query("UPDATE runs SET retry_of = NULL WHERE retry_of = ANY ($1)")
             .bind::<Array<Int8>, _>(&doomed)
             .execute(tx.c())?;

@@ -6,7 +6,7 @@ use diesel::sql_types::{Array, Int8, Jsonb, Text};
 use serde::Serialize;
 
 use super::models::{NewStepExecution, RunRow};
-use super::schema::{runs, step_executions};
+use super::schema::{runs, step_executions, step_output_live};
 use super::{StoreError, StoreResult, Tx};
 
 /// Appends the same event to the lifecycle log of each of `run_ids`.
@@ -62,7 +62,75 @@ pub fn record_steps(tx: &mut Tx<'_>, steps: &[NewStepExecution]) -> StoreResult<
     diesel::insert_into(step_executions::table)
         .values(&storable)
         .execute(tx.c())?;
+    diesel::sql_query(
+        "DELETE FROM step_output_live l USING unnest($1::int8[], $2::text[], $3::int4[]) AS d (run_id, phase, i) \
+         WHERE l.run_id = d.run_id AND l.phase = d.phase AND l.step_index = d.i",
+    )
+    .bind::<Array<Int8>, _>(steps.iter().map(|s| s.run_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(steps.iter().map(|s| s.phase.as_str()).collect::<Vec<_>>())
+    .bind::<Array<diesel::sql_types::Int4>, _>(steps.iter().map(|s| s.step_index).collect::<Vec<_>>())
+    .execute(tx.c())?;
     Ok(())
+}
+
+/// Output of a process still running.
+#[derive(Debug, Clone, Insertable, Queryable, Selectable, Serialize)]
+#[diesel(table_name = step_output_live, check_for_backend(diesel::pg::Pg))]
+pub struct LiveOutputRow {
+    /// The run.
+    pub run_id: i64,
+    /// provision, background, step or cleanup.
+    pub phase: String,
+    /// Position among the steps.
+    pub step_index: i32,
+    /// Step name.
+    pub name: String,
+    /// Captured so far (up to the cap).
+    pub stdout: Vec<u8>,
+    /// Captured so far (up to the cap).
+    pub stderr: Vec<u8>,
+    /// Bytes written so far, kept or not.
+    pub stdout_bytes: i64,
+    /// Bytes written so far, kept or not.
+    pub stderr_bytes: i64,
+    /// When the process started.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Replaces the live output of one running process.
+pub fn write_live(tx: &mut Tx<'_>, row: &LiveOutputRow) -> StoreResult<()> {
+    diesel::insert_into(step_output_live::table)
+        .values(row)
+        .on_conflict((
+            step_output_live::run_id,
+            step_output_live::phase,
+            step_output_live::step_index,
+        ))
+        .do_update()
+        .set((
+            step_output_live::stdout.eq(&row.stdout),
+            step_output_live::stderr.eq(&row.stderr),
+            step_output_live::stdout_bytes.eq(row.stdout_bytes),
+            step_output_live::stderr_bytes.eq(row.stderr_bytes),
+            step_output_live::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(tx.c())?;
+    Ok(())
+}
+
+/// The live output of `run_id`'s processes that have no final record yet.
+pub fn live_of(tx: &mut Tx<'_>, run_id: i64) -> StoreResult<Vec<LiveOutputRow>> {
+    Ok(step_output_live::table
+        .filter(step_output_live::run_id.eq(run_id))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            step_executions::table
+                .filter(step_executions::run_id.eq(step_output_live::run_id))
+                .filter(step_executions::phase.eq(step_output_live::phase))
+                .filter(step_executions::step_index.eq(step_output_live::step_index)),
+        )))
+        .order((step_output_live::started_at, step_output_live::step_index))
+        .select(LiveOutputRow::as_select())
+        .load(tx.c())?)
 }
 
 /// `text` with every NUL character (which a PostgreSQL text cannot hold) replaced.

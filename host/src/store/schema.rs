@@ -207,6 +207,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    step_output_live (run_id, phase, step_index) {
+        run_id -> Int8,
+        phase -> Text,
+        step_index -> Int4,
+        name -> Text,
+        stdout -> Bytea,
+        stderr -> Bytea,
+        stdout_bytes -> Int8,
+        stderr_bytes -> Int8,
+        started_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     run_totals (task_id, status) {
         task_id -> Int8,
         status -> Text,
@@ -250,5 +265,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     hosts,
     run_stats,
     run_totals,
+    step_output_live,
     task_marks,
 );
