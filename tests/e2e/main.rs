@@ -19,6 +19,7 @@ mod health;
 mod input_limits;
 mod languages;
 mod leftovers;
+mod operator_cli;
 mod operators;
 mod outages;
 mod overlap_races;

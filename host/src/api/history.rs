@@ -54,9 +54,14 @@ pub async fn task(
         ),
         None => Vec::new(),
     };
+    let local: Vec<String> = next
+        .iter()
+        .map(|at| crate::pulse::cron::local_time(*at, t.timezone.as_deref()))
+        .collect();
     let mut body = task_json(&plugin, t);
     body["definition"] = definition;
     body["next_fire_times"] = serde_json::json!(next);
+    body["next_fire_times_local"] = serde_json::json!(local);
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -67,6 +72,9 @@ fn task_json(plugin: &str, t: crate::store::models::TaskRow) -> serde_json::Valu
         "name": t.name,
         "schedule": t.schedule_kind,
         "cron": t.cron_expression,
+        "schedule_words": t.cron_expression.as_deref().and_then(crate::pulse::cron::in_words),
+        "dynamic_interval_secs": t.dynamic_interval_secs,
+        "tags": t.tags,
         "timezone": t.timezone,
         "enabled": t.enabled,
         "paused_reason": t.paused_reason,

@@ -54,6 +54,22 @@ impl Client {
         self.send(self.request("GET", path, need), None)
     }
 
+    /// GET a JSON resource with query parameters (encoded here).
+    pub fn get_query(&self, path: &str, query: &[(&str, String)], need: Need) -> anyhow::Result<serde_json::Value> {
+        let request = query
+            .iter()
+            .fold(self.request("GET", path, need), |r, (k, v)| r.query(k, v));
+        self.send(request, None)
+    }
+
+    /// GET a JSON answer whatever its status (probes answer 503 with a body).
+    pub fn get_any(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        match self.agent.get(&format!("{}{path}", self.base)).call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r.into_json().context("the server's answer is not JSON"),
+            Err(ureq::Error::Transport(t)) => Err(anyhow!("cannot reach pulsehost at {}: {t}", self.base)),
+        }
+    }
+
     /// POST without a body.
     pub fn post(&self, path: &str, need: Need) -> anyhow::Result<serde_json::Value> {
         self.send(self.request("POST", path, need), Some(Vec::new()))

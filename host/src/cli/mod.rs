@@ -2,11 +2,13 @@
 //! thin HTTP client of the API (so scripts and the CLI see the same thing).
 
 mod client;
+mod history;
 mod output;
 mod plugin;
 mod serve;
+mod views;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 /// pulsehost: a WebAssembly plugin host that hosted cron pulses.
 #[derive(Debug, Parser)]
@@ -21,7 +23,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the host (HTTP API, pulse endpoint, runner).
+    /// Run the host (HTTP API, pulse endpoint, runner, dashboard).
     Serve,
     /// Apply database migrations to DATABASE_URL and exit.
     Migrate,
@@ -29,61 +31,34 @@ enum Command {
     /// back and remove them on a server.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
-    /// List tasks, or run one now.
-    Tasks(TasksArgs),
+    /// List tasks; show one, run one now, or resume one.
+    Tasks {
+        #[command(subcommand)]
+        action: Option<history::TasksCommand>,
+    },
     /// Send a pulse: claim and start whatever is due now.
     Pulse,
-    /// Run history.
-    #[command(subcommand)]
-    Runs(RunsCommand),
-}
-
-#[derive(Debug, Args)]
-struct TasksArgs {
-    #[command(subcommand)]
-    action: Option<TasksCommand>,
-}
-
-#[derive(Debug, Subcommand)]
-enum TasksCommand {
-    /// Queue a run of a task now, whatever its schedule.
-    Run {
-        /// Task id (see `pulsehost tasks`).
-        id: i64,
-    },
-    /// Resume a task paused after repeated hook failures.
-    Resume {
-        /// Task id.
-        id: i64,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum RunsCommand {
-    /// Runs, newest first.
-    List {
-        /// Page size.
+    /// Recent pulses with the gap between them, and whether the last is late.
+    Pulses {
+        /// How many.
         #[arg(long, default_value_t = 20)]
         limit: i64,
-        /// Only runs older than this run id (the previous page's last id).
-        #[arg(long)]
-        before: Option<i64>,
-        /// Only this task id.
-        #[arg(long)]
-        task: Option<i64>,
-        /// Only this status (queued, running, succeeded, failed, timed_out, cancelled, skipped, missed).
-        #[arg(long)]
-        status: Option<String>,
     },
-    /// One run with every step's exit code and output.
-    Show {
-        /// Run id.
-        id: i64,
+    /// Run history: list (filtered), show, logs, cancel.
+    #[command(subcommand)]
+    Runs(history::RunsCommand),
+    /// Counts by status, success rate, duration and lateness percentiles.
+    Stats {
+        /// One task (id, name, or plugin/name); all tasks without.
+        task: Option<String>,
+        /// How far back: 1h, 24h, 7d, ...
+        #[arg(long, default_value = "24h")]
+        window: String,
     },
-    /// Cancel a queued or running run (its cleanup hook still runs).
-    Cancel {
-        /// Run id.
-        id: i64,
+    /// Print a completion script for your shell (bash, zsh, fish, ...).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -94,6 +69,14 @@ pub fn main() -> i32 {
         Command::Serve => serve::serve(),
         Command::Migrate => serve::migrate(),
         Command::Plugin(command) => plugin::run(command, cli.json),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "pulsehost", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Runs(history::RunsCommand::Logs { id, step, follow }) => {
+            client::Client::from_env().and_then(|c| history::logs(&c, id, step, follow))
+        }
         command => client::Client::from_env().and_then(|c| run_client(&c, command, cli.json)),
     };
     match result {
@@ -108,46 +91,12 @@ pub fn main() -> i32 {
 fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Result<()> {
     use client::Need;
     let (value, render): (serde_json::Value, fn(&serde_json::Value) -> String) = match command {
-        Command::Tasks(TasksArgs { action: None }) => (c.get("/v1/tasks", Need::Read)?, output::tasks),
-        Command::Tasks(TasksArgs {
-            action: Some(TasksCommand::Run { id }),
-        }) => (
-            c.post(&format!("/v1/tasks/{id}/run"), Need::Admin)?,
-            output::triggered,
-        ),
-        Command::Tasks(TasksArgs {
-            action: Some(TasksCommand::Resume { id }),
-        }) => (
-            c.post(&format!("/v1/tasks/{id}/resume"), Need::Admin)?,
-            output::resumed,
-        ),
+        Command::Tasks { action } => history::tasks(c, action)?,
         Command::Pulse => (c.post("/v1/pulse", Need::Pulse)?, output::pulse),
-        Command::Runs(RunsCommand::Cancel { id }) => (
-            c.post(&format!("/v1/runs/{id}/cancel"), Need::Admin)?,
-            output::cancelled,
-        ),
-        Command::Runs(RunsCommand::List {
-            limit,
-            before,
-            task,
-            status,
-        }) => {
-            let mut path = format!("/v1/runs?limit={limit}");
-            for (key, value) in [
-                ("before", before.map(|v| v.to_string())),
-                ("task_id", task.map(|v| v.to_string())),
-                ("status", status),
-            ] {
-                if let Some(value) = value {
-                    path.push_str(&format!("&{key}={value}"));
-                }
-            }
-            (c.get(&path, Need::Read)?, output::runs)
-        }
-        Command::Runs(RunsCommand::Show { id }) => {
-            (c.get(&format!("/v1/runs/{id}"), Need::Read)?, output::run)
-        }
-        Command::Serve | Command::Migrate | Command::Plugin(_) => {
+        Command::Pulses { limit } => history::pulses(c, limit)?,
+        Command::Runs(command) => history::runs(c, command)?,
+        Command::Stats { task, window } => history::stats(c, task, &window)?,
+        Command::Serve | Command::Migrate | Command::Plugin(_) | Command::Completions { .. } => {
             unreachable!("handled before a client is built")
         }
     };

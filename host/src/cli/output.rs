@@ -13,13 +13,7 @@ fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String
     format!("{t}\n")
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
+use super::views::s;
 
 fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
     v[key].as_array().into_iter().flatten()
@@ -217,11 +211,15 @@ pub fn runs(v: &Value) -> String {
             "attempt",
             "scheduled_for",
             "started_at",
+            "duration_ms",
             "lateness_ms",
             "error",
         ]
         .iter()
-        .map(|k| s(&r[*k]))
+        .map(|k| match *k {
+            "duration_ms" | "lateness_ms" => super::views::millis(&r[*k]),
+            k => s(&r[k]),
+        })
         .collect()
     });
     let mut out = table(
@@ -233,7 +231,8 @@ pub fn runs(v: &Value) -> String {
             "ATTEMPT",
             "SCHEDULED FOR",
             "STARTED",
-            "LATE MS",
+            "TOOK",
+            "LATE",
             "ERROR",
         ],
         rows,

@@ -253,6 +253,26 @@ fn expand_shorthand(expression: &str) -> Result<&str, CronError> {
 }
 
 /// Splits five fields (or six, seconds first); five fields run at second 0.
+/// The schedule in English ("Every 15 minutes", "At 09:00 AM, Monday through
+/// Friday"); None when it cannot be put in words.
+pub fn in_words(expression: &str) -> Option<String> {
+    let expanded = expand_shorthand(expression).ok()?;
+    let written = split_fields(expression, expanded).ok()?;
+    let five = [written.minute, written.hour, written.day_of_month, written.month, written.day_of_week].join(" ");
+    let words = cronspeak::describe(&five).ok()?;
+    Some(match written.second {
+        "0" => words,
+        "*" if five == "* * * * *" => "Every second".to_owned(),
+        second => format!("{words}, at second {second}"),
+    })
+}
+
+/// `at` as an RFC 3339 instant in `timezone` (UTC when None or unknown).
+pub fn local_time(at: DateTime<Utc>, timezone: Option<&str>) -> String {
+    let tz = timezone.and_then(|name| Tz::from_str(name).ok()).unwrap_or(Tz::UTC);
+    at.with_timezone(&tz).to_rfc3339()
+}
+
 fn split_fields<'a>(expression: &str, expanded: &'a str) -> Result<Written<'a>, CronError> {
     let fields: Vec<&str> = expanded.split_whitespace().collect();
     let (second, rest) = match fields.len() {
