@@ -55,7 +55,12 @@ impl Client {
     }
 
     /// GET a JSON resource with query parameters (encoded here).
-    pub fn get_query(&self, path: &str, query: &[(&str, String)], need: Need) -> anyhow::Result<serde_json::Value> {
+    pub fn get_query(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        need: Need,
+    ) -> anyhow::Result<serde_json::Value> {
         let request = query
             .iter()
             .fold(self.request("GET", path, need), |r, (k, v)| r.query(k, v));
@@ -65,7 +70,9 @@ impl Client {
     /// GET a JSON answer whatever its status (probes answer 503 with a body).
     pub fn get_any(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         match self.agent.get(&format!("{}{path}", self.base)).call() {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r.into_json().context("the server's answer is not JSON"),
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                r.into_json().context("the server's answer is not JSON")
+            }
             Err(ureq::Error::Transport(t)) => Err(anyhow!("cannot reach pulsehost at {}: {t}", self.base)),
         }
     }

@@ -147,11 +147,17 @@ pub fn tasks(c: &Client, command: Option<TasksCommand>) -> anyhow::Result<(Value
         }
         Some(TasksCommand::Run { task }) => {
             let id = task_id(c, &task)?;
-            (c.post(&format!("/v1/tasks/{id}/run"), Need::Admin)?, output::triggered)
+            (
+                c.post(&format!("/v1/tasks/{id}/run"), Need::Admin)?,
+                output::triggered,
+            )
         }
         Some(TasksCommand::Resume { task }) => {
             let id = task_id(c, &task)?;
-            (c.post(&format!("/v1/tasks/{id}/resume"), Need::Admin)?, output::resumed)
+            (
+                c.post(&format!("/v1/tasks/{id}/resume"), Need::Admin)?,
+                output::resumed,
+            )
         }
     })
 }
@@ -175,7 +181,12 @@ pub fn runs(c: &Client, command: RunsCommand) -> anyhow::Result<(Value, fn(&Valu
                 query.push(("task_id", task_id(c, &task)?.to_string()));
             }
             for s in status {
-                query.push(("status", s.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()));
+                query.push((
+                    "status",
+                    s.to_possible_value()
+                        .map(|v| v.get_name().to_owned())
+                        .unwrap_or_default(),
+                ));
             }
             query.extend(tag.map(|t| ("tag", t)));
             query.extend(since.map(|t| ("since", t)));
@@ -186,7 +197,10 @@ pub fn runs(c: &Client, command: RunsCommand) -> anyhow::Result<(Value, fn(&Valu
             (c.get_query("/v1/runs", &query, Need::Read)?, output::runs)
         }
         RunsCommand::Show { id } => (c.get(&format!("/v1/runs/{id}"), Need::Read)?, output::run),
-        RunsCommand::Cancel { id } => (c.post(&format!("/v1/runs/{id}/cancel"), Need::Admin)?, output::cancelled),
+        RunsCommand::Cancel { id } => (
+            c.post(&format!("/v1/runs/{id}/cancel"), Need::Admin)?,
+            output::cancelled,
+        ),
         RunsCommand::Logs { .. } => unreachable!("logs streams; see `logs`"),
     })
 }
@@ -200,7 +214,11 @@ pub fn logs(c: &Client, id: i64, step: Option<i64>, follow: bool) -> anyhow::Res
     let mut printed: HashMap<(String, i64, &'static str), usize> = HashMap::new();
     loop {
         let run = c.get(&format!("/v1/runs/{id}"), Need::Read)?;
-        let processes = run["steps"].as_array().into_iter().flatten().chain(run["live"].as_array().into_iter().flatten());
+        let processes = run["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(run["live"].as_array().into_iter().flatten());
         for p in processes {
             let (phase, index) = (views::s(&p["phase"]), p["index"].as_i64().unwrap_or(0));
             if step.is_some_and(|n| phase != "step" || n != index) {
@@ -256,10 +274,17 @@ pub fn pulses(c: &Client, limit: i64) -> anyhow::Result<(Value, fn(&Value) -> St
 }
 
 /// `stats [TASK]`.
-pub fn stats(c: &Client, task: Option<String>, window: &str) -> anyhow::Result<(Value, fn(&Value) -> String)> {
+pub fn stats(
+    c: &Client,
+    task: Option<String>,
+    window: &str,
+) -> anyhow::Result<(Value, fn(&Value) -> String)> {
     let path = match task {
         Some(task) => format!("/v1/tasks/{}/stats", task_id(c, &task)?),
         None => "/v1/stats".to_owned(),
     };
-    Ok((c.get_query(&path, &[("window", window.to_owned())], Need::Read)?, views::stats))
+    Ok((
+        c.get_query(&path, &[("window", window.to_owned())], Need::Read)?,
+        views::stats,
+    ))
 }

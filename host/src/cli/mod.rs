@@ -6,6 +6,7 @@ mod history;
 mod output;
 mod plugin;
 mod serve;
+mod spinner;
 mod views;
 
 use clap::{Parser, Subcommand};

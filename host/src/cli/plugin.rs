@@ -86,7 +86,7 @@ pub fn run(command: PluginCommand, json: bool) -> anyhow::Result<()> {
             Ok(())
         }
         PluginCommand::Build { dir } => {
-            let built = author::build(&dir)?;
+            let built = super::spinner::while_working("building", || author::build(&dir))?;
             println!("{}", built.display());
             Ok(())
         }
@@ -115,7 +115,11 @@ fn remote_command(c: &Client, command: PluginCommand, json: bool) -> anyhow::Res
     let (value, render): (serde_json::Value, fn(&serde_json::Value) -> String) = match command {
         PluginCommand::Push { file } => {
             let bytes = std::fs::read(&file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
-            (c.post_bytes("/v1/plugins", bytes, Need::Admin)?, output::pushed)
+            let uploaded =
+                super::spinner::while_working("uploading; the server compiles the component", || {
+                    c.post_bytes("/v1/plugins", bytes, Need::Admin)
+                });
+            (uploaded?, output::pushed)
         }
         PluginCommand::List => (c.get("/v1/plugins", Need::Read)?, output::plugins),
         PluginCommand::Versions { name } => (

@@ -27,11 +27,17 @@ pub fn task(v: &Value) -> String {
     let mut out = format!("task {} ({}/{})\n", s(&v["id"]), s(&v["plugin"]), s(&v["name"]));
     let schedule = match v["schedule"].as_str() {
         Some("cron") => format!("{} ({})", s(&v["schedule_words"]), s(&v["cron"])),
-        Some("dynamic") => format!("dynamic: the plugin is asked every {} s", s(&v["dynamic_interval_secs"])),
+        Some("dynamic") => format!(
+            "dynamic: the plugin is asked every {} s",
+            s(&v["dynamic_interval_secs"])
+        ),
         other => other.unwrap_or("-").to_owned(),
     };
     out.push_str(&format!("schedule   {schedule}\n"));
-    out.push_str(&format!("time zone  {}\n", v["timezone"].as_str().unwrap_or("UTC")));
+    out.push_str(&format!(
+        "time zone  {}\n",
+        v["timezone"].as_str().unwrap_or("UTC")
+    ));
     let state = match &v["paused_reason"] {
         Value::Null if v["enabled"] == Value::Bool(true) => "enabled".to_owned(),
         Value::Null => "disabled by its plugin".to_owned(),
@@ -83,7 +89,9 @@ fn stats_lines(st: &Value) -> String {
         .filter(|(_, n)| n.as_i64() != Some(0))
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    let rate = st["success_rate"].as_f64().map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
+    let rate = st["success_rate"]
+        .as_f64()
+        .map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0));
     let mark = |m: &Value| match m["run_id"].as_i64() {
         Some(id) => format!("run {id} at {}", s(&m["at"])),
         None => "-".to_owned(),
@@ -111,16 +119,22 @@ pub fn pulses(v: &Value) -> String {
             "last pulse {} ago: {} (expected at least every {})\n",
             millis(&Value::from(age * 1000.0)),
             s(&pulse["status"]),
-            millis(&Value::from(pulse["expected_interval_seconds"].as_f64().unwrap_or(0.0) * 1000.0)),
+            millis(&Value::from(
+                pulse["expected_interval_seconds"].as_f64().unwrap_or(0.0) * 1000.0
+            )),
         ),
         None => "no pulse yet\n".to_owned(),
     };
     let rows: Vec<&Value> = v["pulses"].as_array().into_iter().flatten().collect();
-    let at = |p: &Value| p["received_at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let at = |p: &Value| {
+        p["received_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
     let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::NOTHING)
-        .set_header(["ID", "KIND", "RECEIVED", "GAP", "DUE", "CLAIMED", "MISSED", "LATE", "TOOK", "ERRORS"]);
+    table.load_preset(comfy_table::presets::NOTHING).set_header([
+        "ID", "KIND", "RECEIVED", "GAP", "DUE", "CLAIMED", "MISSED", "LATE", "TOOK", "ERRORS",
+    ]);
     for (i, p) in rows.iter().enumerate() {
         let earlier = rows[i + 1..].iter().find(|e| e["kind"] == p["kind"]);
         let gap = match (at(p), earlier.and_then(|e| at(e))) {

@@ -258,7 +258,14 @@ fn expand_shorthand(expression: &str) -> Result<&str, CronError> {
 pub fn in_words(expression: &str) -> Option<String> {
     let expanded = expand_shorthand(expression).ok()?;
     let written = split_fields(expression, expanded).ok()?;
-    let five = [written.minute, written.hour, written.day_of_month, written.month, written.day_of_week].join(" ");
+    let five = [
+        written.minute,
+        written.hour,
+        written.day_of_month,
+        written.month,
+        written.day_of_week,
+    ]
+    .join(" ");
     let words = cronspeak::describe(&five).ok()?;
     Some(match written.second {
         "0" => words,
@@ -269,7 +276,9 @@ pub fn in_words(expression: &str) -> Option<String> {
 
 /// `at` as an RFC 3339 instant in `timezone` (UTC when None or unknown).
 pub fn local_time(at: DateTime<Utc>, timezone: Option<&str>) -> String {
-    let tz = timezone.and_then(|name| Tz::from_str(name).ok()).unwrap_or(Tz::UTC);
+    let tz = timezone
+        .and_then(|name| Tz::from_str(name).ok())
+        .unwrap_or(Tz::UTC);
     at.with_timezone(&tz).to_rfc3339()
 }
 
