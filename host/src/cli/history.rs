@@ -13,6 +13,9 @@ use serde_json::Value;
 use super::client::{Client, Need};
 use super::{output, views};
 
+/// An API answer and how to print it for people.
+pub type Answer = (Value, fn(&Value) -> String);
+
 /// What `pulsehost tasks` does (without one: list them).
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
@@ -136,7 +139,7 @@ pub fn task_id(c: &Client, task: &str) -> anyhow::Result<i64> {
 }
 
 /// Runs a `tasks` command; the value and how to print it.
-pub fn tasks(c: &Client, command: Option<TasksCommand>) -> anyhow::Result<(Value, fn(&Value) -> String)> {
+pub fn tasks(c: &Client, command: Option<TasksCommand>) -> anyhow::Result<Answer> {
     Ok(match command {
         None => (c.get("/v1/tasks", Need::Read)?, output::tasks),
         Some(TasksCommand::Show { task }) => {
@@ -163,7 +166,7 @@ pub fn tasks(c: &Client, command: Option<TasksCommand>) -> anyhow::Result<(Value
 }
 
 /// Runs a `runs` command other than `logs`; the value and how to print it.
-pub fn runs(c: &Client, command: RunsCommand) -> anyhow::Result<(Value, fn(&Value) -> String)> {
+pub fn runs(c: &Client, command: RunsCommand) -> anyhow::Result<Answer> {
     Ok(match command {
         RunsCommand::List {
             limit,
@@ -267,18 +270,14 @@ fn decoded(process: &Value, stream: &str) -> Vec<u8> {
 }
 
 /// `pulses`: recent pulses, and whether the last one is on time.
-pub fn pulses(c: &Client, limit: i64) -> anyhow::Result<(Value, fn(&Value) -> String)> {
+pub fn pulses(c: &Client, limit: i64) -> anyhow::Result<Answer> {
     let mut listed = c.get(&format!("/v1/pulses?limit={limit}"), Need::Read)?;
     listed["readiness"] = c.get_any("/readyz")?;
     Ok((listed, views::pulses))
 }
 
 /// `stats [TASK]`.
-pub fn stats(
-    c: &Client,
-    task: Option<String>,
-    window: &str,
-) -> anyhow::Result<(Value, fn(&Value) -> String)> {
+pub fn stats(c: &Client, task: Option<String>, window: &str) -> anyhow::Result<Answer> {
     let path = match task {
         Some(task) => format!("/v1/tasks/{}/stats", task_id(c, &task)?),
         None => "/v1/stats".to_owned(),

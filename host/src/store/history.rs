@@ -91,7 +91,7 @@ pub fn list_runs(tx: &mut Tx<'_>, filter: &RunFilter) -> StoreResult<Vec<RunList
     for status in lanes {
         found.extend(lane(tx, filter, cursor, status)?);
     }
-    found.sort_by(|a, b| (b.run.created_at, b.run.id).cmp(&(a.run.created_at, a.run.id)));
+    found.sort_by_key(|r| std::cmp::Reverse((r.run.created_at, r.run.id)));
     found.truncate(usize::try_from(filter.limit).unwrap_or(0));
     Ok(found)
 }

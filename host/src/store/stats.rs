@@ -74,6 +74,22 @@ pub struct Stats {
     pub last_failure: Option<Mark>,
 }
 
+/// Latest success (at, run) and failure (at, run) as stored.
+type MarkRow = (
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+);
+/// A task's id and its [`MarkRow`], flat.
+type TaskMarkRow = (
+    i64,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+);
+
 #[derive(Queryable)]
 struct Row {
     status: String,
@@ -114,12 +130,6 @@ pub fn window_start(now: DateTime<Utc>, hours: i64) -> DateTime<Utc> {
 }
 
 fn read_marks(tx: &mut Tx<'_>, task_id: Option<i64>) -> StoreResult<(Option<Mark>, Option<Mark>)> {
-    type MarkRow = (
-        Option<DateTime<Utc>>,
-        Option<i64>,
-        Option<DateTime<Utc>>,
-        Option<i64>,
-    );
     let row: Option<MarkRow> = match task_id {
         Some(id) => task_marks::table
             .find(id)
@@ -239,13 +249,7 @@ pub fn read_many(
     .bind::<Array<Int8>, _>(task_ids)
     .bind::<Timestamptz, _>(since)
     .load(tx.c())?;
-    let marks: Vec<(
-        i64,
-        Option<DateTime<Utc>>,
-        Option<i64>,
-        Option<DateTime<Utc>>,
-        Option<i64>,
-    )> = task_marks::table
+    let marks: Vec<TaskMarkRow> = task_marks::table
         .filter(task_marks::task_id.eq_any(task_ids))
         .load(tx.c())?;
     let mut grouped: BTreeMap<i64, Vec<Row>> = task_ids.iter().map(|id| (*id, Vec::new())).collect();
