@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod clocks;
 mod compiled_cache;
+mod dashboard;
 mod dependencies;
 mod dependency_chains;
 mod embedded;

@@ -17,10 +17,15 @@ pub async fn trigger(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
-    match pulse::trigger(&state.db, id.into_inner()).await? {
+    Ok(HttpResponse::Accepted().json(queue_now(&state, id.into_inner()).await?))
+}
+
+/// What [`trigger`] does once the caller is admitted (the dashboard's too).
+pub async fn queue_now(state: &AppState, id: i64) -> Result<serde_json::Value, ApiError> {
+    match pulse::trigger(&state.db, id).await? {
         Triggered::Queued(run) => {
             state.runner.wake();
-            Ok(HttpResponse::Accepted().json(run))
+            Ok(serde_json::to_value(run).unwrap_or_default())
         }
         Triggered::Skipped { skipped, running } => {
             let listed: Vec<String> = running.iter().map(i64::to_string).collect();
@@ -46,13 +51,16 @@ pub async fn resume(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
-    let id = id.into_inner();
+    Ok(HttpResponse::Ok().json(unpause(&state, id.into_inner()).await?))
+}
+
+/// What [`resume`] does once the caller is admitted.
+pub async fn unpause(state: &AppState, id: i64) -> Result<serde_json::Value, ApiError> {
     let task = state
         .db
         .run(move |tx| crate::store::hooks::resume(tx, id))
         .await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "id": task.id, "name": task.name, "paused_reason": null })))
+    Ok(serde_json::json!({ "id": task.id, "name": task.name, "paused_reason": null }))
 }
 
 /// Cancels a queued run at once (skipping what waited for it), or a running
@@ -63,7 +71,11 @@ pub async fn cancel(
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
-    let id = id.into_inner();
+    Ok(HttpResponse::Accepted().json(stop(&state, id.into_inner()).await?))
+}
+
+/// What [`cancel`] does once the caller is admitted.
+pub async fn stop(state: &AppState, id: i64) -> Result<CancelOutcome, ApiError> {
     let outcome = state
         .db
         .run(move |tx| {
@@ -86,5 +98,5 @@ pub async fn cancel(
         CancelOutcome::Requested { .. } => _ = state.runner.cancel_local(id),
         CancelOutcome::Cancelled => {}
     }
-    Ok(HttpResponse::Accepted().json(outcome))
+    Ok(outcome)
 }

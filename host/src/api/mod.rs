@@ -2,6 +2,7 @@
 //! and response shapes, and the mapping of every stage's errors to statuses.
 
 mod auth;
+mod dashboard;
 mod error;
 mod filters;
 mod health;
@@ -76,6 +77,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default()
             .error_handler(|e, _| ApiError::bad_request(format!("bad path: {e}")).into()),
     )
+    .configure(dashboard::routes)
     .route("/healthz", web::get().to(health::live))
     .route("/readyz", web::get().to(health::ready))
     .route("/metrics", web::get().to(health::metrics))

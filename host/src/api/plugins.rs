@@ -144,6 +144,11 @@ pub async fn activate(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
     let (name, version) = path.into_inner();
+    Ok(HttpResponse::Ok().json(switch_to(&state, name, version).await?))
+}
+
+/// What [`activate`] does once the caller is admitted (the dashboard's too).
+pub async fn switch_to(state: &AppState, name: String, version: i32) -> Result<serde_json::Value, ApiError> {
     let registered = state
         .db
         .run(move |tx| pulse::activate(tx, &name, version))
@@ -155,7 +160,7 @@ pub async fn activate(
         registered.version_id,
     );
     tracing::info!(plugin = %registered.plugin, version = registered.version, "plugin version activated");
-    Ok(HttpResponse::Ok().json(answer(&registered, true)))
+    Ok(answer(&registered, true))
 }
 
 /// Retires a plugin: its tasks stop being due; versions and history stay.

@@ -194,3 +194,41 @@ pub fn attempts(tx: &mut Tx<'_>, run: &RunRow) -> StoreResult<Vec<(i64, i32, Str
         .select((runs::id, runs::attempt, runs::status))
         .load(tx.c())?)
 }
+
+/// The statuses of the newest `n` runs of each of `task_ids`, newest first:
+/// (task, run, status). One index range per task.
+pub fn recent_statuses(tx: &mut Tx<'_>, task_ids: &[i64], n: i64) -> StoreResult<Vec<(i64, i64, String)>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Int8)]
+        task_id: i64,
+        #[diesel(sql_type = Int8)]
+        id: i64,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT t.id AS task_id, r.id, r.status FROM unnest($1::int8[]) AS t (id) \
+         CROSS JOIN LATERAL (SELECT id, status FROM runs WHERE task_id = t.id \
+             ORDER BY created_at DESC, id DESC LIMIT $2) r",
+    )
+    .bind::<diesel::sql_types::Array<Int8>, _>(task_ids)
+    .bind::<Int8, _>(n)
+    .load(tx.c())?;
+    Ok(rows.into_iter().map(|r| (r.task_id, r.id, r.status)).collect())
+}
+
+/// (when, max lateness in ms) of every complete pulse since `since`, oldest first.
+pub fn pulse_lateness(
+    tx: &mut Tx<'_>,
+    since: DateTime<Utc>,
+) -> StoreResult<Vec<(DateTime<Utc>, Option<i64>)>> {
+    use super::schema::pulses;
+    Ok(pulses::table
+        .filter(pulses::kind.eq("pulse"))
+        .filter(pulses::complete.eq(true))
+        .filter(pulses::received_at.ge(since))
+        .order(pulses::received_at)
+        .select((pulses::received_at, pulses::max_lateness_ms))
+        .load(tx.c())?)
+}

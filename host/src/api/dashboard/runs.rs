@@ -1,0 +1,221 @@
+//! The runs page (filters, keyset pages) and one run's page (attempts,
+//! processes with their output, live output while it runs, events).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::{frame, html, signed_in, with};
+use crate::api::{filters, AppState};
+use crate::store::history::{self, STATUSES};
+use crate::store::models::StepExecutionRow;
+use crate::store::plugins as plugin_store;
+use crate::store::runs::{self as run_store, LiveOutputRow};
+
+/// Milliseconds for people (`850 ms`, `12.3 s`).
+pub fn took(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1_000.0 => format!("{ms:.0} ms"),
+        Some(ms) if ms < 60_000.0 => format!("{:.1} s", ms / 1_000.0),
+        Some(ms) => format!("{:.1} min", ms / 60_000.0),
+    }
+}
+
+/// Runs, filtered like `GET /v1/runs` (same parameters), newest first.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<Vec<(String, String)>>,
+) -> HttpResponse {
+    let session = match signed_in(&req, &state) {
+        Ok(s) => s,
+        Err(refused) => return refused.answer(),
+    };
+    let page = frame(&state, &session, "Runs", "runs");
+    // An empty field in the form means "any".
+    let pairs: Vec<(String, String)> = q
+        .iter()
+        .filter(|(k, v)| !v.is_empty() && k != "notice" && k != "error")
+        .cloned()
+        .collect();
+    let notice = q.iter().find(|(k, _)| k == "error").map(|(_, v)| v.clone());
+    let filter = match filters::run_filter(&pairs, state.db.clock().now()) {
+        Ok(f) => f,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                "runs.html",
+                with(page, json!({ "error": e.message, "statuses": checkboxes(&[]) })),
+            )
+        }
+    };
+    let limit = filter.limit;
+    let listed = state
+        .db
+        .run(move |tx| {
+            Ok((
+                history::list_runs(tx, &filter)?,
+                plugin_store::list_tasks(tx)?,
+                filter,
+            ))
+        })
+        .await;
+    let (runs, tasks, filter) = match listed {
+        Ok(found) => found,
+        Err(e) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "runs.html",
+                with(page, json!({ "error": e.to_string() })),
+            )
+        }
+    };
+    let next = (runs.len() as i64 == limit)
+        .then(|| runs.last().map(|r| r.run.id))
+        .flatten()
+        .map(|last| {
+            let mut kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "before").collect();
+            kept.push(("before".into(), last.to_string()));
+            format!(
+                "/ui/runs?{}",
+                serde_urlencoded::to_string(&kept).unwrap_or_default()
+            )
+        });
+    let rows: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.run.id, "plugin": r.plugin, "task": r.task, "status": r.run.status,
+                "attempt": r.run.attempt, "scheduled_for": r.run.scheduled_for.to_rfc3339(),
+                "took": took(r.duration_ms), "late": took(r.run.lateness_ms.map(|v| v as f64)), "error": r.run.error,
+            })
+        })
+        .collect();
+    let tasks: Vec<Value> = tasks
+        .iter()
+        .map(|(p, t)| json!({ "id": t.id, "plugin": p, "name": t.name }))
+        .collect();
+    let shown = json!({
+        "task_id": filter.task_id, "tag": filter.tag,
+        "since": q.iter().find(|(k, _)| k == "since").map(|(_, v)| v),
+        "until": q.iter().find(|(k, _)| k == "until").map(|(_, v)| v),
+        "hide_missed": q.iter().any(|(k, v)| k == "hide_missed" && v == "true"),
+    });
+    let picked: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "status")
+        .flat_map(|(_, v)| v.split(','))
+        .collect();
+    html(
+        StatusCode::OK,
+        "runs.html",
+        with(
+            page,
+            json!({ "runs": rows, "tasks": tasks, "filter": shown, "statuses": checkboxes(&picked), "next": next, "error": notice }),
+        ),
+    )
+}
+
+fn checkboxes(picked: &[&str]) -> Vec<Value> {
+    STATUSES
+        .iter()
+        .map(|s| json!({ "name": s, "checked": picked.contains(s) }))
+        .collect()
+}
+
+/// One run: attempts, every process with its output, events. While the run
+/// is queued or running the page reloads itself every two seconds.
+pub async fn detail(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    q: web::Query<Vec<(String, String)>>,
+) -> HttpResponse {
+    let session = match signed_in(&req, &state) {
+        Ok(s) => s,
+        Err(refused) => return refused.answer(),
+    };
+    let id = id.into_inner();
+    let page = frame(&state, &session, &format!("Run {id}"), "runs");
+    let found = state
+        .db
+        .run(move |tx| {
+            let (listing, steps, events) = history::get_run(tx, id)?;
+            let live = run_store::live_of(tx, id)?;
+            let attempts = history::attempts(tx, &listing.run)?;
+            Ok((listing, steps, events, live, attempts))
+        })
+        .await;
+    let (listing, steps, events, live, attempts) = match found {
+        Ok(found) => found,
+        Err(e) => {
+            let status = if matches!(e, crate::store::StoreError::NotFound(_)) {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            return html(
+                status,
+                "run.html",
+                with(page, json!({ "error": e.to_string(), "run": { "id": id } })),
+            );
+        }
+    };
+    let running = matches!(listing.run.status.as_str(), "queued" | "running");
+    let mut processes: Vec<Value> = steps.into_iter().map(finished_process).collect();
+    processes.extend(live.into_iter().map(live_process));
+    let attempts: Vec<Value> = attempts
+        .into_iter()
+        .map(|(run_id, attempt, status)| json!({ "run_id": run_id, "attempt": attempt, "status": status }))
+        .collect();
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| json!({ "at": e.at.to_rfc3339(), "kind": e.kind, "detail": e.detail.to_string() }))
+        .collect();
+    let message = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let mut run = serde_json::to_value(&listing.run).unwrap_or_default();
+    run["plugin"] = json!(listing.plugin);
+    run["task"] = json!(listing.task);
+    html(
+        StatusCode::OK,
+        "run.html",
+        with(
+            page,
+            json!({
+                "run": run,
+                "took": took(listing.duration_ms), "late": took(listing.run.lateness_ms.map(|v| v as f64)),
+                "processes": processes, "attempts": attempts, "events": events,
+                "refresh": running.then_some(2), "notice": message("notice"), "error": message("error"),
+            }),
+        ),
+    )
+}
+
+fn stream(name: &str, bytes: Vec<u8>, total: i64, truncated: bool) -> Value {
+    let (text, binary) = match String::from_utf8(bytes) {
+        Ok(text) => (text, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+    };
+    json!({ "name": name, "text": text, "bytes": total, "truncated": truncated, "binary": binary })
+}
+
+fn finished_process(s: StepExecutionRow) -> Value {
+    json!({
+        "phase": s.phase, "index": s.step_index, "name": s.name, "status": s.status, "exit_code": s.exit_code,
+        "signal": s.signal, "took": took(Some(s.duration_ms)), "error": s.error, "live": false,
+        "streams": [stream("stdout", s.stdout, s.stdout_bytes, s.stdout_truncated), stream("stderr", s.stderr, s.stderr_bytes, s.stderr_truncated)],
+    })
+}
+
+fn live_process(l: LiveOutputRow) -> Value {
+    let truncated = |kept: usize, total: i64| (kept as i64) < total;
+    let (out_t, err_t) = (
+        truncated(l.stdout.len(), l.stdout_bytes),
+        truncated(l.stderr.len(), l.stderr_bytes),
+    );
+    json!({
+        "phase": l.phase, "index": l.step_index, "name": l.name, "live": true,
+        "streams": [stream("stdout", l.stdout, l.stdout_bytes, out_t), stream("stderr", l.stderr, l.stderr_bytes, err_t)],
+    })
+}
