@@ -2,7 +2,7 @@
 # Prerequisites of building and testing pulsehost, installed or started when
 # missing: libpq (Diesel), PostgreSQL's server binaries (the embedded-database
 # and outage tests), python3 with venv, Node.js with npm (JavaScript plugins),
-# libfaketime (clock-skew tests), and a PostgreSQL on 127.0.0.1:5432 for the
+# libfaketime (clock-skew tests), Chromium and its WebDriver (dashboard tests), and a PostgreSQL on 127.0.0.1:5432 for the
 # tests. componentize-py (PyPI) and jco (npm) are installed by `pulsehost plugin
 # build` itself, into ~/.cache/pulsehost, the first time a test builds a plugin.
 # Sourced by tests/run and .ci/run.
@@ -25,6 +25,9 @@ command -v python3 >/dev/null || missing+=(python3 python3-venv)
 command -v npm >/dev/null || missing+=(nodejs npm)
 # Clock-skew tests run a replica under libfaketime.
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
+# The dashboard's tests drive a real headless Chromium over WebDriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # The tests need a PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`.

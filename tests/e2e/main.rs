@@ -7,6 +7,7 @@
 mod support;
 
 mod auth;
+mod browser;
 mod cli;
 mod clocks;
 mod compiled_cache;
