@@ -71,3 +71,23 @@ fn scrape(server: &Server, token: Option<&str>) -> String {
         .starts_with("application/openmetrics-text"));
     response.into_string().unwrap()
 }
+
+#[test]
+fn the_openapi_document_is_served_and_describes_the_api() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    let (status, doc) = server.request("GET", "/v1/openapi.json", None, None);
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{doc}");
+    let runs = &doc["paths"]["/v1/runs"]["get"];
+    let params: Vec<&str> = runs["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["status", "tag", "since", "until", "hide_missed", "before"] {
+        assert!(params.contains(&name), "{params:?}");
+    }
+    assert!(doc["components"]["securitySchemes"]["admin"].is_object(), "{doc}");
+}

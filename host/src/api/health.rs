@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{require, Role};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::store::{health, stats};
 
@@ -17,6 +18,7 @@ const PROBE_WAIT: Duration = Duration::from_millis(1500);
 
 /// 200 while the process serves HTTP: liveness never depends on the database
 /// (restarting a host does not bring PostgreSQL back).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process serves HTTP", body = serde_json::Value)))]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
@@ -25,6 +27,7 @@ pub async fn live() -> HttpResponse {
 /// this binary knows is applied, and the active plugins were loaded. Reports
 /// the last pulse's age, `late` when it is older than the expected interval
 /// (a late pulse is reported, not a reason to take the host out of service).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "Ready: database, migrations, plugins; with the last pulse's age", body = serde_json::Value), (status = 503, description = "Not ready, naming what is missing", body = serde_json::Value)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let warmed = state.warmed.load(Ordering::SeqCst);
     let probe = tokio::time::timeout(PROBE_WAIT, state.db.run(health::probe)).await;
@@ -67,6 +70,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// OpenMetrics text: read token, or none when `PULSEHOST_METRICS_PUBLIC=true`.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("read" = [])), responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.metrics_public {
         require(&req, &state.tokens, Role::Read)?;

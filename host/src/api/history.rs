@@ -6,6 +6,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{require, Role};
+use super::openapi::{ErrorBody, StatsBody, TaskStatsBody};
 use super::{filters, ApiError, AppState};
 use crate::store::history::{self, RunListing};
 use crate::store::models::{RunEventRow, StepExecutionRow};
@@ -13,6 +14,7 @@ use crate::store::plugins as plugin_store;
 use crate::store::stats;
 
 /// Active tasks of every plugin.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("read" = [])), responses((status = 200, description = "Active tasks", body = serde_json::Value), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let (rows, failures) = state
@@ -37,6 +39,7 @@ pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// One task with its full definition.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", security(("read" = [])), params(("id" = i64, Path, description = "Task id")), responses((status = 200, description = "One task: definition, next fire times in UTC and in its zone", body = serde_json::Value), (status = 404, description = "No such task", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn task(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -86,6 +89,16 @@ fn task_json(plugin: &str, t: crate::store::models::TaskRow) -> serde_json::Valu
 
 /// Runs, newest first, filtered (see [`super::filters::run_filter`]).
 /// `next_before` is the cursor of the next page.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", security(("read" = [])), params(
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 500 (default 50)"),
+        ("before" = Option<i64>, Query, description = "Runs listed after this run id (the previous page's next_before)"),
+        ("task_id" = Option<i64>, Query, description = "Only this task"),
+        ("status" = Option<String>, Query, description = "Only these statuses: repeat it or separate with commas"),
+        ("tag" = Option<String>, Query, description = "Only tasks with this tag"),
+        ("since" = Option<String>, Query, description = "Created at or after: RFC 3339, or a duration before now (1h, 7d)"),
+        ("until" = Option<String>, Query, description = "Created before: RFC 3339, or a duration before now"),
+        ("hide_missed" = Option<bool>, Query, description = "Leave out missed and skipped runs")),
+    responses((status = 200, description = "Runs newest first, with next_before", body = serde_json::Value), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn runs(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -109,6 +122,7 @@ pub struct StatsQuery {
 }
 
 /// Statistics of one task over a window (default 24h).
+#[utoipa::path(get, path = "/v1/tasks/{id}/stats", tag = "stats", security(("read" = [])), params(("id" = i64, Path, description = "Task id"), ("window" = Option<String>, Query, description = "1h to 366d, whole hours (default 24h)")), responses((status = 200, description = "Statistics of one task", body = TaskStatsBody), (status = 404, description = "No such task", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn task_stats(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -131,6 +145,7 @@ pub async fn task_stats(
 }
 
 /// Statistics of every task together over a window (default 24h).
+#[utoipa::path(get, path = "/v1/stats", tag = "stats", security(("read" = [])), params(("window" = Option<String>, Query, description = "1h to 366d, whole hours (default 24h)")), responses((status = 200, description = "Statistics of every task together", body = StatsBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn all_stats(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -144,6 +159,7 @@ pub async fn all_stats(
 }
 
 /// One run with its steps and events.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", security(("read" = [])), params(("id" = i64, Path, description = "Run id")), responses((status = 200, description = "The run with its processes, live output, attempts and events", body = serde_json::Value), (status = 404, description = "No such run", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn run(
     req: HttpRequest,
     state: web::Data<AppState>,

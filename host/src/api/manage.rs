@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{require, Role};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::pulse::{self, Triggered, PREVIOUS_INSTANCE_RUNNING};
 use crate::runner::settle;
@@ -11,6 +12,7 @@ use crate::store::runs::{self, CancelOutcome};
 
 /// Queues a run of one task now, obeying its overlap policy: with `skip` and
 /// a run still going, a skipped run is recorded and the answer is 409.
+#[utoipa::path(post, path = "/v1/tasks/{id}/run", tag = "tasks", security(("admin" = [])), params(("id" = i64, Path, description = "Task id")), responses((status = 202, description = "Queued", body = serde_json::Value), (status = 409, description = "Overlap skip: a run is still going", body = ErrorBody), (status = 404, description = "No such task", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn trigger(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -45,6 +47,7 @@ pub async fn queue_now(state: &AppState, id: i64) -> Result<serde_json::Value, A
 }
 
 /// Un-pauses a task paused by hook failures.
+#[utoipa::path(post, path = "/v1/tasks/{id}/resume", tag = "tasks", security(("admin" = [])), params(("id" = i64, Path, description = "Task id")), responses((status = 200, description = "Resumed", body = serde_json::Value), (status = 404, description = "No such task", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn resume(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -65,6 +68,7 @@ pub async fn unpause(state: &AppState, id: i64) -> Result<serde_json::Value, Api
 
 /// Cancels a queued run at once (skipping what waited for it), or a running
 /// one (on whichever host runs it).
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", security(("admin" = [])), params(("id" = i64, Path, description = "Run id")), responses((status = 202, description = "Cancelled, or cancel requested", body = serde_json::Value), (status = 409, description = "Already finished", body = ErrorBody), (status = 404, description = "No such run", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn cancel(
     req: HttpRequest,
     state: web::Data<AppState>,

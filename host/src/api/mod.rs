@@ -8,6 +8,7 @@ mod filters;
 mod health;
 mod history;
 mod manage;
+mod openapi;
 mod plugins;
 mod pulse;
 
@@ -67,6 +68,44 @@ pub fn serve(state: AppState, listen: &str) -> std::io::Result<actix_web::dev::S
     Ok(server.run())
 }
 
+/// Declares the JSON API's routes once: [`api_routes`] registers them and
+/// lists them, and the OpenAPI document must describe every one listed.
+macro_rules! api {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Registers the JSON API's routes on `cfg` (when given) and returns
+        /// them as (method, path).
+        pub fn api_routes(cfg: Option<&mut web::ServiceConfig>) -> &'static [(&'static str, &'static str)] {
+            if let Some(cfg) = cfg {
+                $( cfg.route($path, web::$method().to($handler)); )*
+            }
+            &[$( (stringify!($method), $path) ),*]
+        }
+    };
+}
+
+api! {
+    get "/healthz" => health::live,
+    get "/readyz" => health::ready,
+    get "/metrics" => health::metrics,
+    get "/v1/openapi.json" => openapi::document,
+    post "/v1/plugins" => plugins::upload,
+    get "/v1/plugins" => plugins::list,
+    delete "/v1/plugins/{name}" => plugins::retire,
+    get "/v1/plugins/{name}/versions" => plugins::list_versions,
+    post "/v1/plugins/{name}/versions/{version}/activate" => plugins::activate,
+    get "/v1/tasks" => history::tasks,
+    get "/v1/tasks/{id}" => history::task,
+    get "/v1/tasks/{id}/stats" => history::task_stats,
+    get "/v1/stats" => history::all_stats,
+    post "/v1/tasks/{id}/run" => manage::trigger,
+    post "/v1/tasks/{id}/resume" => manage::resume,
+    post "/v1/runs/{id}/cancel" => manage::cancel,
+    post "/v1/pulse" => pulse::pulse,
+    get "/v1/pulses" => pulse::list,
+    get "/v1/runs" => history::runs,
+    get "/v1/runs/{id}" => history::run,
+}
+
 /// Every route, with JSON errors for malformed paths and queries.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -78,31 +117,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| ApiError::bad_request(format!("bad path: {e}")).into()),
     )
     .configure(dashboard::routes)
-    .route("/healthz", web::get().to(health::live))
-    .route("/readyz", web::get().to(health::ready))
-    .route("/metrics", web::get().to(health::metrics))
-    .route("/v1/plugins", web::post().to(plugins::upload))
-    .route("/v1/plugins", web::get().to(plugins::list))
-    .route("/v1/plugins/{name}", web::delete().to(plugins::retire))
-    .route(
-        "/v1/plugins/{name}/versions",
-        web::get().to(plugins::list_versions),
-    )
-    .route(
-        "/v1/plugins/{name}/versions/{version}/activate",
-        web::post().to(plugins::activate),
-    )
-    .route("/v1/tasks", web::get().to(history::tasks))
-    .route("/v1/tasks/{id}", web::get().to(history::task))
-    .route("/v1/tasks/{id}/stats", web::get().to(history::task_stats))
-    .route("/v1/stats", web::get().to(history::all_stats))
-    .route("/v1/tasks/{id}/run", web::post().to(manage::trigger))
-    .route("/v1/tasks/{id}/resume", web::post().to(manage::resume))
-    .route("/v1/runs/{id}/cancel", web::post().to(manage::cancel))
-    .route("/v1/pulse", web::post().to(pulse::pulse))
-    .route("/v1/pulses", web::get().to(pulse::list))
-    .route("/v1/runs", web::get().to(history::runs))
-    .route("/v1/runs/{id}", web::get().to(history::run))
+    .configure(|cfg| _ = api_routes(Some(cfg)))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::auth::{require, Role};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::plugin::{sha256_hex, PluginError, WIT_PACKAGE};
 use crate::pulse;
@@ -17,6 +18,7 @@ use crate::store::{versions, StoreError};
 /// Validates an uploaded component completely, then records it as a new
 /// version (201). Bytes identical to a stored version return that version
 /// (200), made active if it was not, without compiling anything.
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("admin" = [])), request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"), responses((status = 201, description = "A new version, active", body = serde_json::Value), (status = 200, description = "Identical to a stored version", body = serde_json::Value), (status = 413, description = "Too large", body = ErrorBody), (status = 422, description = "Invalid component or description", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -117,6 +119,7 @@ fn answer(registered: &RegisteredVersion, activated: bool) -> serde_json::Value 
 }
 
 /// Every plugin in service and its active version.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("read" = [])), responses((status = 200, description = "Plugins in service and their active versions", body = serde_json::Value), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let plugins = state.db.run(plugins::list_plugins).await?;
@@ -124,6 +127,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Every version of a plugin, newest first.
+#[utoipa::path(get, path = "/v1/plugins/{name}/versions", tag = "plugins", security(("read" = [])), params(("name" = String, Path, description = "Plugin name")), responses((status = 200, description = "Every version, newest first", body = serde_json::Value), (status = 404, description = "No such plugin", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn list_versions(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -137,6 +141,7 @@ pub async fn list_versions(
 }
 
 /// Makes version `n` of a plugin the active one, in one transaction.
+#[utoipa::path(post, path = "/v1/plugins/{name}/versions/{version}/activate", tag = "plugins", security(("admin" = [])), params(("name" = String, Path, description = "Plugin name"), ("version" = i32, Path, description = "Version number")), responses((status = 200, description = "Now active", body = serde_json::Value), (status = 409, description = "Its bytes were pruned", body = ErrorBody), (status = 404, description = "No such plugin or version", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn activate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -164,6 +169,7 @@ pub async fn switch_to(state: &AppState, name: String, version: i32) -> Result<s
 }
 
 /// Retires a plugin: its tasks stop being due; versions and history stay.
+#[utoipa::path(delete, path = "/v1/plugins/{name}", tag = "plugins", security(("admin" = [])), params(("name" = String, Path, description = "Plugin name")), responses((status = 200, description = "Retired", body = serde_json::Value), (status = 404, description = "No such plugin", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn retire(
     req: HttpRequest,
     state: web::Data<AppState>,

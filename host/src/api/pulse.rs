@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::{require, Role};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::pulse::PulseAnswer;
 use crate::store::pulses;
@@ -27,6 +28,7 @@ pub struct PulseQuery {
 }
 
 /// Works out what is due now, claims it, and wakes the runner.
+#[utoipa::path(post, path = "/v1/pulse", tag = "pulses", security(("pulse" = [])), params(("wait" = Option<bool>, Query, description = "Answer once the claimed runs finished"), ("Idempotency-Key" = Option<String>, Header, description = "A retried delivery with the same key gets the first answer")), responses((status = 200, description = "What was due, claimed, skipped and missed", body = serde_json::Value), (status = 503, description = "Shutting down or the database is unreachable", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn pulse(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -115,6 +117,7 @@ pub struct PulsesQuery {
 }
 
 /// Recent pulses with their counts, lateness and errors, newest first.
+#[utoipa::path(get, path = "/v1/pulses", tag = "pulses", security(("read" = [])), params(("limit" = Option<i64>, Query, description = "1 to 500 (default 50)"), ("before" = Option<i64>, Query, description = "Pulses before this id")), responses((status = 200, description = "Recent pulses, newest first", body = serde_json::Value), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -30,7 +30,7 @@ pub const FINAL_STATUSES: [&str; 6] = [
 ];
 
 /// Durations or lateness of the counted runs, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Spread {
     /// Runs that had a value.
     pub count: i64,
@@ -44,7 +44,7 @@ pub struct Spread {
 }
 
 /// A run that marks a task's latest success or failure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Mark {
     /// When it finished.
     pub at: DateTime<Utc>,
@@ -53,7 +53,7 @@ pub struct Mark {
 }
 
 /// Statistics of one task, or of all tasks, over a window of whole hours.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Runs counted finished at or after this instant (the window, rounded
     /// out to the start of its first hour).
