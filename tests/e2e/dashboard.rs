@@ -157,3 +157,25 @@ fn actions_need_the_admin_session_and_its_csrf_token() {
         "one run queued"
     );
 }
+
+#[test]
+fn the_tasks_page_shows_fifty_tasks_at_a_time() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    let (status, body) = server.push(&crate::support::component("fixture-crowd"));
+    assert_eq!(status, 201, "{body}");
+    let mut browser = Browser::new(&server);
+    browser.sign_in(READ);
+    let first = browser.page("/ui/tasks");
+    assert_eq!(first.matches("<tr class=\"task\"").count(), 50);
+    assert!(
+        first.contains("page 1 of 3") && first.contains("tasks?page=1\" id=\"next\""),
+        "{first}"
+    );
+    let last = browser.page("/ui/tasks?page=2");
+    assert_eq!(
+        last.matches("<tr class=\"task\"").count(),
+        1,
+        "101 tasks: 50, 50, 1"
+    );
+}

@@ -13,6 +13,8 @@ use crate::store::{health, plugins as plugin_store, pulses, stats, versions, Sto
 
 /// Runs shown in a task's history strip.
 const STRIP: i64 = 20;
+/// Tasks per page of the tasks page (its cost grows with them, not with all tasks').
+const TASKS_PER_PAGE: usize = 50;
 
 /// Renders `template` from what `read` gathers in one transaction, or says
 /// the database is unavailable.
@@ -125,10 +127,13 @@ fn chart(series: &[(chrono::DateTime<Utc>, Option<i64>)], now: chrono::DateTime<
 
 /// Tasks: schedule in words and as written, zone, next fires (local and UTC),
 /// 24 h success rate and p50/p95, a strip of the last runs, paused reason.
-pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn tasks(req: HttpRequest, state: web::Data<AppState>, q: web::Query<TasksPage>) -> HttpResponse {
     let now = state.db.clock().now();
+    let page = q.page.unwrap_or(0);
     show(req, state, "tasks.html", "Tasks", move |tx| {
-        let tasks = plugin_store::list_tasks(tx)?;
+        let all = plugin_store::list_tasks(tx)?;
+        let pages = all.len().div_ceil(TASKS_PER_PAGE).max(1);
+        let tasks: Vec<_> = all.into_iter().skip(page * TASKS_PER_PAGE).take(TASKS_PER_PAGE).collect();
         let ids: Vec<i64> = tasks.iter().map(|(_, t)| t.id).collect();
         let day = stats::read_many(tx, &ids, 24, now)?;
         let strips = history::recent_statuses(tx, &ids, STRIP)?;
@@ -151,9 +156,21 @@ pub async fn tasks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
                 })
             })
             .collect();
-        Ok(json!({ "tasks": rows }))
+        let link = |n: usize| format!("/ui/tasks?page={n}");
+        Ok(json!({
+            "tasks": rows, "page": page + 1, "pages": pages,
+            "previous": (page > 0).then(|| link(page - 1)),
+            "next": (page + 1 < pages).then(|| link(page + 1)),
+        }))
     })
     .await
+}
+
+/// Query of the tasks page.
+#[derive(serde::Deserialize)]
+pub struct TasksPage {
+    /// Page number, from 0.
+    page: Option<usize>,
 }
 
 /// Pulses with the gap since the one before.
