@@ -26,7 +26,7 @@ fn an_operator_signs_in_reads_output_filters_runs_and_runs_a_task_in_a_real_brow
 
     browser.type_into("#token", ADMIN);
     browser.click("#sign-in");
-    assert_eq!(browser.location(), "/");
+    browser.arrive("the overview", |here| here == "/");
     assert_eq!(browser.text("#failures"), "1", "boom failed once");
 
     // A step that printed a <script> shows it as text; nothing ran.
@@ -49,11 +49,7 @@ fn an_operator_signs_in_reads_output_filters_runs_and_runs_a_task_in_a_real_brow
     assert_eq!(browser.texts("tr.run").len(), 4);
     browser.click("input[name=status][value=failed]");
     browser.click("#apply");
-    assert!(
-        browser.location().contains("status=failed"),
-        "{}",
-        browser.location()
-    );
+    browser.arrive("the filtered runs", |here| here.contains("status=failed"));
     let rows = browser.texts("tr.run");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(rows[0].contains("operators/boom"), "{rows:?}");
@@ -61,10 +57,12 @@ fn an_operator_signs_in_reads_output_filters_runs_and_runs_a_task_in_a_real_brow
     // Run a task now and watch its page until it has finished.
     browser.open(&format!("{}/ui/tasks", server.url));
     browser.click("tr.task[data-name=ok] button.run-now");
-    let location = browser.location();
-    assert!(location.starts_with("/ui/runs/"), "{location}");
+    browser.arrive("the new run's page", |here| here.starts_with("/ui/runs/"));
     eventually(Duration::from_secs(30), "the run to finish on its page", || {
-        (browser.text("#status") == "succeeded").then_some(())
+        (browser.try_text("#status").as_deref() == Some("succeeded")).then_some(())
     });
-    assert!(browser.text("pre.stdout").contains("all good"));
+    let output = eventually(Duration::from_secs(10), "the run's output", || {
+        browser.try_text("pre.stdout")
+    });
+    assert!(output.contains("all good"), "{output}");
 }

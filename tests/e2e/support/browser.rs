@@ -77,10 +77,27 @@ impl Browser {
         }
     }
 
+    /// Waits until the current location satisfies `arrived` (a click that
+    /// submits a form returns before the next page has loaded); returns it.
+    pub fn arrive(&self, what: &str, arrived: impl Fn(&str) -> bool) -> String {
+        eventually(Duration::from_secs(30), what, || {
+            let here = self.location();
+            let loaded = self.run(self.client.execute("return document.readyState", vec![]));
+            (arrived(&here) && loaded == "complete").then_some(here)
+        })
+    }
+
     /// The text of the first element matching `css`.
     pub fn text(&self, css: &str) -> String {
         let element = self.run(self.client.find(Locator::Css(css)));
         self.run(element.text())
+    }
+
+    /// The text of the first element matching `css`, None while there is none
+    /// (a page reloading itself).
+    pub fn try_text(&self, css: &str) -> Option<String> {
+        let element = self.runtime.block_on(self.client.find(Locator::Css(css))).ok()?;
+        self.runtime.block_on(element.text()).ok()
     }
 
     /// Texts of every element matching `css`.
