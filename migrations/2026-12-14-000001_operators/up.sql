@@ -68,51 +68,81 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT array_agg(x + y ORDER BY i) FROM unnest(a, b) WITH ORDINALITY AS u (x, y, i)
 $$;
 
--- Counts runs that reached a final status: per task (and for all tasks, as
--- task 0), hour of finishing and status. Rows are locked in key order, so
--- transactions counting runs concurrently never deadlock on them.
+-- Runs that reached a final status and are not yet in the aggregates. The
+-- trigger only appends here: ending a run never waits for another
+-- transaction's lock, whatever order runs end in.
+CREATE TABLE run_stats_pending (
+    id BIGSERIAL PRIMARY KEY,
+    run_id BIGINT NOT NULL,
+    task_id BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL,
+    duration_ms DOUBLE PRECISION,
+    lateness_ms DOUBLE PRECISION
+);
+CREATE INDEX run_stats_pending_task_idx ON run_stats_pending (task_id);
+
 CREATE FUNCTION run_stats_count(ids BIGINT[]) RETURNS void LANGUAGE sql AS $$
-    WITH finals AS (
-        SELECT id, task_id, status, coalesce(finished_at, created_at) AS at,
-               extract(epoch FROM finished_at - started_at) * 1000 AS duration_ms,
-               lateness_ms::DOUBLE PRECISION AS lateness_ms
-        FROM runs WHERE id = ANY (ids)
+    INSERT INTO run_stats_pending (run_id, task_id, status, at, duration_ms, lateness_ms)
+    SELECT id, task_id, status, coalesce(finished_at, created_at),
+           extract(epoch FROM finished_at - started_at) * 1000, lateness_ms
+    FROM runs WHERE id = ANY (ids)
+$$;
+
+-- Moves up to `batch` pending runs into the aggregates: per task (and for all
+-- tasks, as task 0), hour of finishing and status; totals; latest success and
+-- failure. One transaction at a time does this (an advisory lock it tries,
+-- never waits for), so the aggregates' rows have one writer. Returns how many
+-- it moved (0 as well when another transaction holds the lock).
+CREATE FUNCTION run_stats_rollup(batch INTEGER) RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    moved BIGINT;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(8247196331420613985) THEN
+        RETURN 0;
+    END IF;
+    WITH taken AS (
+        DELETE FROM run_stats_pending WHERE id IN (SELECT id FROM run_stats_pending ORDER BY id LIMIT batch)
+        RETURNING *
     ), keyed AS (
-        SELECT task_id, at, status, duration_ms, lateness_ms FROM finals
+        SELECT task_id, at, status, duration_ms, lateness_ms FROM taken
         UNION ALL
-        SELECT 0, at, status, duration_ms, lateness_ms FROM finals
+        SELECT 0, at, status, duration_ms, lateness_ms FROM taken
+    ), stats AS (
+        INSERT INTO run_stats AS s (task_id, hour, status, runs, duration_count, duration_max_ms,
+                                    duration_hist, lateness_count, lateness_hist)
+        SELECT task_id, date_trunc('hour', at), status, count(*), count(duration_ms), max(duration_ms),
+               run_stats_hist(array_agg(duration_ms)), count(lateness_ms), run_stats_hist(array_agg(lateness_ms))
+        FROM keyed GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (task_id, hour, status) DO UPDATE SET
+            runs = s.runs + EXCLUDED.runs,
+            duration_count = s.duration_count + EXCLUDED.duration_count,
+            duration_max_ms = greatest(s.duration_max_ms, EXCLUDED.duration_max_ms),
+            duration_hist = run_stats_sum(s.duration_hist, EXCLUDED.duration_hist),
+            lateness_count = s.lateness_count + EXCLUDED.lateness_count,
+            lateness_hist = run_stats_sum(s.lateness_hist, EXCLUDED.lateness_hist)
+    ), totals AS (
+        INSERT INTO run_totals AS t (task_id, status, runs)
+        SELECT task_id, status, count(*) FROM taken GROUP BY 1, 2 ORDER BY 1, 2
+        ON CONFLICT (task_id, status) DO UPDATE SET runs = t.runs + EXCLUDED.runs
+    ), marks AS (
+        INSERT INTO task_marks AS m (task_id, last_success_at, last_success_run, last_failure_at, last_failure_run)
+        SELECT task_id,
+               max(at) FILTER (WHERE status = 'succeeded'),
+               max(run_id) FILTER (WHERE status = 'succeeded'),
+               max(at) FILTER (WHERE status IN ('failed', 'timed_out')),
+               max(run_id) FILTER (WHERE status IN ('failed', 'timed_out'))
+        FROM taken WHERE status IN ('succeeded', 'failed', 'timed_out')
+        GROUP BY task_id ORDER BY task_id
+        ON CONFLICT (task_id) DO UPDATE SET
+            last_success_at = greatest(m.last_success_at, EXCLUDED.last_success_at),
+            last_success_run = greatest(m.last_success_run, EXCLUDED.last_success_run),
+            last_failure_at = greatest(m.last_failure_at, EXCLUDED.last_failure_at),
+            last_failure_run = greatest(m.last_failure_run, EXCLUDED.last_failure_run)
     )
-    INSERT INTO run_stats AS s (task_id, hour, status, runs, duration_count, duration_max_ms,
-                                duration_hist, lateness_count, lateness_hist)
-    SELECT task_id, date_trunc('hour', at), status, count(*), count(duration_ms), max(duration_ms),
-           run_stats_hist(array_agg(duration_ms)), count(lateness_ms), run_stats_hist(array_agg(lateness_ms))
-    FROM keyed GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (task_id, hour, status) DO UPDATE SET
-        runs = s.runs + EXCLUDED.runs,
-        duration_count = s.duration_count + EXCLUDED.duration_count,
-        duration_max_ms = greatest(s.duration_max_ms, EXCLUDED.duration_max_ms),
-        duration_hist = run_stats_sum(s.duration_hist, EXCLUDED.duration_hist),
-        lateness_count = s.lateness_count + EXCLUDED.lateness_count,
-        lateness_hist = run_stats_sum(s.lateness_hist, EXCLUDED.lateness_hist);
-
-    INSERT INTO run_totals AS t (task_id, status, runs)
-    SELECT task_id, status, count(*) FROM runs WHERE id = ANY (ids)
-    GROUP BY 1, 2 ORDER BY 1, 2
-    ON CONFLICT (task_id, status) DO UPDATE SET runs = t.runs + EXCLUDED.runs;
-
-    INSERT INTO task_marks AS m (task_id, last_success_at, last_success_run, last_failure_at, last_failure_run)
-    SELECT task_id,
-           max(coalesce(finished_at, created_at)) FILTER (WHERE status = 'succeeded'),
-           max(id) FILTER (WHERE status = 'succeeded'),
-           max(coalesce(finished_at, created_at)) FILTER (WHERE status IN ('failed', 'timed_out')),
-           max(id) FILTER (WHERE status IN ('failed', 'timed_out'))
-    FROM runs WHERE id = ANY (ids) AND status IN ('succeeded', 'failed', 'timed_out')
-    GROUP BY task_id ORDER BY task_id
-    ON CONFLICT (task_id) DO UPDATE SET
-        last_success_at = greatest(m.last_success_at, EXCLUDED.last_success_at),
-        last_success_run = greatest(m.last_success_run, EXCLUDED.last_success_run),
-        last_failure_at = greatest(m.last_failure_at, EXCLUDED.last_failure_at),
-        last_failure_run = greatest(m.last_failure_run, EXCLUDED.last_failure_run);
+    SELECT count(*) INTO moved FROM taken;
+    RETURN moved;
+END
 $$;
 
 CREATE FUNCTION runs_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -138,6 +168,10 @@ CREATE TRIGGER runs_final_update AFTER UPDATE ON runs REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION runs_count_updated();
 
 SELECT run_stats_count(ARRAY(SELECT id FROM runs WHERE status NOT IN ('queued', 'running')));
+SELECT run_stats_rollup(2147483647);
+
+-- Retention clears retry links to the runs it deletes.
+CREATE INDEX runs_retry_of_idx ON runs (retry_of) WHERE retry_of IS NOT NULL;
 
 -- Output of processes still running, flushed by their host every second so
 -- the run detail and `runs logs --follow` show it live. A row goes when the

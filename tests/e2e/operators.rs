@@ -166,3 +166,54 @@ fn a_running_steps_output_is_visible_before_it_ends() {
     );
     assert_eq!(run["attempts"][0]["run_id"], id, "{run}");
 }
+
+#[test]
+fn runs_ending_in_concurrent_transactions_in_opposite_status_orders_never_deadlock() {
+    use diesel::connection::SimpleConnection;
+    use diesel::RunQueryDsl;
+    let db = TestDb::new();
+    let (server, ids) = history(&db);
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+    // Four runs waiting until tomorrow, so no host takes them.
+    let queued: Vec<i64> = diesel::sql_query(format!(
+        "WITH s AS (INSERT INTO slots (task_id, scheduled_for, trigger) \
+             SELECT task_id, now() + g * interval '1 hour', 'manual' FROM runs, generate_series(1, 4) g \
+             WHERE id = {} RETURNING id, task_id, scheduled_for) \
+         INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, status, scheduled_for, not_before) \
+         SELECT s.id, s.task_id, r.plugin_version_id, r.definition_id, 'queued', s.scheduled_for, \
+             now() + interval '1 day' FROM s, runs r WHERE r.id = {} RETURNING id",
+        ids[0].1, ids[0].1
+    ))
+    .load::<Id>(&mut db.conn())
+    .unwrap()
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    let end = |status: &str, id: i64| {
+        format!("UPDATE runs SET status = '{status}', finished_at = now() WHERE id = {id}")
+    };
+    let (mut a, mut b) = (db.conn(), db.conn());
+    a.batch_execute(&format!("BEGIN; {}", end("cancelled", queued[0])))
+        .unwrap();
+    b.batch_execute(&format!("BEGIN; {}", end("skipped", queued[1])))
+        .unwrap();
+    let second = end("skipped", queued[2]);
+    let first_done = std::thread::spawn(move || {
+        let outcome = a.batch_execute(&second).and_then(|_| a.batch_execute("COMMIT"));
+        outcome.map_err(|e| e.to_string())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let other = b
+        .batch_execute(&end("cancelled", queued[3]))
+        .and_then(|_| b.batch_execute("COMMIT"))
+        .map_err(|e| e.to_string());
+    let first = first_done.join().unwrap();
+    assert!(first.is_ok() && other.is_ok(), "{first:?} {other:?}");
+    let stats = server.get("/v1/stats");
+    assert_eq!(stats["stats"]["counts"]["cancelled"], 2, "{stats}");
+    assert_eq!(stats["stats"]["counts"]["skipped"], 2, "{stats}");
+}

@@ -28,12 +28,12 @@ fn history_older_than_the_retention_is_deleted_and_younger_history_stays() {
     let (status, body) = server.push(&component("fixture-operators"));
     assert_eq!(status, 201, "{body}");
     let mut ids = Vec::new();
-    for task in ["ok", "boom", "ok"] {
+    for task in ["ok", "boom", "ok", "boom"] {
         let id = server.trigger(task);
         server.finished_run(id, Duration::from_secs(30));
         ids.push(id);
     }
-    let [old, young, missed] = ids[..] else {
+    let [old, young, missed, awaited] = ids[..] else {
         unreachable!()
     };
     server.pulse();
@@ -53,6 +53,23 @@ fn history_older_than_the_retention_is_deleted_and_younger_history_stays() {
         &format!(
             "UPDATE runs SET created_at = now() - interval '10 days', status = 'missed' WHERE id = {missed}"
         ),
+    );
+    // A failed run a queued run still waits for stays, however old: its
+    // verdict decides whether the queued run may start. (The queued run goes
+    // in first: a pass runs every second.)
+    sql(
+        &db,
+        &format!(
+            "WITH s AS (INSERT INTO slots (task_id, scheduled_for, trigger) SELECT task_id, now() + interval '1 day', \
+                 'manual' FROM runs WHERE id = {awaited} RETURNING id, task_id, scheduled_for) \
+             INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, status, scheduled_for, not_before, \
+                 depends_on_runs) SELECT s.id, s.task_id, r.plugin_version_id, r.definition_id, 'queued', \
+                 s.scheduled_for, s.scheduled_for, ARRAY[{awaited}]::int8[] FROM s, runs r WHERE r.id = {awaited}"
+        ),
+    );
+    sql(
+        &db,
+        &format!("UPDATE runs SET created_at = now() - interval '40 days' WHERE id = {awaited}"),
     );
     sql(
         &db,
@@ -82,6 +99,8 @@ fn history_older_than_the_retention_is_deleted_and_younger_history_stays() {
     eventually(Duration::from_secs(30), "the stale venv to be removed", || {
         (!venvs.join("stale").exists()).then_some(())
     });
+    let (status, _) = server.request("GET", &format!("/v1/runs/{awaited}"), Some(ADMIN), None);
+    assert_eq!(status, 200, "a run a queued run waits for stays");
     let (status, kept) = server.request("GET", &format!("/v1/runs/{young}"), Some(ADMIN), None);
     assert_eq!(status, 200, "a run younger than the retention stays: {kept}");
     assert!(
@@ -102,7 +121,7 @@ fn history_older_than_the_retention_is_deleted_and_younger_history_stays() {
         .iter()
         .map(|p| p["id"].as_i64().unwrap())
         .collect();
-    assert_eq!(ids.len(), 4, "the old pulse went, the others stay: {pulses}");
+    assert_eq!(ids.len(), 5, "the old pulse went, the others stay: {pulses}");
     assert!(!ids.contains(&1), "{pulses}");
     let metrics = ureq::get(&format!("{}/metrics", server.url))
         .set("Authorization", &format!("Bearer {READ}"))

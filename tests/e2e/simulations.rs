@@ -201,6 +201,7 @@ fn every_column_the_host_compiles_against_exists_after_the_migrations() {
         dynamic_asks,
         hosts,
         run_stats,
+        run_stats_pending,
         run_totals,
         step_output_live,
         task_marks

@@ -129,7 +129,7 @@ pub fn window_hours(value: Option<&str>) -> Result<i64, ApiError> {
     let Some(value) = value else { return Ok(24) };
     let hours = humantime::parse_duration(value)
         .ok()
-        .map(|d| (d.as_secs() as i64 + 3599) / 3600)
+        .and_then(|d| i64::try_from(d.as_secs().div_ceil(3600)).ok())
         .filter(|h| (1..=MAX_WINDOW_HOURS).contains(h));
     hours.ok_or_else(|| {
         ApiError::bad_request(format!(

@@ -104,8 +104,8 @@ impl Runner {
     }
 
     /// Registers this host, then starts the heartbeat, the watcher of cancel
-    /// requests, the housekeeping (recovery of lost hosts' runs and the sweeper,
-    /// every [`HOUSEKEEPING_EVERY`]) and the dispatcher; all stop when
+    /// requests, the housekeeping (recovery of lost hosts' runs, the sweeper and
+    /// the statistics rollup, every [`HOUSEKEEPING_EVERY`]) and the dispatcher; all stop when
     /// `shutdown` is cancelled. The handle is the dispatcher's.
     pub async fn start(
         self: &Arc<Self>,
@@ -146,6 +146,10 @@ impl Runner {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweeper could not run"),
+        }
+        // Statistics read what is not rolled up yet too; this keeps it short.
+        if let Err(e) = self.db.run(crate::store::stats::roll_up).await {
+            tracing::warn!(error = %e, "statistics could not be rolled up");
         }
     }
 

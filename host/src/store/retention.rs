@@ -4,7 +4,8 @@
 //! for long. A batch removes finished runs with their processes and events,
 //! then slots no run refers to, then pulses and statistics rows; what is kept
 //! always includes each task's newest slot and the newest pulse, which the
-//! pulse's window and exactly-once claims rest on.
+//! pulse's window and exactly-once claims rest on, and every run a queued run
+//! still waits for (its verdict decides whether the queued run may start).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -82,9 +83,12 @@ pub fn delete_batch(
         return Ok(None);
     }
     let doomed: Vec<i64> = diesel::sql_query(
-        "SELECT id FROM runs WHERE created_at < $1 AND status NOT IN ('queued', 'running') \
-         UNION ALL \
-         (SELECT id FROM runs WHERE status = 'missed' AND created_at < $2 LIMIT $3) \
+        "SELECT id FROM ( \
+             (SELECT id FROM runs WHERE created_at < $1 AND status NOT IN ('queued', 'running') LIMIT $3) \
+             UNION ALL \
+             (SELECT id FROM runs WHERE status = 'missed' AND created_at < $2 LIMIT $3)) d \
+         WHERE NOT EXISTS (SELECT 1 FROM runs q WHERE q.status = 'queued' AND q.depends_on_runs <> '{}' \
+             AND q.depends_on_runs @> ARRAY[d.id]) \
          LIMIT $3",
     )
     .bind::<Timestamptz, _>(cutoff)

@@ -222,6 +222,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    run_stats_pending (id) {
+        id -> Int8,
+        run_id -> Int8,
+        task_id -> Int8,
+        status -> Text,
+        at -> Timestamptz,
+        duration_ms -> Nullable<Float8>,
+        lateness_ms -> Nullable<Float8>,
+    }
+}
+
+diesel::table! {
     run_totals (task_id, status) {
         task_id -> Int8,
         status -> Text,
@@ -264,6 +276,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     dynamic_asks,
     hosts,
     run_stats,
+    run_stats_pending,
     run_totals,
     step_output_live,
     task_marks,

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Int8, Timestamptz};
+use diesel::sql_types::{Array, Float8, Int8, Nullable, Text, Timestamptz};
 use serde::Serialize;
 
-use super::schema::{run_stats, run_totals, task_marks};
 use super::{StoreResult, Tx};
 
 /// Number of histogram buckets (see the migration: bucket `k` holds values
@@ -74,52 +73,74 @@ pub struct Stats {
     pub last_failure: Option<Mark>,
 }
 
-/// Latest success (at, run) and failure (at, run) as stored.
-type MarkRow = (
-    Option<DateTime<Utc>>,
-    Option<i64>,
-    Option<DateTime<Utc>>,
-    Option<i64>,
-);
-/// A task's id and its [`MarkRow`], flat.
-type TaskMarkRow = (
-    i64,
-    Option<DateTime<Utc>>,
-    Option<i64>,
-    Option<DateTime<Utc>>,
-    Option<i64>,
-);
+/// Counted rows of the given tasks (`[0]`: all tasks together) since an
+/// instant: the aggregates plus the runs not yet rolled up, in one statement
+/// (one snapshot, so a rollup committing meanwhile counts nothing twice).
+const ROWS: &str = "\
+    SELECT task_id, status, runs, duration_count, duration_max_ms, duration_hist, lateness_count, lateness_hist \
+    FROM run_stats WHERE task_id = ANY ($1) AND hour >= date_trunc('hour', $2) \
+    UNION ALL \
+    SELECT CASE WHEN 0 = ANY ($1) THEN 0 ELSE task_id END, status, 1::int8, (duration_ms IS NOT NULL)::int4::int8, \
+        duration_ms, run_stats_hist(ARRAY[duration_ms]), (lateness_ms IS NOT NULL)::int4::int8, \
+        run_stats_hist(ARRAY[lateness_ms]) \
+    FROM run_stats_pending WHERE (0 = ANY ($1) OR task_id = ANY ($1)) AND at >= $2";
 
-#[derive(Queryable)]
+/// Latest success and failure of the given tasks (`[0]`: of all), rolled up or not.
+const MARKS: &str = "\
+    SELECT k AS task_id, max(sa) AS success_at, max(sr) AS success_run, max(fa) AS failure_at, \
+        max(fr) AS failure_run FROM ( \
+        SELECT CASE WHEN 0 = ANY ($1) THEN 0 ELSE task_id END AS k, last_success_at AS sa, \
+            last_success_run AS sr, last_failure_at AS fa, last_failure_run AS fr \
+        FROM task_marks WHERE 0 = ANY ($1) OR task_id = ANY ($1) \
+        UNION ALL \
+        SELECT CASE WHEN 0 = ANY ($1) THEN 0 ELSE task_id END, \
+            CASE WHEN status = 'succeeded' THEN at END, CASE WHEN status = 'succeeded' THEN run_id END, \
+            CASE WHEN status IN ('failed', 'timed_out') THEN at END, \
+            CASE WHEN status IN ('failed', 'timed_out') THEN run_id END \
+        FROM run_stats_pending WHERE 0 = ANY ($1) OR task_id = ANY ($1)) x \
+    GROUP BY k";
+
+#[derive(QueryableByName)]
 struct Row {
+    #[diesel(sql_type = Int8)]
+    task_id: i64,
+    #[diesel(sql_type = Text)]
     status: String,
+    #[diesel(sql_type = Int8)]
     runs: i64,
+    #[diesel(sql_type = Int8)]
     duration_count: i64,
+    #[diesel(sql_type = Nullable<Float8>)]
     duration_max_ms: Option<f64>,
+    #[diesel(sql_type = Array<Int8>)]
     duration_hist: Vec<i64>,
+    #[diesel(sql_type = Int8)]
     lateness_count: i64,
+    #[diesel(sql_type = Array<Int8>)]
     lateness_hist: Vec<i64>,
+}
+
+#[derive(QueryableByName)]
+struct MarkRow {
+    #[diesel(sql_type = Int8)]
+    task_id: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    success_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Int8>)]
+    success_run: Option<i64>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    failure_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Int8>)]
+    failure_run: Option<i64>,
 }
 
 /// Statistics of `task_id` (None: every task) over the `hours` before `now`.
 pub fn read(tx: &mut Tx<'_>, task_id: Option<i64>, hours: i64, now: DateTime<Utc>) -> StoreResult<Stats> {
-    let since = window_start(now, hours);
     let key = task_id.unwrap_or(0);
-    let rows: Vec<Row> = run_stats::table
-        .filter(run_stats::task_id.eq(key))
-        .filter(run_stats::hour.ge(since))
-        .select((
-            run_stats::status,
-            run_stats::runs,
-            run_stats::duration_count,
-            run_stats::duration_max_ms,
-            run_stats::duration_hist,
-            run_stats::lateness_count,
-            run_stats::lateness_hist,
-        ))
-        .load(tx.c())?;
-    let marks = read_marks(tx, task_id)?;
-    Ok(summarize(since, &rows, marks))
+    let mut many = read_many(tx, &[key], hours, now)?;
+    Ok(many
+        .remove(&key)
+        .unwrap_or_else(|| summarize(window_start(now, hours), &[], (None, None))))
 }
 
 /// The start of the hour `hours - 1` hours before `now`'s hour: a window of
@@ -129,39 +150,55 @@ pub fn window_start(now: DateTime<Utc>, hours: i64) -> DateTime<Utc> {
     hour - Duration::hours(hours.max(1) - 1)
 }
 
-fn read_marks(tx: &mut Tx<'_>, task_id: Option<i64>) -> StoreResult<(Option<Mark>, Option<Mark>)> {
-    let row: Option<MarkRow> = match task_id {
-        Some(id) => task_marks::table
-            .find(id)
-            .select((
-                task_marks::last_success_at,
-                task_marks::last_success_run,
-                task_marks::last_failure_at,
-                task_marks::last_failure_run,
-            ))
-            .first(tx.c())
-            .optional()?,
-        None => Some(
-            task_marks::table
-                .select((
-                    diesel::dsl::max(task_marks::last_success_at),
-                    diesel::dsl::max(task_marks::last_success_run),
-                    diesel::dsl::max(task_marks::last_failure_at),
-                    diesel::dsl::max(task_marks::last_failure_run),
-                ))
-                .first(tx.c())?,
-        ),
-    };
+/// Statistics of several tasks at once (`[0]`: all tasks together).
+pub fn read_many(
+    tx: &mut Tx<'_>,
+    task_ids: &[i64],
+    hours: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<BTreeMap<i64, Stats>> {
+    let since = window_start(now, hours);
+    let rows: Vec<Row> = diesel::sql_query(ROWS)
+        .bind::<Array<Int8>, _>(task_ids)
+        .bind::<Timestamptz, _>(since)
+        .load(tx.c())?;
+    let marks: Vec<MarkRow> = diesel::sql_query(MARKS)
+        .bind::<Array<Int8>, _>(task_ids)
+        .load(tx.c())?;
     let mark = |at: Option<DateTime<Utc>>, run: Option<i64>| {
         Some(Mark {
             at: at?,
             run_id: run?,
         })
     };
-    Ok(row.map_or((None, None), |(sa, sr, fa, fr)| (mark(sa, sr), mark(fa, fr))))
+    Ok(task_ids
+        .iter()
+        .map(|id| {
+            let own: Vec<&Row> = rows.iter().filter(|r| r.task_id == *id).collect();
+            let pair = marks.iter().find(|m| m.task_id == *id).map_or((None, None), |m| {
+                (
+                    mark(m.success_at, m.success_run),
+                    mark(m.failure_at, m.failure_run),
+                )
+            });
+            (*id, summarize(since, &own, pair))
+        })
+        .collect())
 }
 
-fn summarize(since: DateTime<Utc>, rows: &[Row], marks: (Option<Mark>, Option<Mark>)) -> Stats {
+/// Moves runs counted by the trigger into the aggregates (at most 10,000; one
+/// transaction at a time, the others return at once); returns how many.
+pub fn roll_up(tx: &mut Tx<'_>) -> StoreResult<i64> {
+    #[derive(QueryableByName)]
+    struct Moved {
+        #[diesel(sql_type = Int8)]
+        moved: i64,
+    }
+    let moved: Moved = diesel::sql_query("SELECT run_stats_rollup(10000) AS moved").get_result(tx.c())?;
+    Ok(moved.moved)
+}
+
+fn summarize(since: DateTime<Utc>, rows: &[&Row], marks: (Option<Mark>, Option<Mark>)) -> Stats {
     let mut counts: BTreeMap<String, i64> = FINAL_STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
     let (mut duration, mut lateness) = (vec![0; BUCKETS], vec![0; BUCKETS]);
     let (mut duration_count, mut lateness_count, mut max) = (0, 0, None::<f64>);
@@ -226,61 +263,34 @@ pub fn percentile(hist: &[i64], q: f64) -> Option<f64> {
     })
 }
 
-/// Statistics of several tasks at once (one row each), for listings.
-pub fn read_many(
-    tx: &mut Tx<'_>,
-    task_ids: &[i64],
-    hours: i64,
-    now: DateTime<Utc>,
-) -> StoreResult<BTreeMap<i64, Stats>> {
-    #[derive(QueryableByName)]
-    struct Many {
-        #[diesel(sql_type = Int8)]
-        task_id: i64,
-        #[diesel(embed)]
-        row: RowByName,
-    }
-    let since = window_start(now, hours);
-    let rows: Vec<Many> = diesel::sql_query(
-        "SELECT task_id, status, runs, duration_count, duration_max_ms, duration_hist, \
-             lateness_count, lateness_hist \
-         FROM run_stats WHERE task_id = ANY ($1) AND hour >= $2",
-    )
-    .bind::<Array<Int8>, _>(task_ids)
-    .bind::<Timestamptz, _>(since)
-    .load(tx.c())?;
-    let marks: Vec<TaskMarkRow> = task_marks::table
-        .filter(task_marks::task_id.eq_any(task_ids))
-        .load(tx.c())?;
-    let mut grouped: BTreeMap<i64, Vec<Row>> = task_ids.iter().map(|id| (*id, Vec::new())).collect();
-    for m in rows {
-        grouped.entry(m.task_id).or_default().push(m.row.into());
-    }
-    let mark = |at: Option<DateTime<Utc>>, run: Option<i64>| {
-        Some(Mark {
-            at: at?,
-            run_id: run?,
-        })
-    };
-    Ok(grouped
-        .into_iter()
-        .map(|(id, rows)| {
-            let found = marks.iter().find(|m| m.0 == id);
-            let pair = found.map_or((None, None), |m| (mark(m.1, m.2), mark(m.3, m.4)));
-            (id, summarize(since, &rows, pair))
-        })
-        .collect())
-}
-
 /// What `/metrics` reports of the cluster: one row per task and status, the
 /// live queue's size from its partial indexes, and the newest pulse.
 pub fn cluster(tx: &mut Tx<'_>) -> StoreResult<crate::metrics::Cluster> {
     use super::schema::{hook_failures, plugins, pulses, runs, tasks};
-    let runs_finished = run_totals::table
-        .inner_join(tasks::table.on(tasks::id.eq(run_totals::task_id)))
-        .inner_join(plugins::table.on(plugins::id.eq(tasks::plugin_id)))
-        .select((plugins::name, tasks::name, run_totals::status, run_totals::runs))
-        .load(tx.c())?;
+    #[derive(QueryableByName)]
+    struct Total {
+        #[diesel(sql_type = Text)]
+        plugin: String,
+        #[diesel(sql_type = Text)]
+        task: String,
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = Int8)]
+        runs: i64,
+    }
+    // Rolled up and not yet, in one statement.
+    let totals: Vec<Total> = diesel::sql_query(
+        "SELECT p.name AS plugin, t.name AS task, x.status, sum(x.runs)::int8 AS runs FROM ( \
+             SELECT task_id, status, runs FROM run_totals \
+             UNION ALL SELECT task_id, status, count(*) FROM run_stats_pending GROUP BY 1, 2) x \
+         JOIN tasks t ON t.id = x.task_id JOIN plugins p ON p.id = t.plugin_id \
+         GROUP BY 1, 2, 3",
+    )
+    .load(tx.c())?;
+    let runs_finished = totals
+        .into_iter()
+        .map(|t| (t.plugin, t.task, t.status, t.runs))
+        .collect();
     let hook_failures = hook_failures::table
         .inner_join(tasks::table.inner_join(plugins::table))
         .select((
@@ -312,38 +322,6 @@ pub fn cluster(tx: &mut Tx<'_>) -> StoreResult<crate::metrics::Cluster> {
             .collect(),
         last_pulse_age_seconds: last.map(|at| (now - at).num_milliseconds() as f64 / 1000.0),
     })
-}
-
-#[derive(QueryableByName)]
-struct RowByName {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    status: String,
-    #[diesel(sql_type = Int8)]
-    runs: i64,
-    #[diesel(sql_type = Int8)]
-    duration_count: i64,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Float8>)]
-    duration_max_ms: Option<f64>,
-    #[diesel(sql_type = Array<Int8>)]
-    duration_hist: Vec<i64>,
-    #[diesel(sql_type = Int8)]
-    lateness_count: i64,
-    #[diesel(sql_type = Array<Int8>)]
-    lateness_hist: Vec<i64>,
-}
-
-impl From<RowByName> for Row {
-    fn from(r: RowByName) -> Row {
-        Row {
-            status: r.status,
-            runs: r.runs,
-            duration_count: r.duration_count,
-            duration_max_ms: r.duration_max_ms,
-            duration_hist: r.duration_hist,
-            lateness_count: r.lateness_count,
-            lateness_hist: r.lateness_hist,
-        }
-    }
 }
 
 #[cfg(test)]

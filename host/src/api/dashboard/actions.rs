@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::session::{self, Role, Session};
-use super::{html, redirect, session_cookie, signed_in, Refused};
+use super::{flash_query, html, redirect, session_cookie, signed_in, Refused};
 use crate::api::{manage, plugins, AppState};
 
 /// The sign-in form.
@@ -82,19 +82,18 @@ fn admitted(
 }
 
 /// Back to `form.back` (when it is a dashboard path) with a notice or an error.
-fn back(form: &Action, fallback: &str, outcome: Result<String, String>) -> HttpResponse {
+fn back(state: &AppState, form: &Action, fallback: &str, outcome: Result<String, String>) -> HttpResponse {
     let to = form
         .back
         .as_deref()
         .filter(|b| b.starts_with("/ui/") || *b == "/")
         .unwrap_or(fallback);
-    let (key, text) = match outcome {
+    let (kind, text) = match outcome {
         Ok(notice) => ("notice", notice),
         Err(error) => ("error", error),
     };
     let sep = if to.contains('?') { '&' } else { '?' };
-    let query = serde_urlencoded::to_string([(key, text)]).unwrap_or_default();
-    redirect(&format!("{to}{sep}{query}"))
+    redirect(&format!("{to}{sep}{}", flash_query(state, kind, &text)))
 }
 
 /// Queues a run of a task now.
@@ -109,8 +108,12 @@ pub async fn run_now(
     }
     let outcome = manage::queue_now(&state, id.into_inner()).await;
     match outcome {
-        Ok(run) => redirect(&format!("/ui/runs/{}?notice=queued", run["run_id"])),
-        Err(e) => back(&form, "/ui/tasks", Err(e.message)),
+        Ok(run) => redirect(&format!(
+            "/ui/runs/{}?{}",
+            run["run_id"],
+            flash_query(&state, "notice", "queued")
+        )),
+        Err(e) => back(&state, &form, "/ui/tasks", Err(e.message)),
     }
 }
 
@@ -126,6 +129,7 @@ pub async fn resume(
     }
     let outcome = manage::unpause(&state, id.into_inner()).await;
     back(
+        &state,
         &form,
         "/ui/tasks",
         outcome
@@ -148,6 +152,7 @@ pub async fn cancel(
     let outcome = manage::stop(&state, id).await;
     let fallback = format!("/ui/runs/{id}");
     back(
+        &state,
         &form,
         &fallback,
         outcome
@@ -169,6 +174,7 @@ pub async fn rollback(
     let (name, version) = path.into_inner();
     let outcome = plugins::switch_to(&state, name.clone(), version).await;
     back(
+        &state,
         &form,
         "/ui/plugins",
         outcome

@@ -132,6 +132,29 @@ fn html(status: actix_web::http::StatusCode, template: &str, context: Value) -> 
     }
 }
 
+/// The query that makes the next page show `message` as a `notice` or an
+/// `error`, sealed so that only the dashboard can make it.
+fn flash_query(state: &AppState, kind: &str, message: &str) -> String {
+    let seal = session::seal(&state.tokens, &format!("{kind}\0{message}"));
+    serde_urlencoded::to_string([(kind, message), ("seal", seal.as_str())]).unwrap_or_default()
+}
+
+/// The sealed `notice` and `error` of a request's query (unsealed ones are ignored).
+fn flashes(state: &AppState, query: &[(String, String)]) -> Value {
+    let seal = query
+        .iter()
+        .find(|(k, _)| k == "seal")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let pick = |kind: &str| {
+        query
+            .iter()
+            .find(|(k, v)| k == kind && session::sealed(&state.tokens, &format!("{kind}\0{v}"), seal))
+            .map(|(_, v)| v.clone())
+    };
+    json!({ "notice": pick("notice"), "error": pick("error") })
+}
+
 /// `frame` with `extra` merged in.
 fn with(mut frame: Value, extra: Value) -> Value {
     if let (Some(f), Value::Object(e)) = (frame.as_object_mut(), extra) {

@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
 use super::runs::took;
-use super::{frame, html, signed_in, with};
+use super::{flashes, frame, html, signed_in, with};
 use crate::api::AppState;
 use crate::store::history::{self, RunFilter};
 use crate::store::{health, plugins as plugin_store, pulses, stats, versions, StoreResult, Tx};
@@ -33,24 +33,22 @@ where
         Err(refused) => return refused.answer(),
     };
     let page = frame(&state, &session, title, template.trim_end_matches(".html"));
-    let notice = req
+    let query = req
         .uri()
         .query()
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
         .unwrap_or_default();
-    let message = |key: &str| notice.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let (n, e) = (message("notice"), message("error"));
+    let messages = flashes(&state, &query);
     match state.db.run(read).await {
-        Ok(body) => html(
-            StatusCode::OK,
-            template,
-            with(with(page, body), json!({ "notice": n, "error": e })),
-        ),
-        Err(err) => html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            template,
-            with(page, json!({ "error": format!("{err}") })),
-        ),
+        Ok(body) => html(StatusCode::OK, template, with(with(page, body), messages)),
+        Err(err) => {
+            let shown = crate::api::ApiError::from(err).message;
+            html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                template,
+                with(page, json!({ "error": shown })),
+            )
+        }
     }
 }
 
@@ -133,7 +131,7 @@ pub async fn tasks(req: HttpRequest, state: web::Data<AppState>, q: web::Query<T
     show(req, state, "tasks.html", "Tasks", move |tx| {
         let all = plugin_store::list_tasks(tx)?;
         let pages = all.len().div_ceil(TASKS_PER_PAGE).max(1);
-        let tasks: Vec<_> = all.into_iter().skip(page * TASKS_PER_PAGE).take(TASKS_PER_PAGE).collect();
+        let tasks: Vec<_> = all.into_iter().skip(page.saturating_mul(TASKS_PER_PAGE)).take(TASKS_PER_PAGE).collect();
         let ids: Vec<i64> = tasks.iter().map(|(_, t)| t.id).collect();
         let day = stats::read_many(tx, &ids, 24, now)?;
         let strips = history::recent_statuses(tx, &ids, STRIP)?;
@@ -158,9 +156,9 @@ pub async fn tasks(req: HttpRequest, state: web::Data<AppState>, q: web::Query<T
             .collect();
         let link = |n: usize| format!("/ui/tasks?page={n}");
         Ok(json!({
-            "tasks": rows, "page": page + 1, "pages": pages,
+            "tasks": rows, "page": page.saturating_add(1), "pages": pages,
             "previous": (page > 0).then(|| link(page - 1)),
-            "next": (page + 1 < pages).then(|| link(page + 1)),
+            "next": (page.saturating_add(1) < pages).then(|| link(page + 1)),
         }))
     })
     .await

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::{frame, html, signed_in, with};
+use super::{flashes, frame, html, signed_in, with};
 use crate::api::{filters, AppState};
 use crate::store::history::{self, STATUSES};
 use crate::store::models::StepExecutionRow;
@@ -36,10 +36,9 @@ pub async fn list(
     // An empty field in the form means "any".
     let pairs: Vec<(String, String)> = q
         .iter()
-        .filter(|(k, v)| !v.is_empty() && k != "notice" && k != "error")
+        .filter(|(k, v)| !v.is_empty() && k != "notice" && k != "error" && k != "seal")
         .cloned()
         .collect();
-    let notice = q.iter().find(|(k, _)| k == "error").map(|(_, v)| v.clone());
     let filter = match filters::run_filter(&pairs, state.db.clock().now()) {
         Ok(f) => f,
         Err(e) => {
@@ -67,7 +66,7 @@ pub async fn list(
             return html(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "runs.html",
-                with(page, json!({ "error": e.to_string() })),
+                with(page, json!({ "error": crate::api::ApiError::from(e).message })),
             )
         }
     };
@@ -111,8 +110,8 @@ pub async fn list(
         StatusCode::OK,
         "runs.html",
         with(
-            page,
-            json!({ "runs": rows, "tasks": tasks, "filter": shown, "statuses": checkboxes(&picked), "next": next, "error": notice }),
+            with(page, flashes(&state, &q)),
+            json!({ "runs": rows, "tasks": tasks, "filter": shown, "statuses": checkboxes(&picked), "next": next }),
         ),
     )
 }
@@ -158,7 +157,10 @@ pub async fn detail(
             return html(
                 status,
                 "run.html",
-                with(page, json!({ "error": e.to_string(), "run": { "id": id } })),
+                with(
+                    page,
+                    json!({ "error": crate::api::ApiError::from(e).message, "run": { "id": id } }),
+                ),
             );
         }
     };
@@ -173,7 +175,6 @@ pub async fn detail(
         .iter()
         .map(|e| json!({ "at": e.at.to_rfc3339(), "kind": e.kind, "detail": e.detail.to_string() }))
         .collect();
-    let message = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let mut run = serde_json::to_value(&listing.run).unwrap_or_default();
     run["plugin"] = json!(listing.plugin);
     run["task"] = json!(listing.task);
@@ -181,12 +182,12 @@ pub async fn detail(
         StatusCode::OK,
         "run.html",
         with(
-            page,
+            with(with(page, flashes(&state, &q)), flashes(&state, &q)),
             json!({
                 "run": run,
                 "took": took(listing.duration_ms), "late": took(listing.run.lateness_ms.map(|v| v as f64)),
                 "processes": processes, "attempts": attempts, "events": events,
-                "refresh": running.then_some(2), "notice": message("notice"), "error": message("error"),
+                "refresh": running.then_some(2),
             }),
         ),
     )

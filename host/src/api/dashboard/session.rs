@@ -101,6 +101,17 @@ pub fn verify(tokens: &Tokens, cookie: &str, now: i64) -> Option<Session> {
     })
 }
 
+/// A signature of a message the dashboard shows after an action (carried in
+/// the redirect's query), so that no one else can make a page show their text.
+pub fn seal(tokens: &Tokens, message: &str) -> String {
+    sign(tokens, &format!("flash\0{message}"))
+}
+
+/// True when `signature` is [`seal`]'s for `message`.
+pub fn sealed(tokens: &Tokens, message: &str, signature: &str) -> bool {
+    constant_time_eq(seal(tokens, message).as_bytes(), signature.as_bytes())
+}
+
 /// The CSRF token of a session: forms carry it, actions check it.
 pub fn csrf(tokens: &Tokens, session: &Session) -> String {
     sign(tokens, &format!("csrf\0{}", session.cookie))
