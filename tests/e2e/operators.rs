@@ -138,6 +138,13 @@ fn stats_give_counts_success_rate_durations_and_the_last_success_and_failure() {
     assert_eq!(stats["last_failure"]["run_id"], ids[1].1, "{all}");
     let (status, body) = server.request("GET", "/v1/tasks/999999/stats", Some(ADMIN), None);
     assert_eq!(status, 404, "{body}");
+
+    // Runs just ended are counted before and after housekeeping rolls them up, the same.
+    crate::support::eventually(Duration::from_secs(30), "the rollup", || {
+        (db.count("run_stats_pending") == 0).then_some(())
+    });
+    assert_eq!(server.get(&format!("/v1/tasks/{ok}/stats?window=24h")), task);
+    assert_eq!(server.get("/v1/stats"), all);
 }
 
 #[test]

@@ -32,6 +32,9 @@ use crate::store::{hosts, Db, StoreError};
 pub use recovery::RecoveredRun;
 pub use retention::Retention;
 
+/// Batches of finished runs one housekeeping round rolls up into the statistics at most.
+const ROLLUP_BATCHES_PER_ROUND: usize = 20;
+
 /// How often the sweeper and the recovery of lost hosts run.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 
@@ -147,9 +150,17 @@ impl Runner {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweeper could not run"),
         }
-        // Statistics read what is not rolled up yet too; this keeps it short.
-        if let Err(e) = self.db.run(crate::store::stats::roll_up).await {
-            tracing::warn!(error = %e, "statistics could not be rolled up");
+        // Statistics read what is not rolled up yet too; this keeps it short
+        // (a burst is drained in batches, a bounded number per round).
+        for _ in 0..ROLLUP_BATCHES_PER_ROUND {
+            match self.db.run(crate::store::stats::roll_up).await {
+                Ok(moved) if moved >= crate::store::stats::ROLLUP_BATCH => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "statistics could not be rolled up");
+                    break;
+                }
+            }
         }
     }
 

@@ -77,12 +77,13 @@ pub struct Stats {
 /// instant: the aggregates plus the runs not yet rolled up, in one statement
 /// (one snapshot, so a rollup committing meanwhile counts nothing twice).
 const ROWS: &str = "\
-    SELECT task_id, status, runs, duration_count, duration_max_ms, duration_hist, lateness_count, lateness_hist \
+    SELECT task_id, status, runs, duration_count, duration_max_ms, duration_hist, lateness_count, lateness_hist, \
+        NULL::float8 AS lateness_ms \
     FROM run_stats WHERE task_id = ANY ($1) AND hour >= date_trunc('hour', $2) \
     UNION ALL \
-    SELECT CASE WHEN 0 = ANY ($1) THEN 0 ELSE task_id END, status, 1::int8, (duration_ms IS NOT NULL)::int4::int8, \
-        duration_ms, run_stats_hist(ARRAY[duration_ms]), (lateness_ms IS NOT NULL)::int4::int8, \
-        run_stats_hist(ARRAY[lateness_ms]) \
+    SELECT CASE WHEN 0 = ANY ($1) THEN 0 ELSE task_id END, status, 1::int8, \
+        (duration_ms IS NOT NULL)::int4::int8, duration_ms, '{}'::int8[], (lateness_ms IS NOT NULL)::int4::int8, \
+        '{}'::int8[], lateness_ms \
     FROM run_stats_pending WHERE (0 = ANY ($1) OR task_id = ANY ($1)) AND at >= $2";
 
 /// Latest success and failure of the given tasks (`[0]`: of all), rolled up or not.
@@ -118,6 +119,9 @@ struct Row {
     lateness_count: i64,
     #[diesel(sql_type = Array<Int8>)]
     lateness_hist: Vec<i64>,
+    /// A pending run's lateness (its histograms are empty: it is bucketed here).
+    #[diesel(sql_type = Nullable<Float8>)]
+    lateness_ms: Option<f64>,
 }
 
 #[derive(QueryableByName)]
@@ -186,15 +190,20 @@ pub fn read_many(
         .collect())
 }
 
-/// Moves runs counted by the trigger into the aggregates (at most 10,000; one
-/// transaction at a time, the others return at once); returns how many.
+/// Runs one [`roll_up`] moves at most.
+pub const ROLLUP_BATCH: i64 = 10_000;
+
+/// Moves runs counted by the trigger into the aggregates (at most
+/// [`ROLLUP_BATCH`]; one transaction at a time, the others return at once);
+/// returns how many.
 pub fn roll_up(tx: &mut Tx<'_>) -> StoreResult<i64> {
     #[derive(QueryableByName)]
     struct Moved {
         #[diesel(sql_type = Int8)]
         moved: i64,
     }
-    let moved: Moved = diesel::sql_query("SELECT run_stats_rollup(10000) AS moved").get_result(tx.c())?;
+    let moved: Moved =
+        diesel::sql_query(format!("SELECT run_stats_rollup({ROLLUP_BATCH}) AS moved")).get_result(tx.c())?;
     Ok(moved.moved)
 }
 
@@ -212,6 +221,15 @@ fn summarize(since: DateTime<Utc>, rows: &[&Row], marks: (Option<Mark>, Option<M
         };
         add(&mut duration, &row.duration_hist);
         add(&mut lateness, &row.lateness_hist);
+        // A pending run: one value each, bucketed as the rollup would.
+        if row.duration_hist.is_empty() && row.duration_count > 0 {
+            if let Some(ms) = row.duration_max_ms {
+                duration[bucket_of(ms)] += 1;
+            }
+        }
+        if let Some(ms) = row.lateness_ms.filter(|_| row.lateness_hist.is_empty()) {
+            lateness[bucket_of(ms)] += 1;
+        }
     }
     let verdicts = counts["succeeded"] + counts["failed"] + counts["timed_out"];
     Stats {
@@ -240,6 +258,11 @@ fn add(into: &mut [i64], hist: &[i64]) {
     for (a, b) in into.iter_mut().zip(hist) {
         *a += b;
     }
+}
+
+/// The 0-based bucket of `ms` (the migration's `run_stats_bucket` minus one).
+fn bucket_of(ms: f64) -> usize {
+    ((ms.max(1.0).ln() / GROWTH.ln()).ceil() as usize).min(BUCKETS - 1)
 }
 
 /// The `q`-quantile of a histogram in the stored layout: the geometric middle
@@ -327,11 +350,6 @@ pub fn cluster(tx: &mut Tx<'_>) -> StoreResult<crate::metrics::Cluster> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bucket_of(ms: f64) -> usize {
-        // The migration's run_stats_bucket, 0-based.
-        (((ms.max(1.0)).ln() / GROWTH.ln()).ceil() as usize).min(BUCKETS - 1)
-    }
 
     #[test]
     fn a_percentile_read_from_the_buckets_is_within_twelve_percent() {
