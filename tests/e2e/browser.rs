@@ -19,9 +19,13 @@ fn an_operator_signs_in_reads_output_filters_runs_and_runs_a_task_in_a_real_brow
     assert_eq!(browser.location(), "/ui/login");
     browser.type_into("#token", "not-the-token");
     browser.click("#sign-in");
-    assert!(browser
-        .text("#error")
-        .contains("neither the admin nor the read token"));
+    let refusal = eventually(Duration::from_secs(30), "the refusal", || {
+        browser.try_text("#error")
+    });
+    assert!(
+        refusal.contains("neither the admin nor the read token"),
+        "{refusal}"
+    );
     assert_eq!(browser.location(), "/ui/login");
 
     browser.type_into("#token", ADMIN);
