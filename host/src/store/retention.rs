@@ -82,7 +82,22 @@ pub fn delete_batch(
     if !lock.locked {
         return Ok(None);
     }
-    let doomed: Vec<i64> = diesel::sql_query(
+    let doomed = doomed_runs(tx, cutoff, missed_cutoff)?;
+    let mut deleted = delete_runs(tx, &doomed)?;
+    let (slots, pulses, run_stats) = delete_unreferenced(tx, cutoff)?;
+    deleted.slots = slots;
+    deleted.pulses = pulses;
+    deleted.run_stats = run_stats;
+    Ok(Some(deleted))
+}
+
+/// Up to [`BATCH`] finished runs past their retention that no queued run waits for.
+fn doomed_runs(
+    tx: &mut Tx<'_>,
+    cutoff: DateTime<Utc>,
+    missed_cutoff: DateTime<Utc>,
+) -> StoreResult<Vec<i64>> {
+    Ok(diesel::sql_query(
         "SELECT id FROM ( \
              (SELECT id FROM runs WHERE created_at < $1 AND status NOT IN ('queued', 'running') LIMIT $3) \
              UNION ALL \
@@ -97,51 +112,56 @@ pub fn delete_batch(
     .load::<Id>(tx.c())?
     .into_iter()
     .map(|r| r.id)
-    .collect();
+    .collect())
+}
+
+/// Deletes `doomed` runs with their processes, events and live output.
+fn delete_runs(tx: &mut Tx<'_>, doomed: &[i64]) -> StoreResult<Deleted> {
     let mut deleted = Deleted::default();
-    if !doomed.is_empty() {
-        let by_run = |table: &str| format!("DELETE FROM {table} WHERE run_id = ANY ($1)");
-        deleted.step_executions = diesel::sql_query(by_run("step_executions"))
-            .bind::<Array<Int8>, _>(&doomed)
-            .execute(tx.c())?;
-        deleted.run_events = diesel::sql_query(by_run("run_events"))
-            .bind::<Array<Int8>, _>(&doomed)
-            .execute(tx.c())?;
-        diesel::sql_query(by_run("step_output_live"))
-            .bind::<Array<Int8>, _>(&doomed)
-            .execute(tx.c())?;
-        diesel::sql_query("UPDATE runs SET retry_of = NULL WHERE retry_of = ANY ($1)")
-            .bind::<Array<Int8>, _>(&doomed)
-            .execute(tx.c())?;
-        deleted.runs = diesel::sql_query("DELETE FROM runs WHERE id = ANY ($1)")
-            .bind::<Array<Int8>, _>(&doomed)
-            .execute(tx.c())?;
+    if doomed.is_empty() {
+        return Ok(deleted);
     }
-    deleted.slots = diesel::sql_query(
+    let by_run = |tx: &mut Tx<'_>, sql: &str| {
+        diesel::sql_query(sql)
+            .bind::<Array<Int8>, _>(doomed)
+            .execute(tx.c())
+    };
+    deleted.step_executions = by_run(tx, "DELETE FROM step_executions WHERE run_id = ANY ($1)")?;
+    deleted.run_events = by_run(tx, "DELETE FROM run_events WHERE run_id = ANY ($1)")?;
+    by_run(tx, "DELETE FROM step_output_live WHERE run_id = ANY ($1)")?;
+    by_run(tx, "UPDATE runs SET retry_of = NULL WHERE retry_of = ANY ($1)")?;
+    deleted.runs = by_run(tx, "DELETE FROM runs WHERE id = ANY ($1)")?;
+    Ok(deleted)
+}
+
+/// Deletes old slots no run refers to (never a task's newest), old pulses
+/// (never the newest complete one) and old hourly statistics; their counts.
+fn delete_unreferenced(tx: &mut Tx<'_>, cutoff: DateTime<Utc>) -> StoreResult<(usize, usize, usize)> {
+    let older = |tx: &mut Tx<'_>, sql: &str| {
+        diesel::sql_query(sql)
+            .bind::<Timestamptz, _>(cutoff)
+            .bind::<Int8, _>(BATCH)
+            .execute(tx.c())
+    };
+    let slots = older(
+        tx,
         "DELETE FROM slots WHERE id IN ( \
              SELECT s.id FROM slots s WHERE s.created_at < $1 \
              AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.slot_id = s.id) \
              AND s.scheduled_for < (SELECT max(n.scheduled_for) FROM slots n WHERE n.task_id = s.task_id) \
              LIMIT $2)",
-    )
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<Int8, _>(BATCH)
-    .execute(tx.c())?;
-    deleted.pulses = diesel::sql_query(
+    )?;
+    let pulses = older(
+        tx,
         "DELETE FROM pulses WHERE id IN ( \
              SELECT id FROM pulses WHERE received_at < $1 \
              AND id <> (SELECT coalesce(max(id), 0) FROM pulses WHERE kind = 'pulse' AND complete) \
              ORDER BY received_at LIMIT $2)",
-    )
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<Int8, _>(BATCH)
-    .execute(tx.c())?;
-    deleted.run_stats = diesel::sql_query(
+    )?;
+    let run_stats = older(
+        tx,
         "DELETE FROM run_stats WHERE (task_id, hour, status) IN ( \
              SELECT task_id, hour, status FROM run_stats WHERE hour < date_trunc('hour', $1) LIMIT $2)",
-    )
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<Int8, _>(BATCH)
-    .execute(tx.c())?;
-    Ok(Some(deleted))
+    )?;
+    Ok((slots, pulses, run_stats))
 }

@@ -33,12 +33,7 @@ pub async fn list(
         Err(refused) => return refused.answer(),
     };
     let page = frame(&state, &session, "Runs", "runs");
-    // An empty field in the form means "any".
-    let pairs: Vec<(String, String)> = q
-        .iter()
-        .filter(|(k, v)| !v.is_empty() && k != "notice" && k != "error" && k != "seal")
-        .cloned()
-        .collect();
+    let pairs = filter_pairs(&q);
     let filter = match filters::run_filter(&pairs, state.db.clock().now()) {
         Ok(f) => f,
         Err(e) => {
@@ -73,47 +68,66 @@ pub async fn list(
     let next = (runs.len() as i64 == limit)
         .then(|| runs.last().map(|r| r.run.id))
         .flatten()
-        .map(|last| {
-            let mut kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "before").collect();
-            kept.push(("before".into(), last.to_string()));
-            format!(
-                "/ui/runs?{}",
-                serde_urlencoded::to_string(&kept).unwrap_or_default()
-            )
-        });
-    let rows: Vec<Value> = runs
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.run.id, "plugin": r.plugin, "task": r.task, "status": r.run.status,
-                "attempt": r.run.attempt, "scheduled_for": r.run.scheduled_for.to_rfc3339(),
-                "took": took(r.duration_ms), "late": took(r.run.lateness_ms.map(|v| v as f64)), "error": r.run.error,
-            })
-        })
-        .collect();
+        .map(|last| next_page(pairs, last));
+    let rows: Vec<Value> = runs.iter().map(run_row).collect();
     let tasks: Vec<Value> = tasks
         .iter()
         .map(|(p, t)| json!({ "id": t.id, "plugin": p, "name": t.name }))
         .collect();
-    let shown = json!({
-        "task_id": filter.task_id, "tag": filter.tag,
-        "since": q.iter().find(|(k, _)| k == "since").map(|(_, v)| v),
-        "until": q.iter().find(|(k, _)| k == "until").map(|(_, v)| v),
-        "hide_missed": q.iter().any(|(k, v)| k == "hide_missed" && v == "true"),
+    let body = json!({
+        "runs": rows, "tasks": tasks, "filter": form_values(&q, filter.task_id, filter.tag.as_deref()),
+        "statuses": checkboxes(&picked(&q)), "next": next,
     });
-    let picked: Vec<&str> = q
-        .iter()
-        .filter(|(k, _)| k == "status")
-        .flat_map(|(_, v)| v.split(','))
-        .collect();
     html(
         StatusCode::OK,
         "runs.html",
-        with(
-            with(page, flashes(&state, &q)),
-            json!({ "runs": rows, "tasks": tasks, "filter": shown, "statuses": checkboxes(&picked), "next": next }),
-        ),
+        with(with(page, flashes(&state, &q)), body),
     )
+}
+
+/// The query's filter parameters: an empty form field means "any", and the
+/// page's messages are not filters.
+fn filter_pairs(q: &[(String, String)]) -> Vec<(String, String)> {
+    q.iter()
+        .filter(|(k, v)| !v.is_empty() && !matches!(k.as_str(), "notice" | "error" | "seal"))
+        .cloned()
+        .collect()
+}
+
+/// The link to the page after run `last`, with the same filters.
+fn next_page(pairs: Vec<(String, String)>, last: i64) -> String {
+    let mut kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "before").collect();
+    kept.push(("before".into(), last.to_string()));
+    format!(
+        "/ui/runs?{}",
+        serde_urlencoded::to_string(&kept).unwrap_or_default()
+    )
+}
+
+/// One row of the runs table.
+fn run_row(r: &history::RunListing) -> Value {
+    json!({
+        "id": r.run.id, "plugin": r.plugin, "task": r.task, "status": r.run.status,
+        "attempt": r.run.attempt, "scheduled_for": r.run.scheduled_for.to_rfc3339(),
+        "took": took(r.duration_ms), "late": took(r.run.lateness_ms.map(|v| v as f64)), "error": r.run.error,
+    })
+}
+
+/// What the filter form shows filled in.
+fn form_values(q: &[(String, String)], task_id: Option<i64>, tag: Option<&str>) -> Value {
+    let value = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    json!({
+        "task_id": task_id, "tag": tag, "since": value("since"), "until": value("until"),
+        "hide_missed": q.iter().any(|(k, v)| k == "hide_missed" && v == "true"),
+    })
+}
+
+/// The statuses asked for, repeated or comma-separated.
+fn picked(q: &[(String, String)]) -> Vec<&str> {
+    q.iter()
+        .filter(|(k, _)| k == "status")
+        .flat_map(|(_, v)| v.split(','))
+        .collect()
 }
 
 fn checkboxes(picked: &[&str]) -> Vec<Value> {
@@ -164,6 +178,22 @@ pub async fn detail(
             );
         }
     };
+    let body = run_body(listing, steps, events, live, attempts);
+    html(
+        StatusCode::OK,
+        "run.html",
+        with(with(page, flashes(&state, &q)), body),
+    )
+}
+
+/// What the run page shows of one run.
+fn run_body(
+    listing: history::RunListing,
+    steps: Vec<StepExecutionRow>,
+    events: Vec<crate::store::models::RunEventRow>,
+    live: Vec<LiveOutputRow>,
+    attempts: Vec<(i64, i32, String)>,
+) -> Value {
     let running = matches!(listing.run.status.as_str(), "queued" | "running");
     let mut processes: Vec<Value> = steps.into_iter().map(finished_process).collect();
     processes.extend(live.into_iter().map(live_process));
@@ -178,19 +208,12 @@ pub async fn detail(
     let mut run = serde_json::to_value(&listing.run).unwrap_or_default();
     run["plugin"] = json!(listing.plugin);
     run["task"] = json!(listing.task);
-    html(
-        StatusCode::OK,
-        "run.html",
-        with(
-            with(with(page, flashes(&state, &q)), flashes(&state, &q)),
-            json!({
-                "run": run,
-                "took": took(listing.duration_ms), "late": took(listing.run.lateness_ms.map(|v| v as f64)),
-                "processes": processes, "attempts": attempts, "events": events,
-                "refresh": running.then_some(2),
-            }),
-        ),
-    )
+    json!({
+        "run": run,
+        "took": took(listing.duration_ms), "late": took(listing.run.lateness_ms.map(|v| v as f64)),
+        "processes": processes, "attempts": attempts, "events": events,
+        "refresh": running.then_some(2),
+    })
 }
 
 fn stream(name: &str, bytes: Vec<u8>, total: i64, truncated: bool) -> Value {
