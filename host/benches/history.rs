@@ -229,16 +229,11 @@ fn pages(db: &Db, conn: &mut PgConnection) {
         (
             "hide_missed",
             RunFilter {
-                statuses: [
-                    "queued",
-                    "running",
-                    "succeeded",
-                    "failed",
-                    "timed_out",
-                    "cancelled",
-                ]
-                .map(String::from)
-                .to_vec(),
+                statuses: history::STATUSES
+                    .iter()
+                    .filter(|s| !matches!(**s, "missed" | "skipped"))
+                    .map(|s| s.to_string())
+                    .collect(),
                 ..Default::default()
             },
             "r.status NOT IN ('missed', 'skipped')".into(),

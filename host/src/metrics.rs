@@ -184,22 +184,27 @@ pub struct Cluster {
     pub last_pulse_age_seconds: Option<f64>,
 }
 
-/// The OpenMetrics text of this process's series and `cluster`'s.
-pub fn render(cluster: &Cluster) -> Result<String, std::fmt::Error> {
-    let mut registry = Registry::with_prefix("pulsehost");
-    let finished = Family::<Labels, Counter>::default();
-    for (plugin, task, status, n) in &cluster.runs_finished {
+/// Counters of (plugin, task, `third` label, value) rows.
+fn per_task(rows: &[(String, String, String, i64)], third: &'static str) -> Family<Labels, Counter> {
+    let family = Family::<Labels, Counter>::default();
+    for (plugin, task, value, n) in rows {
         let labels = vec![
             ("plugin", plugin.clone()),
             ("task", task.clone()),
-            ("status", status.clone()),
+            (third, value.clone()),
         ];
-        finished.get_or_create(&labels).inc_by(*n as u64);
+        family.get_or_create(&labels).inc_by(*n as u64);
     }
+    family
+}
+
+/// The OpenMetrics text of this process's series and `cluster`'s.
+pub fn render(cluster: &Cluster) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("pulsehost");
     registry.register(
         "runs_finished",
         "Runs that reached a final status, by task and status (cluster-wide)",
-        finished,
+        per_task(&cluster.runs_finished, "status"),
     );
     let gauge = |v: i64| {
         let g = Gauge::<i64>::default();
@@ -216,19 +221,10 @@ pub fn render(cluster: &Cluster) -> Result<String, std::fmt::Error> {
         "Runs executing on some host (cluster-wide)",
         gauge(cluster.running),
     );
-    let hooks = Family::<Labels, Counter>::default();
-    for (plugin, task, hook, n) in &cluster.hook_failures {
-        let labels = vec![
-            ("plugin", plugin.clone()),
-            ("task", task.clone()),
-            ("hook", hook.clone()),
-        ];
-        hooks.get_or_create(&labels).inc_by(*n as u64);
-    }
     registry.register(
         "hook_failures",
         "Failed provision, cleanup and background hooks, by task (cluster-wide)",
-        hooks,
+        per_task(&cluster.hook_failures, "hook"),
     );
     if let Some(age) = cluster.last_pulse_age_seconds {
         let g = Gauge::<f64, std::sync::atomic::AtomicU64>::default();

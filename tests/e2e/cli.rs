@@ -6,25 +6,7 @@ use std::time::Duration;
 
 use chrono::Timelike;
 
-use crate::support::{component_path, server::binary, Server, TestDb, ADMIN};
-
-fn cli(server: &Server, args: &[&str]) -> String {
-    let out = Command::new(binary())
-        .args(args)
-        .env("PULSEHOST_URL", &server.url)
-        .env("PULSEHOST_ADMIN_TOKEN", ADMIN)
-        .env_remove("PULSEHOST_READ_TOKEN")
-        .env_remove("PULSEHOST_PULSE_TOKEN")
-        .output()
-        .expect("run the pulsehost CLI");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pulsehost {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use crate::support::{cli, component_path, server::binary, Server, TestDb};
 
 #[test]
 fn push_pulse_and_read_the_run_back_through_the_cli_and_http() {

@@ -1,32 +1,10 @@
 //! The operator's questions through the CLI, one command each.
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::operators::history;
-use crate::support::{server::binary, Server, TestDb, ADMIN};
-
-fn run(server: &Server, args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("PULSEHOST_URL", &server.url)
-        .env("PULSEHOST_ADMIN_TOKEN", ADMIN)
-        .env_remove("PULSEHOST_READ_TOKEN")
-        .env_remove("PULSEHOST_PULSE_TOKEN")
-        .output()
-        .expect("run the pulsehost CLI")
-}
-
-fn cli(server: &Server, args: &[&str]) -> String {
-    let out = run(server, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pulsehost {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use crate::support::{cli, cli_output, server::binary, Server, TestDb, ADMIN};
 
 #[test]
 fn which_runs_failed_lately_what_is_a_tasks_success_rate_and_when_does_it_fire_next() {
@@ -80,14 +58,14 @@ fn which_runs_failed_lately_what_is_a_tasks_success_rate_and_when_does_it_fire_n
 fn unknown_values_are_refused_with_the_valid_ones() {
     let db = TestDb::new();
     let server = Server::start(&db.url);
-    let out = run(&server, &["runs", "list", "--status", "bogus"]);
+    let out = cli_output(&server, &["runs", "list", "--status", "bogus"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bogus") && err.contains("timed_out"), "{err}");
-    let out = run(&server, &["runs", "list", "--since", "yesterday"]);
+    let out = cli_output(&server, &["runs", "list", "--since", "yesterday"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
-    let out = run(&server, &["tasks", "show", "no-such-task"]);
+    let out = cli_output(&server, &["tasks", "show", "no-such-task"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no task"));
     let completion = cli(&server, &["completions", "bash"]);
@@ -102,7 +80,7 @@ fn logs_follow_prints_a_running_steps_output_as_it_comes() {
     assert_eq!(status, 201, "{body}");
     let id = server.trigger("slow");
     let started = std::time::Instant::now();
-    let out = run(&server, &["runs", "logs", &id.to_string(), "--follow"]);
+    let out = cli_output(&server, &["runs", "logs", &id.to_string(), "--follow"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -143,6 +121,6 @@ fn a_slow_upload_shows_a_spinner_on_a_terminal_and_nothing_off_one() {
         "the spinner on a terminal: {seen}"
     );
     // Off a terminal it never draws.
-    let quiet = run(&server, &["plugin", "push", component.to_str().unwrap()]);
+    let quiet = cli_output(&server, &["plugin", "push", component.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&quiet.stderr).contains("uploading"));
 }

@@ -167,17 +167,10 @@ pub async fn run(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
     let id = id.into_inner();
-    let ((listing, steps, events), live, attempts) = state
-        .db
-        .run(move |tx| {
-            let found = history::get_run(tx, id)?;
-            let live = crate::store::runs::live_of(tx, id)?;
-            let attempts = history::attempts(tx, &found.0.run)?;
-            Ok((found, live, attempts))
-        })
-        .await?;
-    let steps: Vec<StepView> = steps.into_iter().map(StepView::from).collect();
-    let live = live
+    let detail = state.db.run(move |tx| history::get_run(tx, id)).await?;
+    let steps: Vec<StepView> = detail.steps.into_iter().map(StepView::from).collect();
+    let live = detail
+        .live
         .into_iter()
         .map(|l| {
             let (stdout, stdout_encoding) = text(l.stdout);
@@ -190,18 +183,12 @@ pub async fn run(
             })
         })
         .collect();
-    let attempts = attempts
-        .into_iter()
-        .map(
-            |(id, attempt, status)| serde_json::json!({ "run_id": id, "attempt": attempt, "status": status }),
-        )
-        .collect();
     Ok(HttpResponse::Ok().json(RunView {
-        run: listing,
+        run: detail.listing,
         steps,
         live,
-        attempts,
-        events,
+        attempts: detail.attempts,
+        events: detail.events,
     }))
 }
 
@@ -213,7 +200,7 @@ struct RunView {
     /// Output of processes still running, flushed every second.
     live: Vec<serde_json::Value>,
     /// Every attempt of this run's slot, oldest first.
-    attempts: Vec<serde_json::Value>,
+    attempts: Vec<history::Attempt>,
     events: Vec<RunEventRow>,
 }
 

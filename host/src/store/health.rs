@@ -28,15 +28,22 @@ pub fn probe(tx: &mut Tx<'_>) -> StoreResult<Probe> {
         .pending_migrations(MIGRATIONS)
         .map_err(|e| StoreError::Migration(e.to_string()))?
         .len();
+    let (last, age) = last_pulse(tx)?;
+    Ok(Probe {
+        pending_migrations: pending,
+        last_pulse_at: last,
+        last_pulse_age_seconds: age,
+    })
+}
+
+/// The last complete pulse and its age in seconds by the database's clock
+/// (the newest entry of the pulses' partial index).
+pub fn last_pulse(tx: &mut Tx<'_>) -> StoreResult<(Option<DateTime<Utc>>, Option<f64>)> {
     let last: Option<DateTime<Utc>> = pulses::table
         .filter(pulses::kind.eq("pulse"))
         .filter(pulses::complete.eq(true))
         .select(diesel::dsl::max(pulses::received_at))
         .first(tx.c())?;
     let now: DateTime<Utc> = diesel::select(diesel::dsl::now.into_sql::<Timestamptz>()).first(tx.c())?;
-    Ok(Probe {
-        pending_migrations: pending,
-        last_pulse_at: last,
-        last_pulse_age_seconds: last.map(|at| (now - at).num_milliseconds() as f64 / 1000.0),
-    })
+    Ok((last, last.map(|at| (now - at).num_milliseconds() as f64 / 1000.0)))
 }

@@ -13,6 +13,7 @@ use diesel::sql_types::{Bool, Int8, Timestamptz};
 use serde::Serialize;
 
 use super::models::{RunEventRow, RunRow, StepExecutionRow};
+use super::runs::LiveOutputRow;
 use super::schema::{plugins, run_events, runs, step_executions, tasks};
 use super::{StoreError, StoreResult, Tx};
 
@@ -27,6 +28,9 @@ pub const STATUSES: [&str; 8] = [
     "skipped",
     "missed",
 ];
+
+/// Statuses a run can end with: [`STATUSES`] after queued and running.
+pub const FINAL_STATUSES: &[&str] = STATUSES.split_at(2).1;
 
 /// Which runs to list.
 #[derive(Debug, Clone, Default)]
@@ -161,11 +165,34 @@ fn lane(
         .collect())
 }
 
-/// One run with every process it executed and its lifecycle log.
-pub fn get_run(
-    tx: &mut Tx<'_>,
-    id: i64,
-) -> StoreResult<(RunListing, Vec<StepExecutionRow>, Vec<RunEventRow>)> {
+/// One attempt of a run's slot.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// The run of this attempt.
+    pub run_id: i64,
+    /// Its number, from 1.
+    pub attempt: i32,
+    /// Its status.
+    pub status: String,
+}
+
+/// One run with everything known of it.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    /// The run and the names it belongs to.
+    pub listing: RunListing,
+    /// Every process it executed, in order.
+    pub steps: Vec<StepExecutionRow>,
+    /// Output so far of its processes still running.
+    pub live: Vec<LiveOutputRow>,
+    /// Every attempt of its slot, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// Its lifecycle log.
+    pub events: Vec<RunEventRow>,
+}
+
+/// One run with every process it executed, live output, attempts and events.
+pub fn get_run(tx: &mut Tx<'_>, id: i64) -> StoreResult<RunDetail> {
     let (plugin, task, run): (String, String, RunRow) = runs::table
         .inner_join(tasks::table.inner_join(plugins::table))
         .filter(runs::id.eq(id))
@@ -183,16 +210,25 @@ pub fn get_run(
         .order(run_events::id)
         .select(RunEventRow::as_select())
         .load(tx.c())?;
-    Ok((RunListing::new(plugin, task, run), steps, events))
-}
-
-/// The runs that retried `id` or that `id` retried, oldest first: its attempts chain.
-pub fn attempts(tx: &mut Tx<'_>, run: &RunRow) -> StoreResult<Vec<(i64, i32, String)>> {
-    Ok(runs::table
+    let attempts = runs::table
         .filter(runs::slot_id.eq(run.slot_id))
         .order(runs::attempt)
         .select((runs::id, runs::attempt, runs::status))
-        .load(tx.c())?)
+        .load::<(i64, i32, String)>(tx.c())?
+        .into_iter()
+        .map(|(run_id, attempt, status)| Attempt {
+            run_id,
+            attempt,
+            status,
+        })
+        .collect();
+    Ok(RunDetail {
+        listing: RunListing::new(plugin, task, run),
+        steps,
+        live: super::runs::live_of(tx, id)?,
+        attempts,
+        events,
+    })
 }
 
 /// The statuses of the newest `n` runs of each of `task_ids`, newest first:

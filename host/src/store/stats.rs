@@ -18,15 +18,6 @@ use super::{StoreResult, Tx};
 const BUCKETS: usize = 100;
 /// Ratio between consecutive bucket bounds.
 const GROWTH: f64 = 1.25;
-/// Statuses a run can end with, in the order they are reported.
-pub const FINAL_STATUSES: [&str; 6] = [
-    "succeeded",
-    "failed",
-    "timed_out",
-    "cancelled",
-    "skipped",
-    "missed",
-];
 
 /// Durations or lateness of the counted runs, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
@@ -208,7 +199,10 @@ pub fn roll_up(tx: &mut Tx<'_>) -> StoreResult<i64> {
 }
 
 fn summarize(since: DateTime<Utc>, rows: &[&Row], marks: (Option<Mark>, Option<Mark>)) -> Stats {
-    let mut counts: BTreeMap<String, i64> = FINAL_STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+    let mut counts: BTreeMap<String, i64> = super::history::FINAL_STATUSES
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
     let (mut duration, mut lateness) = (vec![0; BUCKETS], vec![0; BUCKETS]);
     let (mut duration_count, mut lateness_count, mut max) = (0, 0, None::<f64>);
     for row in rows {
@@ -289,7 +283,7 @@ pub fn percentile(hist: &[i64], q: f64) -> Option<f64> {
 /// What `/metrics` reports of the cluster: one row per task and status, the
 /// live queue's size from its partial indexes, and the newest pulse.
 pub fn cluster(tx: &mut Tx<'_>) -> StoreResult<crate::metrics::Cluster> {
-    use super::schema::{hook_failures, plugins, pulses, runs, tasks};
+    use super::schema::{hook_failures, plugins, runs, tasks};
     #[derive(QueryableByName)]
     struct Total {
         #[diesel(sql_type = Text)]
@@ -329,12 +323,7 @@ pub fn cluster(tx: &mut Tx<'_>) -> StoreResult<crate::metrics::Cluster> {
             .count()
             .get_result(tx.c())?)
     };
-    let last: Option<DateTime<Utc>> = pulses::table
-        .filter(pulses::kind.eq("pulse"))
-        .filter(pulses::complete.eq(true))
-        .select(diesel::dsl::max(pulses::received_at))
-        .first(tx.c())?;
-    let now: DateTime<Utc> = diesel::select(diesel::dsl::now.into_sql::<Timestamptz>()).first(tx.c())?;
+    let (_, last_pulse_age_seconds) = super::health::last_pulse(tx)?;
     Ok(crate::metrics::Cluster {
         runs_finished,
         queued: count(tx, "queued")?,
@@ -343,7 +332,7 @@ pub fn cluster(tx: &mut Tx<'_>) -> StoreResult<crate::metrics::Cluster> {
             .into_iter()
             .map(|(p, t, h, n)| (p, t, h, i64::from(n)))
             .collect(),
-        last_pulse_age_seconds: last.map(|at| (now - at).num_milliseconds() as f64 / 1000.0),
+        last_pulse_age_seconds,
     })
 }
 

@@ -89,3 +89,27 @@ pub fn libfaketime() -> String {
         .map(|path| path.to_string_lossy().into_owned())
         .expect("libfaketime.so.1 is missing: install Debian's libfaketime (tests/setup.sh does)")
 }
+
+/// Runs the `pulsehost` CLI against `server` with the admin token only.
+pub fn cli_output(server: &Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(server::binary())
+        .args(args)
+        .env("PULSEHOST_URL", &server.url)
+        .env("PULSEHOST_ADMIN_TOKEN", ADMIN)
+        .env_remove("PULSEHOST_READ_TOKEN")
+        .env_remove("PULSEHOST_PULSE_TOKEN")
+        .output()
+        .expect("run the pulsehost CLI")
+}
+
+/// [`cli_output`], asserting success; its standard output.
+pub fn cli(server: &Server, args: &[&str]) -> String {
+    let out = cli_output(server, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pulsehost {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

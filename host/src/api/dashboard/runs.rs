@@ -10,7 +10,7 @@ use crate::api::{filters, AppState};
 use crate::store::history::{self, STATUSES};
 use crate::store::models::StepExecutionRow;
 use crate::store::plugins as plugin_store;
-use crate::store::runs::{self as run_store, LiveOutputRow};
+use crate::store::runs::LiveOutputRow;
 
 /// Milliseconds for people (`850 ms`, `12.3 s`).
 pub fn took(ms: Option<f64>) -> String {
@@ -151,16 +151,7 @@ pub async fn detail(
     };
     let id = id.into_inner();
     let page = frame(&state, &session, &format!("Run {id}"), "runs");
-    let found = state
-        .db
-        .run(move |tx| {
-            let (listing, steps, events) = history::get_run(tx, id)?;
-            let live = run_store::live_of(tx, id)?;
-            let attempts = history::attempts(tx, &listing.run)?;
-            Ok((listing, steps, events, live, attempts))
-        })
-        .await;
-    let (listing, steps, events, live, attempts) = match found {
+    let detail = match state.db.run(move |tx| history::get_run(tx, id)).await {
         Ok(found) => found,
         Err(e) => {
             let status = if matches!(e, crate::store::StoreError::NotFound(_)) {
@@ -178,7 +169,7 @@ pub async fn detail(
             );
         }
     };
-    let body = run_body(listing, steps, events, live, attempts);
+    let body = run_body(detail);
     html(
         StatusCode::OK,
         "run.html",
@@ -187,24 +178,17 @@ pub async fn detail(
 }
 
 /// What the run page shows of one run.
-fn run_body(
-    listing: history::RunListing,
-    steps: Vec<StepExecutionRow>,
-    events: Vec<crate::store::models::RunEventRow>,
-    live: Vec<LiveOutputRow>,
-    attempts: Vec<(i64, i32, String)>,
-) -> Value {
+fn run_body(detail: history::RunDetail) -> Value {
+    let listing = detail.listing;
     let running = matches!(listing.run.status.as_str(), "queued" | "running");
-    let mut processes: Vec<Value> = steps.into_iter().map(finished_process).collect();
-    processes.extend(live.into_iter().map(live_process));
-    let attempts: Vec<Value> = attempts
-        .into_iter()
-        .map(|(run_id, attempt, status)| json!({ "run_id": run_id, "attempt": attempt, "status": status }))
-        .collect();
-    let events: Vec<Value> = events
+    let mut processes: Vec<Value> = detail.steps.into_iter().map(finished_process).collect();
+    processes.extend(detail.live.into_iter().map(live_process));
+    let events: Vec<Value> = detail
+        .events
         .iter()
         .map(|e| json!({ "at": e.at.to_rfc3339(), "kind": e.kind, "detail": e.detail.to_string() }))
         .collect();
+    let attempts = detail.attempts;
     let mut run = serde_json::to_value(&listing.run).unwrap_or_default();
     run["plugin"] = json!(listing.plugin);
     run["task"] = json!(listing.task);
