@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pulsehost::exec::sandbox::{Limits, ProbeOptions, Sandbox};
 use pulsehost::exec::{self, ProcessSpec, Program};
 use pulsehost::runner::{Runner, RunnerConfig};
 use pulsehost::spec::*;
@@ -89,6 +90,7 @@ fn trivial(program: &str, args: &[&str], cap: usize) -> ProcessSpec {
         timeout: Duration::from_secs(600),
         grace: Duration::from_secs(1),
         output_cap: cap,
+        confinement: None,
     }
 }
 
@@ -188,6 +190,15 @@ async fn measure_runs(url: &str) -> f64 {
         binary_dirs: pulsehost::exec::BinaryDirs::new(vec!["/bin".into(), "/usr/bin".into()]),
         lease: Duration::from_secs(30),
         hook_failures_before_pause: 3,
+        sandbox: Arc::new(
+            Sandbox::probe(&ProbeOptions {
+                host_id: "bench".into(),
+                create_user: true,
+                ..ProbeOptions::default()
+            })
+            .unwrap(),
+        ),
+        step_limits: Limits::default(),
     };
     let runner = Runner::new(db.clone(), config, "python3".into());
     let shutdown = CancellationToken::new();

@@ -2,8 +2,12 @@
 //! is listed in the README's configuration table; a malformed value is an error
 //! that names the variable, never a silent default.
 
+mod sandbox;
+
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use sandbox::SandboxSettings;
 
 /// Everything `pulsehost serve` can be told.
 #[derive(Debug, Clone)]
@@ -79,6 +83,8 @@ pub struct Config {
     pub retain_missed_days: u32,
     /// Time between two retention passes (`PULSEHOST_RETENTION_INTERVAL`, default 1h).
     pub retention_interval: Duration,
+    /// How native processes are confined.
+    pub sandbox: SandboxSettings,
 }
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
@@ -243,6 +249,7 @@ impl Config {
             retention_interval: duration(&get, "PULSEHOST_RETENTION_INTERVAL", 3600)?,
             retain_missed_days: positive(&get, "PULSEHOST_RETAIN_MISSED_DAYS", retain_days)?.min(retain_days)
                 as u32,
+            sandbox: sandbox::read(&get)?,
         })
     }
 }

@@ -16,6 +16,7 @@ fn shell(script: &str) -> ProcessSpec {
         timeout: Duration::from_secs(10),
         grace: Duration::from_millis(300),
         output_cap: 1 << 20,
+        confinement: None,
     }
 }
 

@@ -29,6 +29,7 @@ mod plugin_deadlines;
 mod recovery;
 mod retention;
 mod runs;
+mod sandbox;
 mod schedule_edges;
 mod scheduling;
 mod simulations;

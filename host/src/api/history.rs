@@ -228,6 +228,19 @@ struct StepView {
     started_at: chrono::DateTime<chrono::Utc>,
     finished_at: chrono::DateTime<chrono::Utc>,
     duration_ms: f64,
+    /// What protected it: `{applied: [...], missing: [{protection, reason}]}`.
+    plan: Option<serde_json::Value>,
+    /// What it used (null where this host could not measure it).
+    usage: UsageView,
+}
+
+/// A process's resource use.
+#[derive(Serialize)]
+struct UsageView {
+    cpu_user_ms: Option<f64>,
+    cpu_system_ms: Option<f64>,
+    peak_memory_bytes: Option<i64>,
+    peak_processes: Option<i32>,
 }
 
 impl From<StepExecutionRow> for StepView {
@@ -256,6 +269,13 @@ impl From<StepExecutionRow> for StepView {
             started_at: s.started_at,
             finished_at: s.finished_at,
             duration_ms: s.duration_ms,
+            plan: s.plan,
+            usage: UsageView {
+                cpu_user_ms: s.cpu_user_ms,
+                cpu_system_ms: s.cpu_system_ms,
+                peak_memory_bytes: s.peak_memory_bytes,
+                peak_processes: s.peak_processes,
+            },
         }
     }
 }

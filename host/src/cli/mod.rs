@@ -2,6 +2,7 @@
 //! thin HTTP client of the API (so scripts and the CLI see the same thing).
 
 mod client;
+mod doctor;
 mod history;
 mod output;
 mod plugin;
@@ -26,6 +27,9 @@ pub struct Cli {
 enum Command {
     /// Run the host (HTTP API, pulse endpoint, runner, dashboard).
     Serve,
+    /// What this machine gives native steps (user, cgroups, namespaces,
+    /// limits) and what each missing protection would take.
+    Doctor,
     /// Apply database migrations to DATABASE_URL and exit.
     Migrate,
     /// Plugins: write, build and check your own; push, list, version, roll
@@ -69,6 +73,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Serve => serve::serve(),
         Command::Migrate => serve::migrate(),
+        Command::Doctor => doctor::doctor(),
         Command::Plugin(command) => plugin::run(command, cli.json),
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -97,7 +102,11 @@ fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Resul
         Command::Pulses { limit } => history::pulses(c, limit)?,
         Command::Runs(command) => history::runs(c, command)?,
         Command::Stats { task, window } => history::stats(c, task, &window)?,
-        Command::Serve | Command::Migrate | Command::Plugin(_) | Command::Completions { .. } => {
+        Command::Serve
+        | Command::Migrate
+        | Command::Doctor
+        | Command::Plugin(_)
+        | Command::Completions { .. } => {
             unreachable!("handled before a client is built")
         }
     };

@@ -4,7 +4,7 @@ use comfy_table::presets::NOTHING;
 use comfy_table::Table;
 use serde_json::Value;
 
-fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+pub(super) fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let mut t = Table::new();
     t.load_preset(NOTHING).set_header(header.to_vec());
     for row in rows {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::exec::sandbox::{ProbeOptions, Sandbox};
 use crate::plugin::PluginHost;
 use crate::pulse::{PulseConfig, Pulser};
 use crate::runner::{Runner, RunnerConfig};
@@ -22,8 +23,20 @@ use crate::store::{Db, DbOptions};
 pub fn serve() -> anyhow::Result<()> {
     init_logging();
     let mut config = Config::from_env()?;
+    // Same-user processes (steps, when the host is not root) cannot read this
+    // process's memory or environment, nor attach to it.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot make the host non-dumpable");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    protect_data_dir(&config.data_dir)?;
+    let runner_config = runner_config(&config)?;
+    if let Some(user) = &runner_config.sandbox.run_as {
+        crate::exec::sandbox::user::check_reachable(&runner_config.data_dir.join("work"), user)
+            .map_err(anyhow::Error::msg)?;
+        config.python = python_for(&config.python, user);
+    }
     let (embedded, url) = match &config.database_url {
         Some(url) => (None, url.clone()),
         None => {
@@ -49,7 +62,7 @@ pub fn serve() -> anyhow::Result<()> {
         crate::exec::reaper::start();
         // Runs a previous host left running are finished (and retried) by
         // housekeeping once this host has reached the database for a lease.
-        let runner = Runner::new(db.clone(), runner_config(&config), config.python.clone());
+        let runner = Runner::new(db.clone(), runner_config, config.python.clone());
         let shutdown = CancellationToken::new();
         let dispatcher = runner
             .start(shutdown.clone())
@@ -145,11 +158,26 @@ fn pulse_config(config: &Config) -> PulseConfig {
     }
 }
 
-fn runner_config(config: &Config) -> RunnerConfig {
+fn runner_config(config: &Config) -> anyhow::Result<RunnerConfig> {
     // Unique per process even where every container's host process is pid 1.
     let nonce: u32 = rand::random();
-    RunnerConfig {
-        host_id: format!("{}-{}-{nonce:08x}", hostname(), std::process::id()),
+    let host_id = format!("{}-{}-{nonce:08x}", hostname(), std::process::id());
+    let settings = &config.sandbox;
+    let sandbox = Sandbox::probe(&ProbeOptions {
+        run_as: settings.run_as.clone(),
+        policy: settings.policy,
+        off: settings.off.clone(),
+        host_id: host_id.clone(),
+        create_user: true,
+    })
+    .map_err(anyhow::Error::msg)?;
+    for (protection, missing) in &sandbox.offers {
+        if let Some(reason) = missing {
+            tracing::warn!(protection = protection.as_str(), "{reason}");
+        }
+    }
+    Ok(RunnerConfig {
+        host_id,
         machine: hostname(),
         data_dir: std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
         max_concurrent_runs: config.max_concurrent_runs,
@@ -165,7 +193,58 @@ fn runner_config(config: &Config) -> RunnerConfig {
             missed_days: config.retain_missed_days,
             every: config.retention_interval,
         },
+        sandbox: Arc::new(sandbox),
+        step_limits: settings.limits.clone(),
+    })
+}
+
+/// The interpreter Python steps' venvs are made from: `configured`, unless
+/// the step user cannot run it (an interpreter under root's home, as pyenv
+/// installs) and a system one exists that it can.
+fn python_for(configured: &str, user: &crate::exec::sandbox::user::RunAs) -> String {
+    use crate::exec::sandbox::user::check_reachable;
+    let usable = |program: &Path| {
+        std::fs::canonicalize(program)
+            .is_ok_and(|real| check_reachable(&real, user).is_ok() && real.is_file())
+    };
+    let found = crate::exec::python::resolve(configured);
+    if usable(&found) {
+        return configured.to_string();
     }
+    let fallback = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| usable(Path::new(p)));
+    match fallback {
+        Some(system) => {
+            tracing::info!(unusable = %found.display(), using = system, user = %user.name, "the step user cannot run the configured Python; using the system's");
+            system.to_string()
+        }
+        None => {
+            tracing::warn!(python = %found.display(), user = %user.name, "the step user cannot run this Python: Python steps will fail; set PULSEHOST_PYTHON to an interpreter outside private home directories");
+            configured.to_string()
+        }
+    }
+}
+
+/// Modes of the data dir: steps may walk through it to their scratch
+/// directory (`work/`, each run's owned by the step user) and read the venvs,
+/// but not list it nor read the token, the database password, the database
+/// or the compiled plugins.
+fn protect_data_dir(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let modes = [
+        ("", 0o711),
+        ("work", 0o711),
+        ("venvs", 0o755),
+        ("compiled", 0o700),
+    ];
+    for (dir, mode) in modes {
+        let path = data_dir.join(dir);
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// With no `PULSEHOST_ADMIN_TOKEN`, an admin token is generated once and kept in

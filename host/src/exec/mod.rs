@@ -8,10 +8,12 @@ mod binary;
 mod capture;
 pub mod python;
 pub mod reaper;
+pub mod sandbox;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -63,6 +65,9 @@ pub struct ProcessSpec {
     pub grace: Duration,
     /// Bytes kept per stream.
     pub output_cap: usize,
+    /// Its cgroups, namespaces, user and limits; None runs it in its process
+    /// group only.
+    pub confinement: Option<Arc<sandbox::Confinement>>,
 }
 
 /// How a process ended.
@@ -111,6 +116,8 @@ pub struct ProcessOutcome {
     pub finished_at: DateTime<Utc>,
     /// Wall-clock duration.
     pub duration: Duration,
+    /// What it used, when it ran confined.
+    pub usage: Option<sandbox::Usage>,
 }
 
 /// Runs one process to completion, timeout or cancellation.
@@ -156,6 +163,9 @@ pub async fn run_observed(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(confinement) = &spec.confinement {
+        confinement.install(&mut command);
+    }
     let (mut child, _owned) = match reaper::spawn_owned(&mut command) {
         Ok(spawned) => spawned,
         Err(e) => {
@@ -169,6 +179,7 @@ pub async fn run_observed(
                 started_at,
                 finished_at: Utc::now(),
                 duration: clock.elapsed(),
+                usage: None,
             }
         }
     };
@@ -190,9 +201,13 @@ pub async fn run_observed(
         _ = tokio::time::sleep(spec.timeout) => (terminate(&mut child, group, spec.grace).await, Some(ExitKind::TimedOut)),
         _ = cancel.cancelled() => (terminate(&mut child, group, spec.grace).await, Some(ExitKind::Cancelled)),
     };
-    // Whatever the leader left behind in its group goes with it.
+    // Whatever the leader left behind in its group, and in its cgroups, goes with it.
     signal_group(group, Signal::SIGKILL);
+    if let Some(confinement) = &spec.confinement {
+        confinement.kill_all();
+    }
     reap_group(group).await;
+    let usage = spec.confinement.as_ref().map(|c| c.usage());
     let stdout = capture::finish(stdout, DRAIN_AFTER_EXIT).await;
     let stderr = capture::finish(stderr, DRAIN_AFTER_EXIT).await;
 
@@ -200,8 +215,9 @@ pub async fn run_observed(
         Ok(s) => (s.code(), s.signal(), None),
         Err(e) => (None, None, Some(format!("waiting for the process failed: {e}"))),
     };
+    let memory_limit_hit = usage.is_some_and(|u| u.memory_limit_hit);
     let kind = kind.unwrap_or(match exit_code {
-        Some(0) => ExitKind::Succeeded,
+        Some(0) if !memory_limit_hit => ExitKind::Succeeded,
         _ => ExitKind::Failed,
     });
     if error.is_none() {
@@ -209,6 +225,7 @@ pub async fn run_observed(
             ExitKind::Succeeded => None,
             ExitKind::TimedOut => Some(format!("timed out after {} ms", spec.timeout.as_millis())),
             ExitKind::Cancelled => Some("cancelled".into()),
+            ExitKind::Failed if memory_limit_hit => Some(MEMORY_LIMIT_EXCEEDED.into()),
             ExitKind::Failed => Some(match (exit_code, signal) {
                 (Some(code), _) => format!("exited with code {code}"),
                 (None, Some(sig)) => format!("killed by signal {sig}"),
@@ -226,8 +243,13 @@ pub async fn run_observed(
         started_at,
         finished_at: Utc::now(),
         duration: clock.elapsed(),
+        usage,
     }
 }
+
+/// The error of a process the kernel stopped for exceeding its memory limit.
+pub const MEMORY_LIMIT_EXCEEDED: &str =
+    "exceeded its memory limit: the kernel killed it (out of memory in its cgroup)";
 
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL; reaps.
 async fn terminate(

@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use super::sandbox::{Limits, Sandbox};
 use super::{run, ExitKind, ProcessSpec, Program};
 
 /// Creating a venv and installing requirements may download packages.
@@ -61,15 +64,18 @@ pub struct VenvCache {
     root: PathBuf,
     python: String,
     version: OnceCell<String>,
+    sandbox: Arc<Sandbox>,
 }
 
 impl VenvCache {
-    /// A cache under `root` using interpreter `python`.
-    pub fn new(root: PathBuf, python: String) -> Self {
+    /// A cache under `root` using interpreter `python`; pip runs confined by
+    /// `sandbox`, as the steps' user.
+    pub fn new(root: PathBuf, python: String, sandbox: Arc<Sandbox>) -> Self {
         VenvCache {
             root,
             python,
             version: OnceCell::new(),
+            sandbox,
         }
     }
 
@@ -133,13 +139,19 @@ impl VenvCache {
             .map_err(|e| io_error(&self.root, e))?;
         let venv = staging.path().join("venv");
         let venv_arg = venv.to_string_lossy().to_string();
-        step(
-            &self.python,
-            &["-m", "venv", &venv_arg],
-            staging.path(),
-            "creating the venv",
-        )
-        .await?;
+        // pip runs code from the packages it installs: as the steps' user, in
+        // a directory of theirs, confined like a step.
+        if let Some(user) = &self.sandbox.run_as {
+            nix::unistd::chown(staging.path(), Some(user.uid), Some(user.gid))
+                .map_err(|e| io_error(staging.path(), e.into()))?;
+        }
+        let builder = Builder {
+            sandbox: &self.sandbox,
+            home: staging.path(),
+        };
+        builder
+            .step(&self.python, &["-m", "venv", &venv_arg], "creating the venv")
+            .await?;
         if !requirements.is_empty() {
             let list = staging.path().join("requirements.txt");
             std::fs::write(&list, requirements.join("\n") + "\n").map_err(|e| io_error(&list, e))?;
@@ -154,7 +166,12 @@ impl VenvCache {
                 "-r",
                 &list_arg,
             ];
-            step(&python, &args, staging.path(), "pip install").await?;
+            builder.step(&python, &args, "pip install").await?;
+        }
+        // Shared by every step that asks for these requirements: no step may
+        // change it for the others.
+        if self.sandbox.run_as.is_some() {
+            own_tree(&venv).map_err(|e| io_error(&venv, e))?;
         }
         std::fs::rename(&venv, dir).map_err(|e| io_error(dir, e))?;
         tracing::info!(venv = %dir.display(), requirements = requirements.len(), "python venv built");
@@ -176,33 +193,82 @@ pub fn venv_hash(requirements: &[String], interpreter_version: &str) -> String {
 }
 
 async fn interpreter_version(python: &str) -> Result<String, VenvError> {
-    let out = step(
-        python,
-        &["-c", "import sys; print(sys.version)"],
-        Path::new("/"),
-        "asking the interpreter its version",
-    )
-    .await?;
+    let unconfined = Sandbox::disabled();
+    let builder = Builder {
+        sandbox: &unconfined,
+        home: Path::new("/"),
+    };
+    let out = builder
+        .step(
+            python,
+            &["-c", "import sys; print(sys.version)"],
+            "asking the interpreter its version",
+        )
+        .await?;
     Ok(out.trim().to_string())
 }
 
-/// Runs one build command through the same process machinery as steps.
-async fn step(program: &str, args: &[&str], cwd: &Path, what: &str) -> Result<String, VenvError> {
-    let env = PIP_VARIABLES
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
-    let spec = ProcessSpec {
-        program: Program::Executable(resolve(program)),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env,
-        working_dir: cwd.to_path_buf(),
-        stdin: None,
-        timeout: VENV_BUILD_TIMEOUT,
-        grace: Duration::from_secs(5),
-        output_cap: PIP_OUTPUT_CAP,
-    };
-    let outcome = run(&spec, &CancellationToken::new()).await;
+/// Runs venv's build commands in `home` (also their `HOME`), confined by `sandbox`.
+struct Builder<'a> {
+    sandbox: &'a Sandbox,
+    home: &'a Path,
+}
+
+impl Builder<'_> {
+    /// The name of the build's cgroup: unique per build directory.
+    fn cgroup_name(&self) -> String {
+        let dir = self.home.file_name().unwrap_or_default().to_string_lossy();
+        format!("venv{}", dir.trim_start_matches('.'))
+    }
+}
+
+impl Builder<'_> {
+    /// Runs one build command through the same process machinery as steps.
+    async fn step(&self, program: &str, args: &[&str], what: &str) -> Result<String, VenvError> {
+        let mut env: Vec<(String, String)> = PIP_VARIABLES
+            .iter()
+            .filter(|k| **k != "HOME")
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        env.push(("HOME".into(), self.home.to_string_lossy().into_owned()));
+        let confinement = self
+            .sandbox
+            .confine(0, &self.cgroup_name(), &Limits::default())
+            .map_err(|message| VenvError {
+                message,
+                output: String::new(),
+            })?;
+        let spec = ProcessSpec {
+            program: Program::Executable(resolve(program)),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env,
+            working_dir: self.home.to_path_buf(),
+            stdin: None,
+            timeout: VENV_BUILD_TIMEOUT,
+            grace: Duration::from_secs(5),
+            output_cap: PIP_OUTPUT_CAP,
+            confinement: Some(confinement),
+        };
+        judge(run(&spec, &CancellationToken::new()).await, what)
+    }
+}
+
+/// Gives every file under `dir` to the host's user (symbolic links themselves, not their targets).
+fn own_tree(dir: &Path) -> std::io::Result<()> {
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            own_tree(&entry.path())?;
+        } else {
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
+}
+
+fn judge(outcome: super::ProcessOutcome, what: &str) -> Result<String, VenvError> {
     let output = format!(
         "{}{}",
         String::from_utf8_lossy(&outcome.stdout.bytes),
@@ -218,7 +284,7 @@ async fn step(program: &str, args: &[&str], cwd: &Path, what: &str) -> Result<St
 }
 
 /// Finds `program` on the host's PATH (processes get a cleared environment).
-fn resolve(program: &str) -> PathBuf {
+pub fn resolve(program: &str) -> PathBuf {
     if program.contains('/') {
         return PathBuf::from(program);
     }

@@ -16,6 +16,9 @@ use crate::exec::ExitKind;
 use crate::spec::ExecSpec;
 use crate::store::finish::RunEnd;
 
+/// Failure type of a run whose process exceeded its memory limit.
+pub const MEMORY_LIMIT: &str = "memory_limit";
+
 /// Cleanup gets its own budget: it must run even when the run's time is up.
 const CLEANUP_BUDGET: Duration = Duration::from_secs(300);
 
@@ -52,6 +55,17 @@ pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &Cancellat
             )
         }
     };
+    if let Err(e) = hand_over(workdir.path(), runner) {
+        return end(
+            runner,
+            claimed,
+            Some(failure(
+                "failed",
+                "internal",
+                format!("cannot give the run's scratch directory to the step user: {e}"),
+            )),
+        );
+    }
     let ctx = Ctx {
         runner,
         claimed,
@@ -86,7 +100,16 @@ pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &Cancellat
         cleanup.record_hook("cleanup", cleanup_failed.as_ref());
         failed = failed.or(cleanup_failed);
     }
+    runner.config.sandbox.forget_run(claimed.run.id);
     end(runner, claimed, failed)
+}
+
+/// Makes the scratch directory the step user's own (and only theirs).
+fn hand_over(dir: &Path, runner: &Runner) -> std::io::Result<()> {
+    if let Some(user) = &runner.config.sandbox.run_as {
+        nix::unistd::chown(dir, Some(user.uid), Some(user.gid))?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -216,6 +239,9 @@ fn judge(done: &Executed, part: &'static str) -> Option<Failure> {
     let error = done.outcome.error.clone().unwrap_or_default();
     match done.outcome.kind {
         ExitKind::Succeeded => None,
+        ExitKind::Failed if done.outcome.usage.is_some_and(|u| u.memory_limit_hit) => {
+            Some(failure("failed", MEMORY_LIMIT, error))
+        }
         ExitKind::Failed => Some(failure("failed", part, error)),
         ExitKind::TimedOut => Some(failure("timed_out", part, error)),
         ExitKind::Cancelled => Some(failure("cancelled", part, error)),

@@ -65,6 +65,10 @@ pub struct RunnerConfig {
     pub hook_failures_before_pause: u32,
     /// How long history and venvs are kept.
     pub retention: retention::Retention,
+    /// How processes are confined on this machine.
+    pub sandbox: Arc<crate::exec::sandbox::Sandbox>,
+    /// Limits of every process of every run.
+    pub step_limits: crate::exec::sandbox::Limits,
 }
 
 /// Executes queued runs.
@@ -89,7 +93,7 @@ pub struct Runner {
 impl Runner {
     /// A runner over `db` (call inside a tokio runtime); [`Runner::start`] begins.
     pub fn new(db: Db, config: RunnerConfig, python: String) -> Arc<Self> {
-        let venvs = VenvCache::new(config.data_dir.join("venvs"), python);
+        let venvs = VenvCache::new(config.data_dir.join("venvs"), python, Arc::clone(&config.sandbox));
         let wake = Arc::new(Notify::new());
         let journal =
             journal::Journal::start(db.clone(), config.hook_failures_before_pause, Arc::clone(&wake));

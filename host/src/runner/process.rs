@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
+use crate::exec::sandbox::Plan;
 use crate::exec::{self, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
 use crate::spec::{ExecSpec, StepKind};
 use crate::store::models::NewStepExecution;
@@ -52,11 +53,14 @@ const LIVE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Executed {
     pub outcome: ProcessOutcome,
     pub stdout_json: Option<serde_json::Value>,
+    /// What protected it (None when it never got as far as a plan).
+    pub plan: Option<Plan>,
 }
 
 impl Executed {
     pub fn row(&self, run_id: i64, inv: &Invocation<'_>) -> NewStepExecution {
         let o = &self.outcome;
+        let usage = o.usage.unwrap_or_default();
         NewStepExecution {
             run_id,
             phase: inv.phase.as_str().into(),
@@ -77,6 +81,11 @@ impl Executed {
             started_at: o.started_at,
             finished_at: o.finished_at,
             duration_ms: o.duration.as_secs_f64() * 1000.0,
+            plan: self.plan.as_ref().and_then(|p| serde_json::to_value(p).ok()),
+            cpu_user_ms: usage.cpu_user_ms,
+            cpu_system_ms: usage.cpu_system_ms,
+            peak_memory_bytes: usage.peak_memory_bytes.map(|b| b as i64),
+            peak_processes: usage.peak_processes.map(|n| n as i32),
         }
     }
 }
@@ -91,8 +100,10 @@ pub(super) async fn run_one(
     groups: &Groups,
 ) -> Executed {
     let started = runner.db.clock().now();
+    let mut plan = None;
     let outcome = match resolve(runner, run, workdir, inv).await {
         Ok(spec) => {
+            plan = spec.confinement.as_ref().map(|c| c.plan.clone());
             let group = AtomicI32::new(0);
             let live = std::sync::Mutex::new(None);
             let execution = exec::run_observed(&spec, cancel, |pgid, output| {
@@ -131,12 +142,17 @@ pub(super) async fn run_one(
             started_at: started,
             finished_at: runner.db.clock().now(),
             duration: Duration::ZERO,
+            usage: None,
         },
     };
     let stdout_json = (!outcome.stdout.truncated && !outcome.stdout.bytes.is_empty())
         .then(|| serde_json::from_slice(&outcome.stdout.bytes).ok())
         .flatten();
-    Executed { outcome, stdout_json }
+    Executed {
+        outcome,
+        stdout_json,
+        plan,
+    }
 }
 
 /// Where a running process's output goes while it runs.
@@ -242,6 +258,11 @@ async fn resolve(
         .map(Duration::from_millis)
         .unwrap_or(inv.budget)
         .min(inv.budget);
+    let name = format!("{}-{}", inv.phase.as_str(), inv.index);
+    let confinement = config
+        .sandbox
+        .confine(run.run.id, &name, &config.step_limits)
+        .map_err(|e| (e, String::new()))?;
     Ok(ProcessSpec {
         program,
         args,
@@ -255,6 +276,7 @@ async fn resolve(
         timeout,
         grace: config.kill_grace,
         output_cap: config.output_cap_bytes,
+        confinement: Some(confinement),
     })
 }
 

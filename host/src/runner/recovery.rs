@@ -64,6 +64,14 @@ pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreE
             .as_deref()
             .is_none_or(|m| m == runner.config.machine)
         {
+            let killed = runner.config.sandbox.kill_run(&leftover.host_id, leftover.run_id);
+            if killed > 0 {
+                tracing::warn!(
+                    run.id = leftover.run_id,
+                    processes = killed,
+                    "killed what a lost run left in its cgroups"
+                );
+            }
             kill_left_behind(&leftover);
         }
     }

@@ -7,7 +7,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use diesel::{Connection, RunQueryDsl};
 
 /// Where Debian, Ubuntu and the PGDG packages put the server binaries.
 const DISTRIBUTION_BIN_DIRS: &str = "/usr/lib/postgresql";
@@ -61,6 +64,7 @@ pub struct EmbeddedPostgres {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     run_as: Option<nix::unistd::User>,
+    password: String,
 }
 
 impl EmbeddedPostgres {
@@ -79,27 +83,18 @@ impl EmbeddedPostgres {
         }
         let base = data_dir.join("postgres");
         let pgdata = base.join("data");
-        let socket_dir = socket_dir_for(&base);
+        prepare_base(&base, run_as.as_ref())?;
+        let socket_dir = socket_dir_for(&base, run_as.as_ref())?;
+        let password = password(&data_dir)?;
         let me = EmbeddedPostgres {
             bin_dir,
             pgdata,
             socket_dir,
             run_as,
+            password,
         };
-        me.prepare_dirs(&base)?;
         if !me.pgdata.join("PG_VERSION").exists() {
-            me.pg(
-                "initdb",
-                &[
-                    "-D",
-                    &me.pgdata.to_string_lossy(),
-                    "-U",
-                    "pulsehost",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                ],
-            )?;
+            me.initdb(&base)?;
         }
         if !me.is_running() {
             let options = format!("-c listen_addresses='' -k {} -p 5432", me.socket_dir.display());
@@ -118,6 +113,7 @@ impl EmbeddedPostgres {
                 ],
             )?;
         }
+        me.require_password()?;
         tracing::info!(pgdata = %me.pgdata.display(), socket = %me.socket_dir.display(), "embedded PostgreSQL running");
         Ok(me)
     }
@@ -125,9 +121,67 @@ impl EmbeddedPostgres {
     /// The connection URL of the cluster's `postgres` database.
     pub fn url(&self) -> String {
         format!(
-            "postgres://pulsehost@/postgres?host={}",
+            "postgres://pulsehost:{}@/postgres?host={}",
+            self.password,
             self.socket_dir.display()
         )
+    }
+
+    /// Creates the cluster with password authentication for every connection.
+    fn initdb(&self, base: &Path) -> Result<(), EmbeddedError> {
+        let pwfile = base.join("initdb-password");
+        write_private(&pwfile, &self.password, self.run_as.as_ref())?;
+        let result = self.pg(
+            "initdb",
+            &[
+                "-D",
+                &self.pgdata.to_string_lossy(),
+                "-U",
+                "pulsehost",
+                "--auth=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
+                "-E",
+                "UTF8",
+            ],
+        );
+        let _ = std::fs::remove_file(&pwfile);
+        result?;
+        write_private(&self.pgdata.join("pg_hba.conf"), HBA, self.run_as.as_ref())
+    }
+
+    /// A cluster made by an earlier version trusted every local connection:
+    /// it gets the password and password authentication, and is reloaded.
+    fn require_password(&self) -> Result<(), EmbeddedError> {
+        let hba = self.pgdata.join("pg_hba.conf");
+        let current = std::fs::read_to_string(&hba).map_err(|source| EmbeddedError::Io {
+            path: hba.clone(),
+            source,
+        })?;
+        if !current
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains("trust"))
+        {
+            return Ok(());
+        }
+        let trusted = format!(
+            "postgres://pulsehost@/postgres?host={}",
+            self.socket_dir.display()
+        );
+        let mut connection =
+            diesel::PgConnection::establish(&trusted).map_err(|e| EmbeddedError::Command {
+                command: "connecting to set the password".into(),
+                detail: e.to_string(),
+            })?;
+        diesel::sql_query(format!("ALTER ROLE pulsehost PASSWORD '{}'", self.password))
+            .execute(&mut connection)
+            .map_err(|e| EmbeddedError::Command {
+                command: "ALTER ROLE pulsehost PASSWORD".into(),
+                detail: e.to_string(),
+            })?;
+        write_private(&hba, HBA, self.run_as.as_ref())?;
+        self.pg("pg_ctl", &["-D", &self.pgdata.to_string_lossy(), "reload"])?;
+        tracing::info!("embedded PostgreSQL now requires its password");
+        Ok(())
     }
 
     fn is_running(&self) -> bool {
@@ -135,31 +189,13 @@ impl EmbeddedPostgres {
             .is_ok()
     }
 
-    fn prepare_dirs(&self, base: &Path) -> Result<(), EmbeddedError> {
-        for dir in [base, &self.socket_dir] {
-            std::fs::create_dir_all(dir).map_err(|source| EmbeddedError::Io {
-                path: dir.into(),
-                source,
-            })?;
-            if let Some(user) = &self.run_as {
-                nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| EmbeddedError::Io {
-                    path: dir.into(),
-                    source: e.into(),
-                })?;
-            }
-        }
-        let perms = std::fs::Permissions::from_mode(0o700);
-        std::fs::set_permissions(base, perms).map_err(|source| EmbeddedError::Io {
-            path: base.into(),
-            source,
-        })
-    }
-
     fn pg(&self, program: &str, args: &[&str]) -> Result<Output, EmbeddedError> {
         let mut cmd = Command::new(self.bin_dir.join(program));
+        // The server gets none of the host's variables (its tokens among them).
         cmd.args(args)
             .process_group(0)
-            .env_remove("PGDATA")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C");
         if let Some(user) = &self.run_as {
             cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw()).current_dir("/");
@@ -226,15 +262,100 @@ fn absolute(path: &Path) -> Result<PathBuf, EmbeddedError> {
     })
 }
 
-/// The socket lives beside the cluster unless that path is too long for a Unix
-/// socket, in which case a short directory under /tmp named after it is used.
-fn socket_dir_for(base: &Path) -> PathBuf {
+/// Every connection needs the password; nothing but the socket listens.
+const HBA: &str =
+    "# Written by pulsehost: every connection needs the password.\nlocal all all scram-sha-256\n";
+
+/// The cluster's directory, private to its account.
+fn prepare_base(base: &Path, run_as: Option<&nix::unistd::User>) -> Result<(), EmbeddedError> {
+    private_dir(base, run_as)
+}
+
+/// Makes `dir` (mode 0700) and gives it to `owner`.
+fn private_dir(dir: &Path, owner: Option<&nix::unistd::User>) -> Result<(), EmbeddedError> {
+    let io = |source| EmbeddedError::Io {
+        path: dir.into(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    if let Some(user) = owner {
+        nix::unistd::chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| io(e.into()))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+}
+
+/// Writes `text` to `path` readable by its owner only (`owner`, or the host's user).
+fn write_private(path: &Path, text: &str, owner: Option<&nix::unistd::User>) -> Result<(), EmbeddedError> {
+    let io = |source| EmbeddedError::Io {
+        path: path.into(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    if let Some(user) = owner {
+        nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(|e| io(e.into()))?;
+    }
+    Ok(())
+}
+
+/// The cluster's password: generated once, kept in the data dir (mode 0600,
+/// the host's user only).
+fn password(data_dir: &Path) -> Result<String, EmbeddedError> {
+    let path = data_dir.join("db-password");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            return Ok(existing.trim().to_string());
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 24]>());
+    write_private(&path, &secret, None)?;
+    Ok(secret)
+}
+
+/// The socket lives beside the cluster (inside its private directory) unless
+/// that path is too long for a Unix socket; then in a new directory with a
+/// random name under the temporary directory, private to the cluster's
+/// account, whose path is remembered beside the cluster so a cluster still
+/// running is found again. Never a predictable shared path.
+fn socket_dir_for(base: &Path, owner: Option<&nix::unistd::User>) -> Result<PathBuf, EmbeddedError> {
     let beside = base.join("socket");
     if beside.as_os_str().len() <= MAX_SOCKET_DIR_LEN {
-        return beside;
+        private_dir(&beside, owner)?;
+        return Ok(beside);
     }
-    let digest = Sha256::digest(base.as_os_str().as_encoded_bytes());
-    std::env::temp_dir().join(format!("pulsehost-pg-{}", &hex::encode(digest)[..16]))
+    let remembered = base.join("socket-dir");
+    if let Ok(dir) = std::fs::read_to_string(&remembered).map(|d| PathBuf::from(d.trim())) {
+        if is_private_to(&dir, owner) {
+            return Ok(dir);
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("pulsehost-pg-")
+        .tempdir()
+        .map_err(|source| EmbeddedError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?
+        .keep();
+    private_dir(&dir, owner)?;
+    std::fs::write(&remembered, dir.as_os_str().as_encoded_bytes()).map_err(|source| EmbeddedError::Io {
+        path: remembered,
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// A directory (not a link) of `owner` (or the host's user) that nobody else may enter.
+fn is_private_to(dir: &Path, owner: Option<&nix::unistd::User>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let uid = owner.map_or(nix::unistd::geteuid(), |u| u.uid).as_raw();
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
 }
 
 fn find_bin_dir() -> Option<PathBuf> {

@@ -202,6 +202,16 @@ pub struct StepExecutionRow {
     pub finished_at: DateTime<Utc>,
     /// Wall-clock duration.
     pub duration_ms: f64,
+    /// What protected it: `{applied: [...], missing: [{protection, reason}]}`.
+    pub plan: Option<serde_json::Value>,
+    /// CPU time in user mode, milliseconds.
+    pub cpu_user_ms: Option<f64>,
+    /// CPU time in the kernel, milliseconds.
+    pub cpu_system_ms: Option<f64>,
+    /// Highest memory use, bytes.
+    pub peak_memory_bytes: Option<i64>,
+    /// Most processes at once.
+    pub peak_processes: Option<i32>,
 }
 
 /// A step execution to insert.
@@ -246,6 +256,16 @@ pub struct NewStepExecution {
     pub finished_at: DateTime<Utc>,
     /// Duration.
     pub duration_ms: f64,
+    /// What protected it: `{applied: [...], missing: [{protection, reason}]}`.
+    pub plan: Option<serde_json::Value>,
+    /// CPU time in user mode, milliseconds.
+    pub cpu_user_ms: Option<f64>,
+    /// CPU time in the kernel, milliseconds.
+    pub cpu_system_ms: Option<f64>,
+    /// Highest memory use, bytes.
+    pub peak_memory_bytes: Option<i64>,
+    /// Most processes at once.
+    pub peak_processes: Option<i32>,
 }
 
 /// A lifecycle event.

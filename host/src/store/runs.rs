@@ -70,7 +70,28 @@ pub fn record_steps(tx: &mut Tx<'_>, steps: &[NewStepExecution]) -> StoreResult<
     .bind::<Array<Text>, _>(steps.iter().map(|s| s.phase.as_str()).collect::<Vec<_>>())
     .bind::<Array<diesel::sql_types::Int4>, _>(steps.iter().map(|s| s.step_index).collect::<Vec<_>>())
     .execute(tx.c())?;
-    Ok(())
+    add_each_event(tx, &degraded_events(steps))
+}
+
+/// A `degraded` event for each process that ran without a protection it
+/// asked for, naming what was missing and why.
+fn degraded_events(steps: &[NewStepExecution]) -> Vec<(i64, &'static str, serde_json::Value)> {
+    steps
+        .iter()
+        .filter_map(|s| {
+            let missing = s.plan.as_ref()?.get("missing")?;
+            let listed = missing.as_array().is_some_and(|m| !m.is_empty());
+            listed.then(|| {
+                let detail = serde_json::json!({
+                    "phase": s.phase,
+                    "step_index": s.step_index,
+                    "name": s.name,
+                    "missing": missing,
+                });
+                (s.run_id, "degraded", detail)
+            })
+        })
+        .collect()
 }
 
 /// Output of a process still running.

@@ -149,6 +149,11 @@ diesel::table! {
         started_at -> Timestamptz,
         finished_at -> Timestamptz,
         duration_ms -> Float8,
+        plan -> Nullable<Jsonb>,
+        cpu_user_ms -> Nullable<Float8>,
+        cpu_system_ms -> Nullable<Float8>,
+        peak_memory_bytes -> Nullable<Int8>,
+        peak_processes -> Nullable<Int4>,
     }
 }
 

@@ -62,3 +62,30 @@ fn all() -> Vec<Stat> {
         })
         .collect()
 }
+
+/// Live processes whose command line contains `needle`.
+pub fn with_command_line(needle: &str) -> Vec<i32> {
+    live()
+        .into_iter()
+        .filter(|(pid, _, _)| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(needle))
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Live processes whose environment carries every one of `markers` (`NAME=value`).
+pub fn marked(markers: &[&str]) -> Vec<i32> {
+    live()
+        .into_iter()
+        .filter(|(pid, _, _)| {
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                return false;
+            };
+            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+            markers.iter().all(|m| vars.contains(&m.as_bytes()))
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}

@@ -1,0 +1,292 @@
+//! What this machine offers, found once at start-up by trying each mechanism
+//! (a cgroup made and written, a namespace entered by a real `/bin/true`), and
+//! the [`Sandbox`] that confines processes with it.
+
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::libc;
+
+use super::cgroup::{self, Hierarchy};
+use super::child::ChildSetup;
+use super::plan::{self, Offers, Plan, Policy, Protection};
+use super::user::{self, RunAs};
+use super::{c_path, Confinement, Limits};
+
+/// What to probe for.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeOptions {
+    /// `PULSEHOST_RUN_AS`: a user name or uid.
+    pub run_as: Option<String>,
+    /// Missing protections degrade or refuse.
+    pub policy: Policy,
+    /// Protections not to use even where the machine has them.
+    pub off: Vec<Protection>,
+    /// This host's id (its cgroups are named after it).
+    pub host_id: String,
+    /// Create the default step user when it is missing (the host does; `doctor` does not).
+    pub create_user: bool,
+}
+
+/// How the host confines processes on this machine.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// Who processes run as; None is the host's own user.
+    pub run_as: Option<RunAs>,
+    hierarchies: Vec<Hierarchy>,
+    /// Per protection: None when given, or why not.
+    pub offers: Offers,
+    /// uid and gid maps of the user namespace a non-root host needs.
+    user_maps: Option<(CString, CString)>,
+    /// Whether missing protections degrade or refuse.
+    pub policy: Policy,
+    host_id: String,
+    enabled: bool,
+}
+
+impl Sandbox {
+    /// Probes the machine; an error (an unusable user) stops the host from starting.
+    pub fn probe(options: &ProbeOptions) -> Result<Sandbox, String> {
+        let run_as = user::resolve(options.run_as.as_deref(), options.create_user)?;
+        let root = nix::unistd::geteuid().is_root();
+        let cgroups_off = options.off.contains(&Protection::Cgroup);
+        let hierarchies = if root && !cgroups_off {
+            cgroup::discover()
+        } else {
+            Vec::new()
+        };
+        let user_maps = (!root).then(|| {
+            let line = |id: u32| CString::new(format!("{id} {id} 1")).unwrap_or_default();
+            (
+                line(nix::unistd::geteuid().as_raw()),
+                line(nix::unistd::getegid().as_raw()),
+            )
+        });
+        let mut sandbox = Sandbox {
+            run_as,
+            hierarchies,
+            offers: Offers::new(),
+            user_maps,
+            policy: options.policy,
+            host_id: options.host_id.clone(),
+            enabled: true,
+        };
+        sandbox.offers = sandbox.find_offers(root);
+        let mut off = options.off.clone();
+        if cgroups_off {
+            off.extend(plan::NEEDS_CGROUPS);
+        }
+        for protection in off {
+            sandbox
+                .offers
+                .insert(protection, Some("turned off by PULSEHOST_SANDBOX_OFF".into()));
+        }
+        Ok(sandbox)
+    }
+
+    /// No confinement at all: processes run as the host's user in its
+    /// process group only (benchmarks' baseline, unit tests).
+    pub fn disabled() -> Sandbox {
+        Sandbox {
+            run_as: None,
+            hierarchies: Vec::new(),
+            offers: Offers::new(),
+            user_maps: None,
+            policy: Policy::BestEffort,
+            host_id: String::new(),
+            enabled: false,
+        }
+    }
+
+    fn find_offers(&self, root: bool) -> Offers {
+        let power = |want: fn(&cgroup::Powers) -> bool| self.hierarchies.iter().any(|h| want(&h.powers));
+        let no_cgroup = |what: &str| {
+            Some(if root {
+                format!("no writable cgroup hierarchy has {what} (mount the cgroup v2 unified hierarchy with the controller enabled, or the v1 controller)")
+            } else {
+                format!("the host is not root, so it cannot create cgroups for {what} (run it as root, or under a delegated cgroup v2 subtree)")
+            })
+        };
+        let given = |ok: bool, what: &str| if ok { None } else { no_cgroup(what) };
+        let namespace = |flag| self.try_namespace(flag);
+        let mut offers = Offers::new();
+        offers.insert(
+            Protection::SeparateUser,
+            (!root).then(|| {
+                "the host is not root: steps run as its own user and can read what it can (its data dir, its token file); \
+                 start it as root so steps run as an unprivileged user of their own"
+                    .to_string()
+            }),
+        );
+        offers.insert(
+            Protection::Cgroup,
+            given(
+                !self.hierarchies.is_empty(),
+                "killing a step's processes together",
+            ),
+        );
+        offers.insert(Protection::Usage, given(power(|p| p.cpu_usage), "CPU accounting"));
+        offers.insert(
+            Protection::MemoryLimit,
+            given(power(|p| p.memory), "the memory controller"),
+        );
+        offers.insert(
+            Protection::CpuLimit,
+            given(power(|p| p.cpu_quota), "the cpu controller"),
+        );
+        offers.insert(
+            Protection::ProcessLimit,
+            given(power(|p| p.pids), "the pids controller"),
+        );
+        offers.insert(Protection::OpenFilesLimit, None);
+        offers.insert(Protection::FileSizeLimit, None);
+        offers.insert(
+            Protection::PidNamespace,
+            namespace(libc::CLONE_NEWPID | libc::CLONE_NEWNS),
+        );
+        offers.insert(Protection::NoNetwork, namespace(libc::CLONE_NEWNET));
+        offers.insert(Protection::PrivateTmp, namespace(libc::CLONE_NEWNS));
+        offers
+    }
+
+    /// Runs `/bin/true` in the namespaces `flags` name; None when it worked.
+    #[allow(unsafe_code)]
+    fn try_namespace(&self, flags: libc::c_int) -> Option<String> {
+        let setup = ChildSetup {
+            user_namespace: self.user_maps.clone(),
+            pid_namespace: flags & libc::CLONE_NEWPID != 0,
+            network_namespace: flags & libc::CLONE_NEWNET != 0,
+            mount_namespace: flags & libc::CLONE_NEWNS != 0,
+            private_tmp: flags == libc::CLONE_NEWNS,
+            ..ChildSetup::default()
+        };
+        let mut command = std::process::Command::new("/bin/true");
+        // SAFETY: `enter` makes only async-signal-safe calls (see `child`).
+        unsafe {
+            command.pre_exec(move || setup.enter());
+        }
+        let what = if self.user_maps.is_some() {
+            "an unprivileged user namespace and "
+        } else {
+            ""
+        };
+        match command.status() {
+            Ok(status) if status.success() => None,
+            Ok(status) => Some(format!("entering {what}the namespace failed ({status}); the kernel or a container may forbid it (kernel.unprivileged_userns_clone, user.max_user_namespaces)")),
+            Err(e) => Some(format!("entering {what}the namespace failed: {e}; the kernel or a container may forbid it (kernel.unprivileged_userns_clone, user.max_user_namespaces)")),
+        }
+    }
+
+    /// Resolves the plan of a process of run `run_id` named `name` with
+    /// `limits`, refuses it under a strict policy when something is missing,
+    /// and prepares its cgroups.
+    pub fn confine(&self, run_id: i64, name: &str, limits: &Limits) -> Result<Arc<Confinement>, String> {
+        if !self.enabled {
+            return Ok(Arc::new(Confinement {
+                cgroups: Vec::new(),
+                setup: ChildSetup::default(),
+                plan: Plan::default(),
+            }));
+        }
+        let plan = plan::resolve(&plan::requested(limits), &self.offers);
+        plan::admit(&plan, self.policy)?;
+        let applied = |p| plan.applied.contains(&p);
+        let relative = super::run_cgroup(&self.host_id, run_id).join(name);
+        let mut cgroups = Vec::new();
+        let mut procs_files = Vec::new();
+        for hierarchy in &self.hierarchies {
+            let dir = cgroup::create(hierarchy, &relative).map_err(|e| {
+                format!(
+                    "cannot create the cgroup {}: {e}",
+                    hierarchy.base.join(&relative).display()
+                )
+            })?;
+            set_limits(&dir, hierarchy, limits)
+                .map_err(|e| format!("cannot limit the cgroup {}: {e}", dir.display()))?;
+            procs_files.push(c_path(&dir.join("cgroup.procs")));
+            cgroups.push((dir, hierarchy.powers, hierarchy.unified));
+        }
+        let rlimits = [
+            (libc::RLIMIT_NOFILE, limits.open_files),
+            (libc::RLIMIT_FSIZE, limits.file_size_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(resource, limit)| limit.map(|l| (resource, l)))
+        .collect();
+        let pid_namespace = applied(Protection::PidNamespace);
+        let private_tmp = applied(Protection::PrivateTmp);
+        let network_namespace = applied(Protection::NoNetwork);
+        let setup = ChildSetup {
+            procs_files,
+            rlimits,
+            user_namespace: self
+                .user_maps
+                .clone()
+                .filter(|_| pid_namespace || private_tmp || network_namespace),
+            pid_namespace,
+            network_namespace,
+            mount_namespace: pid_namespace || private_tmp,
+            private_tmp,
+            credentials: self.run_as.as_ref().map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+        };
+        Ok(Arc::new(Confinement { cgroups, setup, plan }))
+    }
+
+    /// Kills what is left of run `run_id` of host `host_id` on this machine
+    /// and removes its cgroups (crash recovery); returns the processes killed.
+    pub fn kill_run(&self, host_id: &str, run_id: i64) -> usize {
+        let relative = super::run_cgroup(host_id, run_id);
+        let mut killed = 0;
+        for hierarchy in &self.hierarchies {
+            let dir = hierarchy.base.join(&relative);
+            if dir.exists() {
+                killed += cgroup::members(&dir).len();
+                cgroup::kill_all(&dir, hierarchy.unified);
+                cgroup::remove(&dir);
+            }
+        }
+        killed
+    }
+
+    /// Removes this host's (empty) cgroup of run `run_id` after the run.
+    pub fn forget_run(&self, run_id: i64) {
+        let relative = super::run_cgroup(&self.host_id, run_id);
+        for hierarchy in &self.hierarchies {
+            cgroup::remove(&hierarchy.base.join(&relative));
+        }
+    }
+
+    /// Where each hierarchy's cgroups are made, for `pulsehost doctor`.
+    pub fn cgroup_bases(&self) -> Vec<&Path> {
+        self.hierarchies.iter().map(|h| h.base.as_path()).collect()
+    }
+}
+
+fn set_limits(dir: &Path, hierarchy: &Hierarchy, limits: &Limits) -> std::io::Result<()> {
+    let powers = hierarchy.powers;
+    if let (true, Some(bytes)) = (powers.memory, limits.memory_bytes) {
+        if hierarchy.unified {
+            cgroup::set(dir, "memory.max", &bytes.to_string())?;
+            let _ = cgroup::set(dir, "memory.swap.max", "0");
+        } else {
+            cgroup::set(dir, "memory.limit_in_bytes", &bytes.to_string())?;
+            let _ = cgroup::set(dir, "memory.memsw.limit_in_bytes", &bytes.to_string());
+        }
+    }
+    if let (true, Some(processes)) = (powers.pids, limits.processes) {
+        cgroup::set(dir, "pids.max", &processes.to_string())?;
+    }
+    if let (true, Some(millicores)) = (powers.cpu_quota, limits.cpu_millicores) {
+        let period = 100_000u64;
+        let quota = (u64::from(millicores) * period / 1000).max(1000);
+        if hierarchy.unified {
+            cgroup::set(dir, "cpu.max", &format!("{quota} {period}"))?;
+        } else {
+            cgroup::set(dir, "cpu.cfs_period_us", &period.to_string())?;
+            cgroup::set(dir, "cpu.cfs_quota_us", &quota.to_string())?;
+        }
+    }
+    Ok(())
+}

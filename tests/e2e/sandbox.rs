@@ -1,0 +1,292 @@
+//! The native-step sandbox, tried from inside real steps the way an attacker
+//! (or a careless plugin) would: read the host's environment, its token file,
+//! its database; check for root; leave daemons; fork-bomb; hog memory.
+//! Every escape must fail, and each run must say what protected it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::db::TestDb;
+use crate::support::procs::with_command_line;
+use crate::support::{component, eventually, Server, PULSE, READ};
+
+/// The only step's stdout.
+fn stdout(run: &Value) -> String {
+    run["steps"][0]["stdout"].as_str().unwrap_or_default().to_string()
+}
+
+/// Runs task `name` to its end with `token` as the admin token.
+fn run_task(server: &Server, token: &str, name: &str) -> Value {
+    let tasks = server.request("GET", "/v1/tasks", Some(token), None).1;
+    let id = tasks["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == name))
+        .and_then(|t| t["id"].as_i64())
+        .unwrap_or_else(|| panic!("no task {name} in {tasks}"));
+    let (status, body) = server.request("POST", &format!("/v1/tasks/{id}/run"), Some(token), None);
+    assert_eq!(status, 202, "{body}");
+    let run_id = body["run_id"].as_i64().unwrap();
+    eventually(
+        Duration::from_secs(120),
+        &format!("run {run_id} to finish"),
+        || {
+            let (_, run) = server.request("GET", &format!("/v1/runs/{run_id}"), Some(token), None);
+            (!matches!(run["status"].as_str(), Some("queued" | "running"))).then_some(run)
+        },
+    )
+}
+
+fn applied(run: &Value) -> Vec<String> {
+    run["steps"][0]["plan"]["applied"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_step_cannot_read_the_hosts_environment_token_file_or_database_nor_run_as_root() {
+    assert!(
+        std::process::Command::new("psql")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "psql must be installed for the database escape to be tried"
+    );
+    // The embedded database, and a generated admin token kept in the data dir:
+    // the default set-up, with every secret the issue names in reach.
+    let server = Server::start_with(None, &[("PULSEHOST_ADMIN_TOKEN", "")]);
+    let token = std::fs::read_to_string(server.data_path().join("admin-token")).unwrap();
+    let token = token.trim();
+    let db_password = std::fs::read_to_string(server.data_path().join("db-password")).unwrap();
+    let (status, body) = server.request(
+        "POST",
+        "/v1/plugins",
+        Some(token),
+        Some(&component("fixture-escape")),
+    );
+    assert_eq!(status, 201, "{body}");
+    let secrets = [
+        token,
+        PULSE,
+        READ,
+        db_password.trim(),
+        "DATABASE_URL",
+        "PULSEHOST_ADMIN_TOKEN",
+    ];
+    let leaks = |run: &Value| {
+        let text = run.to_string();
+        secrets
+            .iter()
+            .filter(|s| text.contains(*s))
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+
+    let environs = run_task(&server, token, "read-environs");
+    assert_eq!(environs["status"], "succeeded", "{environs}");
+    assert!(stdout(&environs).contains("scanned"), "{environs}");
+    assert_eq!(leaks(&environs), Vec::<String>::new(), "{environs}");
+
+    let files = run_task(&server, token, "read-data-dir");
+    assert!(stdout(&files).contains("looked"), "{files}");
+    assert!(stdout(&files).contains("Permission denied"), "{files}");
+    assert_eq!(leaks(&files), Vec::<String>::new(), "{files}");
+
+    let database = run_task(&server, token, "connect-to-database");
+    assert!(stdout(&database).contains("tried"), "{database}");
+    assert!(!stdout(&database).contains("CONNECTED"), "{database}");
+
+    let whoami = run_task(&server, token, "whoami");
+    let text = stdout(&whoami);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_ne!(lines.first(), Some(&"0"), "a step ran as root: {whoami}");
+    assert_eq!(lines.get(1), Some(&"pulsehost-steps"), "{whoami}");
+    for protection in [
+        "separate_user",
+        "cgroup",
+        "pid_namespace",
+        "usage",
+        "process_limit",
+    ] {
+        assert!(
+            applied(&whoami).contains(&protection.to_string()),
+            "{protection}: {whoami}"
+        );
+    }
+}
+
+#[test]
+fn a_daemon_that_leaves_its_process_group_dies_with_its_step_at_exit_and_at_timeout() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+
+    let run = server.finished_run(server.trigger("leave-a-daemon"), Duration::from_secs(60));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(stdout(&run).contains("left-a-daemon"), "{run}");
+    eventually(Duration::from_secs(10), "the daemon to be gone", || {
+        with_command_line("sleep 301.25").is_empty().then_some(())
+    });
+
+    let run = server.finished_run(server.trigger("daemon-then-hang"), Duration::from_secs(60));
+    assert_eq!(run["status"], "timed_out", "{run}");
+    eventually(
+        Duration::from_secs(10),
+        "the timed-out step's daemon to be gone",
+        || with_command_line("sleep 302.25").is_empty().then_some(()),
+    );
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_by_the_process_limit_and_the_host_stays_responsive() {
+    let db = TestDb::new();
+    let server = Server::start_with(Some(&db.url), &[("PULSEHOST_STEP_PROCESSES", "64")]);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+    let id = server.trigger("fork-bomb");
+    let mut answers = 0;
+    let run = eventually(Duration::from_secs(60), "the fork bomb's run to end", || {
+        // The host answers while the bomb goes off.
+        let health = ureq::get(&format!("{}/healthz", server.url))
+            .timeout(Duration::from_secs(20))
+            .call();
+        assert!(health.is_ok(), "the host stopped answering: {health:?}");
+        answers += 1;
+        let run = server.get(&format!("/v1/runs/{id}"));
+        (!matches!(run["status"].as_str(), Some("queued" | "running"))).then_some(run)
+    });
+    assert!(answers > 1);
+    assert!(stdout(&run).contains("still-here"), "{run}");
+    let peak = run["steps"][0]["usage"]["peak_processes"].as_i64().unwrap();
+    assert!(peak <= 64 && peak > 8, "peak processes {peak}: {run}");
+    let leftovers =
+        crate::support::procs::marked(&[&format!("PULSEHOST_RUN_ID={id}"), "PULSEHOST_TASK=fork-bomb"]);
+    assert!(leftovers.is_empty(), "the bomb left {leftovers:?}");
+}
+
+#[test]
+fn a_step_over_its_memory_limit_fails_as_memory_limit_and_every_step_records_its_usage() {
+    let db = TestDb::new();
+    let server = Server::start_with(Some(&db.url), &[("PULSEHOST_STEP_MEMORY_BYTES", "67108864")]);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+
+    let hog = server.finished_run(server.trigger("hog-memory"), Duration::from_secs(120));
+    assert_eq!(hog["status"], "failed", "{hog}");
+    assert_eq!(hog["failure_type"], "memory_limit", "{hog}");
+    assert!(
+        hog["steps"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit"),
+        "{hog}"
+    );
+    assert!(applied(&hog).contains(&"memory_limit".to_string()), "{hog}");
+
+    let burn = server.finished_run(server.trigger("burn-cpu"), Duration::from_secs(60));
+    assert_eq!(burn["status"], "succeeded", "{burn}");
+    let usage = &burn["steps"][0]["usage"];
+    let cpu = usage["cpu_user_ms"].as_f64().unwrap() + usage["cpu_system_ms"].as_f64().unwrap();
+    assert!(cpu > 0.0, "{usage}");
+    assert!(usage["peak_memory_bytes"].as_i64().unwrap() > 0, "{usage}");
+    assert!(usage["peak_processes"].as_i64().unwrap() >= 1, "{usage}");
+}
+
+#[test]
+fn a_step_can_have_no_network_and_a_private_tmp_and_sees_only_its_own_processes() {
+    let db = TestDb::new();
+    let server = Server::start_with(
+        Some(&db.url),
+        &[
+            ("PULSEHOST_STEP_NO_NETWORK", "true"),
+            ("PULSEHOST_STEP_PRIVATE_TMP", "true"),
+        ],
+    );
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+    let _ = std::fs::remove_file("/tmp/pulsehost-escape-mark");
+    let run = server.finished_run(server.trigger("look-around"), Duration::from_secs(60));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let out = stdout(&run);
+    assert!(out.contains("interfaces: lo \n"), "{out}");
+    assert!(out.contains("tmp: 0\n"), "{out}");
+    assert!(out.contains("tmp writable"), "{out}");
+    let processes: i64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("processes: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    // init, the shell, and the command substitution's own few.
+    assert!(processes <= 8, "the step saw {processes} processes: {out}");
+    assert!(!std::path::Path::new("/tmp/pulsehost-escape-mark").exists());
+    for protection in ["no_network", "private_tmp"] {
+        assert!(applied(&run).contains(&protection.to_string()), "{run}");
+    }
+}
+
+#[test]
+fn a_missing_protection_degrades_with_an_event_or_is_refused_under_a_strict_policy() {
+    let db = TestDb::new();
+    let lenient = Server::start_with(
+        Some(&db.url),
+        &[
+            ("PULSEHOST_SANDBOX_OFF", "pid_namespace"),
+            ("PULSEHOST_STEP_NO_NETWORK", "true"),
+        ],
+    );
+    assert_eq!(lenient.push(&component("fixture-escape")).0, 201);
+    let run = lenient.finished_run(lenient.trigger("whoami"), Duration::from_secs(60));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let missing = &run["steps"][0]["plan"]["missing"];
+    assert_eq!(missing[0]["protection"], "pid_namespace", "{run}");
+    let degraded: Vec<&Value> = run["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "degraded")
+        .collect();
+    assert_eq!(degraded.len(), 1, "{run}");
+    assert_eq!(degraded[0]["detail"]["missing"][0]["protection"], "pid_namespace");
+    drop(lenient);
+
+    let strict = Server::start_with(
+        Some(&db.url),
+        &[
+            ("PULSEHOST_SANDBOX_OFF", "no_network"),
+            ("PULSEHOST_STEP_NO_NETWORK", "true"),
+            ("PULSEHOST_SANDBOX_POLICY", "strict"),
+        ],
+    );
+    let run = strict.finished_run(strict.trigger("whoami"), Duration::from_secs(60));
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = run["steps"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("strict") && error.contains("no_network") && error.contains("pulsehost doctor"),
+        "{error}"
+    );
+    assert!(run["steps"][0]["exit_code"].is_null(), "nothing ran: {run}");
+}
+
+#[test]
+fn doctor_prints_what_the_machine_offers() {
+    let out = std::process::Command::new(crate::support::server::binary())
+        .arg("doctor")
+        .env("PULSEHOST_SANDBOX_OFF", "private_tmp")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for protection in [
+        "separate_user",
+        "cgroup",
+        "pid_namespace",
+        "memory_limit",
+        "no_network",
+    ] {
+        assert!(text.contains(protection), "{text}");
+    }
+    assert!(text.contains("turned off by PULSEHOST_SANDBOX_OFF"), "{text}");
+    assert!(text.contains("steps run as"), "{text}");
+}
