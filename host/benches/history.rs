@@ -63,6 +63,7 @@ async fn generate(db: &Db, url: &str) {
                 Schedule::Cron {
                     expression: "* * * * *".into(),
                     timezone: None,
+                    jitter_ms: None,
                 },
                 Overlap::Allow,
             )

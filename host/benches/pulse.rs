@@ -148,6 +148,7 @@ fn cron_task(i: usize) -> TaskSpec {
         Schedule::Cron {
             expression,
             timezone: None,
+            jitter_ms: None,
         },
         Overlap::Skip,
     )

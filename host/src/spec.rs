@@ -10,6 +10,12 @@
 //! written by a newer host is refused with a clear error instead of being
 //! misread.
 
+mod confinement;
+mod later;
+
+pub use confinement::{Concurrency, RemoteFile, Reservation, SandboxPolicy, StepLimits};
+pub use later::{AlertRule, ServiceSpec};
+
 use serde::{Deserialize, Serialize};
 
 /// Version of the stored definition format this host writes and reads.
@@ -84,6 +90,21 @@ pub struct TaskSpec {
     pub hooks: ExecHooks,
     /// The steps, in order.
     pub steps: Vec<StepSpec>,
+    /// Limits of its processes that set none.
+    #[serde(default)]
+    pub default_limits: StepLimits,
+    /// When a protection is missing.
+    #[serde(default)]
+    pub sandbox_policy: SandboxPolicy,
+    /// What a run needs of its host.
+    #[serde(default)]
+    pub reservation: Option<Reservation>,
+    /// A shared concurrency limit.
+    #[serde(default)]
+    pub concurrency: Option<Concurrency>,
+    /// Notification rules (`0.2.0`; not implemented yet).
+    #[serde(default)]
+    pub alerts: Vec<AlertRule>,
 }
 
 impl TaskSpec {
@@ -110,6 +131,9 @@ pub enum Schedule {
         expression: String,
         /// IANA name; None means UTC.
         timezone: Option<String>,
+        /// Up to this much later, per slot (`0.2.0`; not implemented yet).
+        #[serde(default)]
+        jitter_ms: Option<u64>,
     },
     /// Ask the plugin's `should-run` on each pulse, at most once per interval.
     Dynamic {
@@ -118,6 +142,8 @@ pub enum Schedule {
     },
     /// Only when triggered by hand.
     Manual,
+    /// Always running (`0.2.0`; not implemented yet).
+    Service(ServiceSpec),
 }
 
 impl Schedule {
@@ -127,6 +153,7 @@ impl Schedule {
             Schedule::Cron { .. } => "cron",
             Schedule::Dynamic { .. } => "dynamic",
             Schedule::Manual => "manual",
+            Schedule::Service(_) => "service",
         }
     }
 }
@@ -233,6 +260,21 @@ pub struct ExecSpec {
     /// JSON text for stdin.
     #[serde(default)]
     pub stdin_json: Option<String>,
+    /// Its limits (unset fields: the task's defaults).
+    #[serde(default)]
+    pub limits: StepLimits,
+    /// Files fetched before it runs.
+    #[serde(default)]
+    pub resources: Vec<RemoteFile>,
+    /// Runs under a pseudo-terminal.
+    #[serde(default)]
+    pub terminal_output: bool,
+    /// JSON Schema of stdin (`0.2.0`; not implemented yet).
+    #[serde(default)]
+    pub stdin_schema: Option<String>,
+    /// JSON Schema of stdout (`0.2.0`; not implemented yet).
+    #[serde(default)]
+    pub stdout_schema: Option<String>,
 }
 
 /// What program a process runs.

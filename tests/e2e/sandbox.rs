@@ -290,3 +290,75 @@ fn doctor_prints_what_the_machine_offers() {
     assert!(text.contains("turned off by PULSEHOST_SANDBOX_OFF"), "{text}");
     assert!(text.contains("steps run as"), "{text}");
 }
+
+#[test]
+fn recovery_kills_a_daemon_a_lost_host_left_even_one_that_hid_its_environment() {
+    let db = TestDb::new();
+    let lease = [("PULSEHOST_LEASE_MS", "1500")];
+    let mut doomed = Server::start_with(Some(&db.url), &lease);
+    assert_eq!(doomed.push(&component("fixture-escape")).0, 201);
+    let id = doomed.trigger("hide-a-daemon-and-hang");
+    eventually(Duration::from_secs(20), "the hidden daemon to start", || {
+        (!with_command_line("sleep 303.25").is_empty()).then_some(())
+    });
+    doomed.signal(nix::sys::signal::Signal::SIGKILL);
+    doomed.wait_exit(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    // No environment to be found by, no process group to be killed with: only
+    // the run's cgroup (and its PID namespace) still hold it.
+    assert!(
+        !with_command_line("sleep 303.25").is_empty(),
+        "it outlived its host"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let next = Server::start_with(Some(&db.url), &lease);
+    eventually(
+        Duration::from_secs(20),
+        "the lost run's daemon to be killed",
+        || with_command_line("sleep 303.25").is_empty().then_some(()),
+    );
+    let lost = next.get(&format!("/v1/runs/{id}"));
+    assert_eq!(lost["failure_type"], "host_lost", "{lost}");
+}
+
+#[test]
+fn a_task_sets_its_own_limits_and_policy_and_a_step_overrides_them() {
+    let db = TestDb::new();
+    let server = Server::start_with(Some(&db.url), &[("PULSEHOST_SANDBOX_OFF", "no_network")]);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+
+    let hog = server.finished_run(
+        server.trigger("hog-memory-within-task-limit"),
+        Duration::from_secs(120),
+    );
+    assert_eq!(hog["failure_type"], "memory_limit", "{hog}");
+    let roomy = server.finished_run(
+        server.trigger("hog-memory-step-limit-over-task"),
+        Duration::from_secs(120),
+    );
+    assert_eq!(roomy["status"], "succeeded", "the step's own limit wins: {roomy}");
+
+    let strict = server.finished_run(server.trigger("strict-offline"), Duration::from_secs(60));
+    assert_eq!(strict["status"], "failed", "{strict}");
+    let error = strict["steps"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("no_network") && error.contains("turned off"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plugin_built_against_the_0_1_0_contract_is_accepted_and_runs_unchanged() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    let (status, body) = server.push(&component("fixture-contract-v1"));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["wit_package"], "pulsehost:plugin@0.1.0", "{body}");
+    let run = server.finished_run(server.trigger("greet"), Duration::from_secs(60));
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(stdout(&run), "hello from a 0.1.0 plugin\n");
+    let (status, body) = server.push(&component("fixture-escape"));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["wit_package"], "pulsehost:plugin@0.2.0", "{body}");
+}

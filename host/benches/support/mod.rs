@@ -68,8 +68,18 @@ pub fn task(name: &str, schedule: Schedule, overlap: Overlap) -> TaskSpec {
                 working_dir: Some("/tmp".into()),
                 timeout_ms: None,
                 stdin_json: None,
+                limits: StepLimits::default(),
+                resources: vec![],
+                terminal_output: false,
+                stdin_schema: None,
+                stdout_schema: None,
             },
         }],
+        default_limits: StepLimits::default(),
+        sandbox_policy: SandboxPolicy::default(),
+        reservation: None,
+        concurrency: None,
+        alerts: vec![],
     }
 }
 

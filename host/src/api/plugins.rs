@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use super::auth::{require, Role};
 use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
-use crate::plugin::{sha256_hex, PluginError, WIT_PACKAGE};
+use crate::plugin::{sha256_hex, PluginError};
 use crate::pulse;
 use crate::store::plugins::{self, NewPluginVersion, RegisteredVersion};
 use crate::store::{versions, StoreError};
@@ -51,6 +51,7 @@ pub async fn upload(
         return Ok(HttpResponse::Ok().json(answer(&registered, activated)));
     }
     let inspected = state.plugins.inspect(Arc::clone(&bytes), &state.rules).await?;
+    let wit_package = inspected.wit_package;
     let keep_versions = state.keep_versions;
     let recorded = state
         .db
@@ -58,7 +59,7 @@ pub async fn upload(
             let new = NewPluginVersion {
                 sha256: &inspected.sha256,
                 component: &bytes,
-                wit_package: WIT_PACKAGE,
+                wit_package: inspected.wit_package,
                 manifest: &inspected.manifest,
                 keep_versions,
             };
@@ -79,7 +80,9 @@ pub async fn upload(
     } else {
         actix_web::http::StatusCode::OK
     };
-    Ok(HttpResponse::build(status).json(answer(&registered, !registered.created)))
+    let mut body = answer(&registered, !registered.created);
+    body["wit_package"] = wit_package.into();
+    Ok(HttpResponse::build(status).json(body))
 }
 
 /// Reads the upload, refusing more than `limit` bytes as soon as it passes it.

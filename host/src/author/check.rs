@@ -48,7 +48,11 @@ pub fn check(bytes: Vec<u8>) -> Result<Report> {
             text: format!("refused: {error}\n"),
             json: serde_json::json!({ "ok": false, "error": error.to_string() }),
         },
-        Ok((sha256, manifest)) => report(&sha256, &manifest, plugin::validate::manifest(&manifest, &rules)),
+        Ok(d) => report(
+            &d.sha256,
+            &d.manifest,
+            plugin::validate::manifest(&d.manifest, &rules),
+        ),
     })
 }
 
@@ -104,7 +108,9 @@ fn report(sha256: &str, manifest: &Manifest, problems: Vec<plugin::Problem>) -> 
 /// The schedule in words and the next fire times in the task's own zone.
 fn schedule(task: &TaskSpec) -> (String, Vec<String>) {
     match &task.schedule {
-        Schedule::Cron { expression, timezone } => {
+        Schedule::Cron {
+            expression, timezone, ..
+        } => {
             let zone = timezone.as_deref().unwrap_or("UTC");
             let words = format!("cron `{expression}` in {zone}");
             let Ok(cron) = CronSchedule::parse(expression, timezone.as_deref()) else {
@@ -123,5 +129,6 @@ fn schedule(task: &TaskSpec) -> (String, Vec<String>) {
             Vec::new(),
         ),
         Schedule::Manual => ("manual: only when triggered".into(), Vec::new()),
+        Schedule::Service(_) => ("service: always running".into(), Vec::new()),
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
-use super::sandbox::{Limits, Sandbox};
+use super::sandbox::{Limits, Policy, Sandbox};
 use super::{run, ExitKind, ProcessSpec, Program};
 
 /// Creating a venv and installing requirements may download packages.
@@ -233,7 +233,7 @@ impl Builder<'_> {
         env.push(("HOME".into(), self.home.to_string_lossy().into_owned()));
         let confinement = self
             .sandbox
-            .confine(0, &self.cgroup_name(), &Limits::default())
+            .confine(0, &self.cgroup_name(), &Limits::default(), Policy::BestEffort)
             .map_err(|message| VenvError {
                 message,
                 output: String::new(),

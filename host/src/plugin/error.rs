@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::sandbox::{self, SandboxState};
 use super::validate::Problem;
-use super::{Limits, WIT_PACKAGE};
+use super::{Limits, WIT_PACKAGE, WIT_PACKAGES};
 
 /// Why a component was refused or a call failed. Every message says what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum PluginError {
     #[error("the component does not compile: {0}")]
     Compile(String),
     /// It does not implement the world.
-    #[error("the component does not implement the {WIT_PACKAGE} `plugin` world: {0}")]
+    #[error("the component implements neither the {WIT_PACKAGE} `plugin` world nor the earlier {earlier} one: {0}", earlier = WIT_PACKAGES[1])]
     WrongWorld(String),
     /// The call ran past its deadline.
     #[error(

@@ -23,6 +23,7 @@ mod error;
 mod sandbox;
 pub mod surface;
 pub mod validate;
+mod world;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -40,17 +41,13 @@ pub use validate::{Problem, Rules};
 use artifacts::{ArtifactDir, Found};
 use cache::{Begin, Cache};
 use sandbox::SandboxState;
+use world::Pre;
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        world: "plugin",
-        path: "../wit",
-        exports: { default: async },
-    });
-}
+/// The newest WIT package this host implements (plugins are built against it).
+pub const WIT_PACKAGE: &str = "pulsehost:plugin@0.2.0";
 
-/// The WIT package this host implements.
-pub const WIT_PACKAGE: &str = "pulsehost:plugin@0.1.0";
+/// Every WIT package this host implements, newest first.
+pub const WIT_PACKAGES: [&str; 2] = [WIT_PACKAGE, "pulsehost:plugin@0.1.0"];
 
 /// How often the epoch advances; a call's deadline is counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -62,6 +59,19 @@ pub struct Inspected {
     pub sha256: String,
     /// What `describe()` returned, validated.
     pub manifest: Manifest,
+    /// The contract it was built against, e.g. `pulsehost:plugin@0.2.0`.
+    pub wit_package: &'static str,
+}
+
+/// What a component said about itself, not validated yet.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// sha256 of the bytes, hex.
+    pub sha256: String,
+    /// What `describe()` returned.
+    pub manifest: Manifest,
+    /// The contract it was built against.
+    pub wit_package: &'static str,
 }
 
 /// Limits every plugin call runs under.
@@ -85,9 +95,6 @@ pub struct Limits {
 /// Plugin calls in flight at once on a host; more wait for a turn (within
 /// their caller's deadline). The pooling allocator is sized for them.
 const CONCURRENT_CALLS: u32 = 16;
-
-/// A compiled and linked component, ready to instantiate.
-type Pre = bindings::PluginPre<SandboxState>;
 
 /// Reads a component's bytes (from PostgreSQL) when it must be compiled;
 /// `None` when they are gone.
@@ -169,18 +176,26 @@ impl PluginHost {
     /// `rules`. The compiled component stays provisional until [`Self::keep`]
     /// (the upload was recorded) or [`Self::discard`].
     pub async fn inspect(&self, bytes: Arc<[u8]>, rules: &Rules) -> Result<Inspected, PluginError> {
-        let (sha256, manifest) = self.describe(bytes).await?;
+        let Described {
+            sha256,
+            manifest,
+            wit_package,
+        } = self.describe(bytes).await?;
         let problems = validate::manifest(&manifest, rules);
         if !problems.is_empty() {
             self.discard(&sha256);
             return Err(PluginError::Invalid(problems));
         }
-        Ok(Inspected { sha256, manifest })
+        Ok(Inspected {
+            sha256,
+            manifest,
+            wit_package,
+        })
     }
 
     /// Everything [`Self::inspect`] does but the validation of the tasks: the
     /// sha256 and what `describe()` returned (provisionally compiled).
-    pub async fn describe(&self, bytes: Arc<[u8]>) -> Result<(String, Manifest), PluginError> {
+    pub async fn describe(&self, bytes: Arc<[u8]>) -> Result<Described, PluginError> {
         if bytes.len() > self.limits.max_component_bytes {
             return Err(PluginError::TooLarge {
                 size: bytes.len(),
@@ -194,7 +209,11 @@ impl PluginHost {
         if described.is_err() {
             self.discard(&sha256);
         }
-        described.map(|manifest| (sha256, manifest))
+        described.map(|manifest| Described {
+            sha256,
+            manifest,
+            wit_package: pre.package(),
+        })
     }
 
     /// The upload of `sha256` was recorded: its compiled component stays, and
@@ -236,14 +255,12 @@ impl PluginHost {
     /// [`PluginError::NotReady`] at once: warm it and ask again later.
     pub async fn should_run(&self, sha256: &str, ctx: &crate::spec::RunContext) -> Result<bool, PluginError> {
         let pre = self.lock().ready(sha256).ok_or(PluginError::NotReady)?;
-        let ctx = convert::run_context(ctx);
         let mut store = sandbox::store(&self.engine, self.limits.memory_bytes);
         let started = Instant::now();
         let result = {
             let call = async {
                 let _turn = self.calls.acquire().await?;
-                let plugin = pre.instantiate_async(&mut store).await?;
-                plugin.call_should_run(&mut store, &ctx).await
+                pre.should_run(&mut store, ctx).await
             };
             tokio::time::timeout(self.limits.call_timeout, call).await
         };
@@ -260,8 +277,7 @@ impl PluginHost {
         let result = {
             let call = async {
                 let _turn = self.calls.acquire().await?;
-                let plugin = pre.instantiate_async(&mut store).await?;
-                plugin.call_describe(&mut store).await
+                pre.describe(&mut store).await
             };
             tokio::time::timeout(self.limits.call_timeout, call).await
         };
@@ -269,7 +285,7 @@ impl PluginHost {
         let manifest = error::outcome("describe", started, result, &store, &self.limits);
         error::observe("describe", started, &manifest);
         let manifest = manifest?;
-        let manifest = convert::manifest(manifest.map_err(PluginError::Described)?);
+        let manifest = manifest.map_err(PluginError::Described)?;
         let size = serde_json::to_vec(&manifest)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);

@@ -8,7 +8,7 @@
 
 use wasmparser::{Chunk, ComponentExternalKind, ComponentTypeRef, Parser, Payload};
 
-use super::{PluginError, WIT_PACKAGE};
+use super::{PluginError, WIT_PACKAGES};
 
 /// WASI packages the host links (wasmtime-wasi's preview 2, nothing granted).
 const PROVIDED_WASI: [&str; 6] = ["cli", "io", "clocks", "random", "filesystem", "sockets"];
@@ -59,7 +59,7 @@ pub fn check(bytes: &[u8]) -> Result<Surface, PluginError> {
 
 /// Whether this host provides the import `name`.
 fn provided(name: &str) -> bool {
-    if name == WIT_PACKAGE.replace('@', "/types@") {
+    if WIT_PACKAGES.iter().any(|p| name == p.replace('@', "/types@")) {
         return true;
     }
     let Some(rest) = name.strip_prefix("wasi:") else {
@@ -200,7 +200,8 @@ mod tests {
         assert!(!provided("wasi:http/outgoing-handler@0.2.3"));
         assert!(!provided("wasi:io/streams@0.3.0"));
         assert!(!provided("wasi:keyvalue/store@0.2.0-draft"));
-        assert!(!provided("pulsehost:plugin/types@0.2.0"));
+        assert!(provided("pulsehost:plugin/types@0.2.0"));
+        assert!(!provided("pulsehost:plugin/types@0.3.0"));
         assert!(!provided("example:other/thing"));
     }
 

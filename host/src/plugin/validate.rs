@@ -1,6 +1,8 @@
 //! Rules every described task must pass before anything is stored. Each problem
 //! names the field (by path) and says how to fix it.
 
+mod contract;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -180,8 +182,12 @@ fn check_description(p: &mut Problems, field: &str, text: &str) {
 
 fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: &Rules) {
     check_name(p, &format!("{at}.name"), &t.name);
+    contract::task(p, at, t);
     check_description(p, &format!("{at}.description"), &t.description);
-    if let Schedule::Cron { expression, timezone } = &t.schedule {
+    if let Schedule::Cron {
+        expression, timezone, ..
+    } = &t.schedule
+    {
         if let Err(e) = CronSchedule::parse(expression, timezone.as_deref()) {
             p.add(&format!("{at}.schedule.cron"), &e.to_string());
         }
@@ -236,6 +242,7 @@ fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: 
 }
 
 fn exec(p: &mut Problems, at: &str, e: &ExecSpec, rules: &Rules) {
+    contract::exec(p, at, e);
     match &e.kind {
         StepKind::Shell { script } if script.trim().is_empty() => {
             p.add(&format!("{at}.kind.shell"), "the script is empty")
@@ -352,6 +359,11 @@ mod tests {
             pipe_json: false,
             hooks: ExecHooks::default(),
             steps: vec![],
+            default_limits: StepLimits::default(),
+            sandbox_policy: SandboxPolicy::default(),
+            reservation: None,
+            concurrency: None,
+            alerts: vec![],
         }
     }
 

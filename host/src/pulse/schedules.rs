@@ -179,9 +179,11 @@ fn since_for(tx: &mut Tx<'_>, plugin: &str, specs: &[TaskSpec]) -> StoreResult<V
 pub fn effective_since(existing: Option<&ExistingTask>, new: &TaskSpec, now: DateTime<Utc>) -> DateTime<Utc> {
     let Some(old) = existing else { return now };
     let (expression, timezone, interval) = match &new.schedule {
-        Schedule::Cron { expression, timezone } => (Some(expression), timezone.as_ref(), None),
+        Schedule::Cron {
+            expression, timezone, ..
+        } => (Some(expression), timezone.as_ref(), None),
         Schedule::Dynamic { interval_secs } => (None, None, Some(*interval_secs as i32)),
-        Schedule::Manual => (None, None, None),
+        Schedule::Manual | Schedule::Service(_) => (None, None, None),
     };
     let unchanged = old.active
         && old.enabled

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use crate::exec::sandbox::Plan;
+use crate::exec::sandbox::{Limits, Plan, Policy};
 use crate::exec::{self, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
-use crate::spec::{ExecSpec, StepKind};
+use crate::spec::{ExecSpec, SandboxPolicy, StepKind, StepLimits};
 use crate::store::models::NewStepExecution;
 
 use super::dispatch::Taken;
@@ -259,9 +259,14 @@ async fn resolve(
         .unwrap_or(inv.budget)
         .min(inv.budget);
     let name = format!("{}-{}", inv.phase.as_str(), inv.index);
+    let limits = effective_limits(&spec.limits.or(&run.task.default_limits), &config.step_limits);
+    let policy = match run.task.sandbox_policy {
+        SandboxPolicy::Strict => Policy::Strict,
+        SandboxPolicy::BestEffort => Policy::BestEffort,
+    };
     let confinement = config
         .sandbox
-        .confine(run.run.id, &name, &config.step_limits)
+        .confine(run.run.id, &name, &limits, policy)
         .map_err(|e| (e, String::new()))?;
     Ok(ProcessSpec {
         program,
@@ -278,6 +283,19 @@ async fn resolve(
         output_cap: config.output_cap_bytes,
         confinement: Some(confinement),
     })
+}
+
+/// A process's limits: what it (or its task) sets, else the host's.
+fn effective_limits(asked: &StepLimits, host: &Limits) -> Limits {
+    Limits {
+        memory_bytes: asked.memory_bytes.or(host.memory_bytes),
+        cpu_millicores: asked.cpu_millicores.or(host.cpu_millicores),
+        processes: asked.processes.or(host.processes),
+        open_files: asked.open_files.or(host.open_files),
+        file_size_bytes: asked.file_size_bytes.or(host.file_size_bytes),
+        no_network: asked.no_network.unwrap_or(host.no_network),
+        private_tmp: asked.private_tmp.unwrap_or(host.private_tmp),
+    }
 }
 
 /// The child's whole environment: allow-listed host variables, the task's own,

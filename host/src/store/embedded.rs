@@ -1,6 +1,8 @@
 //! The embedded default database: with `DATABASE_URL` unset the host runs a
 //! private PostgreSQL cluster of its own under its data dir, from the machine's
-//! server binaries, listening on a Unix socket only, and stops it on exit.
+//! server binaries, listening on a Unix socket only (in a directory only the
+//! cluster's account may enter), requiring a generated password on every
+//! connection, and stops it on exit.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

@@ -292,7 +292,9 @@ fn upsert_tasks(
 ) -> StoreResult<()> {
     let col = |f: &dyn Fn(&TaskSpec) -> Option<String>| specs.iter().map(f).collect::<Vec<_>>();
     let cron = |t: &TaskSpec| match &t.schedule {
-        Schedule::Cron { expression, timezone } => (Some(expression.clone()), timezone.clone()),
+        Schedule::Cron {
+            expression, timezone, ..
+        } => (Some(expression.clone()), timezone.clone()),
         _ => (None, None),
     };
     let interval = |t: &TaskSpec| match t.schedule {

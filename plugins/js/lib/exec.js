@@ -7,6 +7,22 @@
 import { copy, instance, show, str, strings, u64 } from "./check.js";
 
 /**
+ * A WIT `limits` with nothing set: the task's, then the host's, apply.
+ * @returns {object}
+ */
+export function noLimits() {
+  return {
+    memoryBytes: undefined,
+    cpuMillicores: undefined,
+    processes: undefined,
+    openFiles: undefined,
+    fileSizeBytes: undefined,
+    noNetwork: undefined,
+    privateTmp: undefined,
+  };
+}
+
+/**
  * The options {@link Exec} and {@link Step} share. Not constructed directly:
  * use the static methods of `Exec` and `Step`.
  * @abstract
@@ -15,7 +31,19 @@ class Process {
   /** @param {{tag: string, val?: unknown}} kind the WIT `step-kind` */
   constructor(kind) {
     /** @private The WIT `exec-spec`, in jco's representation. */
-    this.spec = { kind, args: [], envs: [], workingDir: undefined, timeoutMs: undefined, stdinJson: undefined };
+    this.spec = {
+      kind,
+      args: [],
+      envs: [],
+      workingDir: undefined,
+      timeoutMs: undefined,
+      stdinJson: undefined,
+      limits: noLimits(),
+      resources: [],
+      terminalOutput: false,
+      stdinSchema: undefined,
+      stdoutSchema: undefined,
+    };
   }
 
   /**

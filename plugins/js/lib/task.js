@@ -6,7 +6,7 @@
  */
 
 import { bool, copy, each, instance, oneOf, s32, str, strings, u32, u64 } from "./check.js";
-import { Exec, Step } from "./exec.js";
+import { Exec, Step, noLimits } from "./exec.js";
 
 /** What to do when a slot is due while the previous run is still going. */
 export const Overlap = Object.freeze({
@@ -108,6 +108,11 @@ export class Task {
       pipeJson: false,
       hooks: { provision: undefined, cleanup: undefined, background: undefined, backgroundMayExit: false },
       steps: [],
+      defaultLimits: noLimits(),
+      sandboxPolicy: "best-effort",
+      reservation: undefined,
+      concurrency: undefined,
+      alerts: [],
     };
   }
 
@@ -121,7 +126,7 @@ export class Task {
    * @returns {Task}
    */
   static cron(name, expression) {
-    const cron = { expression: str(expression, "the cron expression"), timezone: undefined };
+    const cron = { expression: str(expression, "the cron expression"), timezone: undefined, jitterMs: undefined };
     return new Task(name, { tag: "cron", val: cron });
   }
 

@@ -43,7 +43,7 @@ from .task import CatchUp, Manifest, Overlap, Retry, Task
 __version__ = "0.1.0"
 
 #: The WIT package this SDK targets.
-WIT_PACKAGE = "pulsehost:plugin@0.1.0"
+WIT_PACKAGE = "pulsehost:plugin@0.2.0"
 
 __all__ = [
     "CatchUp",

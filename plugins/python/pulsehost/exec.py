@@ -140,6 +140,11 @@ class Exec(_Options):
             working_dir=self._working_dir,
             timeout_ms=self._timeout_ms,
             stdin_json=self._stdin_json,
+            limits=_no_limits(w),
+            resources=[],
+            terminal_output=False,
+            stdin_schema=None,
+            stdout_schema=None,
         )
 
     def __repr__(self) -> str:
@@ -186,3 +191,16 @@ class Step(_Options):
 
     def __repr__(self) -> str:
         return f"Step({self._name!r}, {self._process!r})"
+
+
+def _no_limits(w: Any) -> Any:
+    """A WIT ``limits`` with nothing set: the task's, then the host's, apply."""
+    return w.Limits(
+        memory_bytes=None,
+        cpu_millicores=None,
+        processes=None,
+        open_files=None,
+        file_size_bytes=None,
+        no_network=None,
+        private_tmp=None,
+    )

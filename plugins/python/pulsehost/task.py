@@ -19,7 +19,7 @@ from typing import Any, Iterable, List, Optional, Tuple
 
 from . import _check
 from ._check import Seconds
-from .exec import Exec, Step
+from .exec import Exec, Step, _no_limits
 
 
 class Overlap(enum.Enum):
@@ -255,7 +255,7 @@ class Task:
         """The WIT ``task``; ``w`` is the generated ``types`` module."""
         kind = self._schedule[0]
         if kind == "cron":
-            schedule = w.Schedule_Cron(w.CronSchedule(expression=self._schedule[1], timezone=self._schedule[2]))
+            schedule = w.Schedule_Cron(w.CronSchedule(expression=self._schedule[1], timezone=self._schedule[2], jitter_ms=None))
         elif kind == "dynamic":
             schedule = w.Schedule_Dynamic(self._schedule[1])
         else:
@@ -277,6 +277,11 @@ class Task:
             pipe_json=self._pipe_json,
             hooks=w.ExecHooks(background_may_exit=self._background_may_exit, **hook),
             steps=[step._to_wit(w) for step in self._steps],
+            default_limits=_no_limits(w),
+            sandbox_policy=w.SandboxPolicy.BEST_EFFORT,
+            reservation=None,
+            concurrency=None,
+            alerts=[],
         )
 
     def __repr__(self) -> str:

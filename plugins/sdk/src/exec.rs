@@ -53,6 +53,11 @@ impl Exec {
             working_dir: None,
             timeout_ms: None,
             stdin_json: None,
+            limits: crate::Limits::new().into(),
+            resources: Vec::new(),
+            terminal_output: false,
+            stdin_schema: None,
+            stdout_schema: None,
         })
     }
 
@@ -149,6 +154,14 @@ macro_rules! exec_options {
             /// The host rejects the plugin if it does not parse as JSON.
             pub fn stdin_json(mut self, json: impl Into<String>) -> Self {
                 self.spec().stdin_json = Some(json.into());
+                self
+            }
+
+            /// Limits this process (and everything it starts); unset fields
+            /// take the task's [`default_limits`](crate::Task::default_limits),
+            /// then the host's.
+            pub fn limits(mut self, limits: crate::Limits) -> Self {
+                self.spec().limits = limits.into();
                 self
             }
 

@@ -43,12 +43,14 @@
 #![deny(missing_docs)]
 
 mod exec;
+mod limits;
 mod task;
 
 pub use exec::{Exec, Step};
+pub use limits::Limits;
 pub use std::time::Duration;
 pub use task::{Manifest, Retry, Task};
-pub use wit::{CatchUp, Overlap, RunContext, RunOutcome, RunStatus};
+pub use wit::{CatchUp, Overlap, RunContext, RunOutcome, RunStatus, SandboxPolicy};
 
 /// The generated bindings of the `pulsehost:plugin/plugin` world. Used by
 /// [`export_plugin!`]; plugin code uses the builders and [`wit`] instead.
@@ -75,8 +77,8 @@ pub mod wit {
 /// Everything a plugin usually needs: `use pulsehost_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CatchUp, Duration, Exec, Manifest, Overlap, Plugin, Retry, RunContext, RunOutcome, RunStatus, Step,
-        Task,
+        CatchUp, Duration, Exec, Limits, Manifest, Overlap, Plugin, Retry, RunContext, RunOutcome, RunStatus,
+        SandboxPolicy, Step, Task,
     };
 }
 

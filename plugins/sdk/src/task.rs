@@ -1,7 +1,7 @@
 //! Builders for what a plugin describes: the [`Manifest`], its [`Task`]s and
 //! their [`Retry`] policies.
 
-use crate::{millis, wit, CatchUp, Duration, Exec, Overlap, Step};
+use crate::{millis, wit, CatchUp, Duration, Exec, Overlap, SandboxPolicy, Step};
 
 /// Everything a plugin describes: its name, version, description and tasks.
 ///
@@ -75,6 +75,7 @@ impl Task {
             wit::Schedule::Cron(wit::CronSchedule {
                 expression: expression.into(),
                 timezone: None,
+                jitter_ms: None,
             }),
         )
     }
@@ -114,7 +115,44 @@ impl Task {
                 background_may_exit: false,
             },
             steps: Vec::new(),
+            default_limits: crate::Limits::new().into(),
+            sandbox_policy: wit::SandboxPolicy::BestEffort,
+            reservation: None,
+            concurrency: None,
+            alerts: Vec::new(),
         })
+    }
+
+    /// Limits of every process of the task that sets none of its own.
+    pub fn default_limits(mut self, limits: crate::Limits) -> Self {
+        self.0.default_limits = limits.into();
+        self
+    }
+
+    /// What happens when the host's machine cannot give a protection a
+    /// process asks for: run degraded (the default) or refuse.
+    pub fn sandbox_policy(mut self, policy: SandboxPolicy) -> Self {
+        self.0.sandbox_policy = policy;
+        self
+    }
+
+    /// What a run needs of its host: it is admitted only where this fits.
+    pub fn reservation(mut self, memory_bytes: u64, cpu_millicores: u32) -> Self {
+        self.0.reservation = Some(wit::Reservation {
+            memory_bytes,
+            cpu_millicores,
+        });
+        self
+    }
+
+    /// At most `limit` runs of the tasks naming `key` run at once, across
+    /// the cluster.
+    pub fn concurrency(mut self, key: impl Into<String>, limit: u32) -> Self {
+        self.0.concurrency = Some(wit::Concurrency {
+            key: key.into(),
+            limit,
+        });
+        self
     }
 
     /// Sets the text shown to operators.

@@ -1,0 +1,150 @@
+//! Rules for the fields `pulsehost:plugin@0.2.0` added: limits, remote files,
+//! reservations, concurrency keys; and a refusal, with the reason, of the ones
+//! this host does not implement yet (services, alerts, jitter, schemas), so
+//! that no field a plugin sets is silently ignored.
+
+use crate::spec::{ExecSpec, Schedule, StepLimits, TaskSpec};
+
+use super::Problems;
+
+/// Smallest memory limit or reservation: below it not even a shell starts.
+const MIN_MEMORY_BYTES: u64 = 4 << 20;
+/// Smallest process limit: the program and init of its namespace.
+const MIN_PROCESSES: u32 = 2;
+
+/// What a later host version implements.
+const NOT_YET: &str = "is part of pulsehost:plugin@0.2.0 but this host does not implement it yet: \
+                       remove it (or upgrade the host)";
+
+/// The task-level fields.
+pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec) {
+    limits(p, &format!("{at}.default-limits"), &t.default_limits);
+    if let Some(r) = &t.reservation {
+        if r.memory_bytes < MIN_MEMORY_BYTES && r.memory_bytes != 0 {
+            p.add(
+                &format!("{at}.reservation.memory-bytes"),
+                "must be 0 or at least 4 MiB",
+            );
+        }
+    }
+    if let Some(c) = &t.concurrency {
+        if c.key.trim().is_empty() || c.key.len() > 200 {
+            p.add(&format!("{at}.concurrency.key"), "must be 1 to 200 characters");
+        }
+        if c.limit == 0 {
+            p.add(
+                &format!("{at}.concurrency.limit"),
+                "must be at least 1 (0 would never run)",
+            );
+        }
+    }
+    if !t.alerts.is_empty() {
+        p.add(&format!("{at}.alerts"), NOT_YET);
+    }
+    match &t.schedule {
+        Schedule::Service(_) => p.add(&format!("{at}.schedule.service"), NOT_YET),
+        Schedule::Cron {
+            jitter_ms: Some(_), ..
+        } => p.add(&format!("{at}.schedule.cron.jitter-ms"), NOT_YET),
+        _ => {}
+    }
+}
+
+/// The fields of one process.
+pub(super) fn exec(p: &mut Problems, at: &str, e: &ExecSpec) {
+    limits(p, &format!("{at}.limits"), &e.limits);
+    if e.stdin_schema.is_some() {
+        p.add(&format!("{at}.stdin-schema"), NOT_YET);
+    }
+    if e.stdout_schema.is_some() {
+        p.add(&format!("{at}.stdout-schema"), NOT_YET);
+    }
+    if !e.resources.is_empty() {
+        p.add(&format!("{at}.resources"), NOT_YET);
+    }
+    if e.terminal_output {
+        p.add(&format!("{at}.terminal-output"), NOT_YET);
+    }
+}
+
+fn limits(p: &mut Problems, at: &str, l: &StepLimits) {
+    if l.memory_bytes.is_some_and(|m| m < MIN_MEMORY_BYTES) {
+        p.add(&format!("{at}.memory-bytes"), "must be at least 4 MiB (4194304)");
+    }
+    if l.cpu_millicores == Some(0) {
+        p.add(
+            &format!("{at}.cpu-millicores"),
+            "must be at least 1 (a thousandth of a core)",
+        );
+    }
+    if l.processes.is_some_and(|n| n < MIN_PROCESSES) {
+        p.add(
+            &format!("{at}.processes"),
+            "must be at least 2 (the program and its namespace's init)",
+        );
+    }
+    if l.open_files.is_some_and(|n| n < 16) {
+        p.add(
+            &format!("{at}.open-files"),
+            "must be at least 16 (a program needs a few to start)",
+        );
+    }
+    if l.file_size_bytes == Some(0) {
+        p.add(&format!("{at}.file-size-bytes"), "must be at least 1 byte");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(json: serde_json::Value) -> Vec<String> {
+        let t = TaskSpec::decode(1, json).unwrap();
+        let mut p = Problems::default();
+        task(&mut p, "tasks[0]", &t);
+        for s in &t.steps {
+            exec(&mut p, "tasks[0].steps[0]", &s.exec);
+        }
+        p.0.into_iter()
+            .map(|x| format!("{}: {}", x.field, x.message))
+            .collect()
+    }
+
+    #[test]
+    fn fields_a_later_host_implements_are_refused_by_name_never_ignored() {
+        let found = problems(serde_json::json!({
+            "name": "t",
+            "schedule": {"kind": "cron", "expression": "* * * * *", "timezone": null, "jitter_ms": 5000},
+            "alerts": [{"events": ["failure"], "webhook": "http://x"}],
+            "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}, "terminal_output": true, "stdout_schema": "{}"}}]
+        }));
+        for field in ["alerts", "jitter-ms", "terminal-output", "stdout-schema"] {
+            assert!(
+                found
+                    .iter()
+                    .any(|p| p.contains(field) && p.contains("does not implement")),
+                "{field}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_and_keys_out_of_range_are_refused_with_the_field() {
+        let found = problems(serde_json::json!({
+            "name": "t",
+            "schedule": {"kind": "manual"},
+            "default_limits": {"memory_bytes": 1024, "processes": 1},
+            "concurrency": {"key": "", "limit": 0},
+            "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}, "limits": {"cpu_millicores": 0}}}]
+        }));
+        for field in [
+            "default-limits.memory-bytes",
+            "default-limits.processes",
+            "concurrency.key",
+            "concurrency.limit",
+            "limits.cpu-millicores",
+        ] {
+            assert!(found.iter().any(|p| p.contains(field)), "{field}: {found:?}");
+        }
+    }
+}

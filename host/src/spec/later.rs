@@ -1,0 +1,31 @@
+//! Fields of `pulsehost:plugin@0.2.0` whose semantics this host does not
+//! implement yet (services, alerts, schedule jitter, I/O schemas): they are
+//! read so that an upload using them is refused with a clear error, never
+//! silently ignored.
+
+use serde::{Deserialize, Serialize};
+
+/// A long-running process the host would keep running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// First restart delay.
+    pub restart_backoff_ms: u64,
+    /// Largest restart delay.
+    pub max_restart_backoff_ms: u64,
+    /// Up this long resets the delay.
+    pub stable_after_ms: u64,
+    /// SIGTERM to SIGKILL on shutdown.
+    pub shutdown_grace_ms: u64,
+    /// Runs on shutdown.
+    #[serde(default)]
+    pub on_shutdown: Option<Box<super::ExecSpec>>,
+}
+
+/// A notification rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRule {
+    /// failure, recovery, missed, paused.
+    pub events: Vec<String>,
+    /// Receiver address.
+    pub webhook: String,
+}
