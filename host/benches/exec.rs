@@ -250,6 +250,10 @@ async fn measure_runs(url: &str) -> f64 {
         hook_failures_before_pause: 3,
         sandbox: Arc::new(probed()),
         step_limits: Limits::default(),
+        capacity: pulsehost::runner::policy::Room {
+            memory_bytes: i64::MAX,
+            cpu_millicores: i64::MAX,
+        },
     };
     let runner = Runner::new(db.clone(), config, "python3".into());
     let shutdown = CancellationToken::new();

@@ -4,3 +4,10 @@ ALTER TABLE step_executions
     DROP COLUMN cpu_system_ms,
     DROP COLUMN peak_memory_bytes,
     DROP COLUMN peak_processes;
+DROP TABLE concurrency_holds;
+DROP INDEX tasks_concurrency_key_idx;
+ALTER TABLE tasks
+    DROP COLUMN reserve_memory_bytes,
+    DROP COLUMN reserve_cpu_millicores,
+    DROP COLUMN concurrency_key,
+    DROP COLUMN concurrency_limit;

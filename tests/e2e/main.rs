@@ -6,6 +6,7 @@
 
 mod support;
 
+mod admission;
 mod auth;
 mod browser;
 mod cli;

@@ -195,6 +195,10 @@ fn runner_config(config: &Config) -> anyhow::Result<RunnerConfig> {
         },
         sandbox: Arc::new(sandbox),
         step_limits: settings.limits.clone(),
+        capacity: crate::runner::policy::Room {
+            memory_bytes: settings.capacity_memory_bytes.min(i64::MAX as u64) as i64,
+            cpu_millicores: settings.capacity_cpu_millicores.min(i64::MAX as u64) as i64,
+        },
     })
 }
 

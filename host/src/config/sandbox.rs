@@ -21,6 +21,28 @@ pub struct SandboxSettings {
     /// Protections not used even where the machine has them
     /// (`PULSEHOST_SANDBOX_OFF`, comma-separated names).
     pub off: Vec<Protection>,
+    /// Memory the runs executing on this host may reserve together
+    /// (`PULSEHOST_CAPACITY_MEMORY_BYTES`, default: the machine's memory).
+    pub capacity_memory_bytes: u64,
+    /// CPU they may reserve together, thousandths of a core
+    /// (`PULSEHOST_CAPACITY_CPU_MILLICORES`, default: the machine's cores).
+    pub capacity_cpu_millicores: u64,
+}
+
+/// The machine's memory, from `/proc/meminfo` (`MemTotal`).
+fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(u64::from(u32::MAX), |kib| kib * 1024)
+}
+
+/// The machine's cores, in thousandths.
+fn machine_cpu() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000
 }
 
 /// Reads the sandbox settings.
@@ -82,5 +104,7 @@ pub(super) fn read(get: &impl Fn(&str) -> Option<String>) -> Result<SandboxSetti
             private_tmp: flag(get, "PULSEHOST_STEP_PRIVATE_TMP", false)?,
         },
         off,
+        capacity_memory_bytes: optional("PULSEHOST_CAPACITY_MEMORY_BYTES")?.unwrap_or_else(machine_memory),
+        capacity_cpu_millicores: optional("PULSEHOST_CAPACITY_CPU_MILLICORES")?.unwrap_or_else(machine_cpu),
     })
 }

@@ -79,9 +79,11 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
 async fn claim(runner: &Runner, limit: usize) -> Result<Vec<Taken>, StoreError> {
     let host = runner.config.host_id.clone();
     let now = runner.db.clock().now();
-    let taken = runner.db.run(move |tx| take(tx, &host, limit, now)).await?;
+    let room = runner.room();
+    let taken = runner.db.run(move |tx| take(tx, &host, limit, room, now)).await?;
     for t in &taken {
         crate::metrics::run_started(t.run.lateness_ms);
+        runner.reserve(t.task.reservation.as_ref(), 1);
     }
     Ok(taken)
 }
@@ -93,6 +95,7 @@ fn take(
     tx: &mut Tx<'_>,
     host: &str,
     limit: usize,
+    room: policy::Room,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Taken>, StoreError> {
     // A host declared lost takes nothing until it has registered again.
@@ -111,7 +114,12 @@ fn take(
     exclusive.sort_unstable();
     exclusive.dedup();
     let idle = queue::idle_tasks(tx, &exclusive)?;
-    let claimed = queue::start(tx, host, &policy::choose(&candidates, &idle, limit))?;
+    let mut keys: Vec<String> = candidates.iter().filter_map(|c| c.concurrency_key.clone()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let budgets = queue::key_budgets(tx, &keys)?.into_iter().collect();
+    let chosen = policy::choose(&candidates, &idle, &budgets, room, limit);
+    let claimed = queue::start(tx, host, &chosen)?;
     let mut taken = Vec::with_capacity(claimed.len());
     let mut unreadable = Vec::new();
     for c in claimed {
@@ -152,6 +160,7 @@ fn unreadable_ending(
             finished_at: now,
         },
         retry: None,
+        rate_limited: None,
     }
 }
 
@@ -166,16 +175,22 @@ async fn execute(runner: Arc<Runner>, taken: Taken, permit: tokio::sync::OwnedSe
         .unwrap_or_else(|p| p.into_inner())
         .insert(run_id, cancel.clone());
     tracing::info!(run.id = run_id, plugin = %taken.plugin, task = %taken.task.name, attempt = taken.run.attempt, "run started");
-    let end = lifecycle::execute(&runner, &taken, &cancel).await;
+    let finished = lifecycle::execute(&runner, &taken, &cancel).await;
+    let end = finished.end;
     tracing::info!(run.id = run_id, status = %end.status, error = ?end.error, "run finished");
     let (sender, written) = tokio::sync::oneshot::channel();
     runner.journal.record(Entry::End {
         ending: Ending {
             end,
             retry: taken.task.retry,
+            rate_limited: finished.retry_after_ms.map(|delay_ms| settle::RateLimited {
+                delay_ms,
+                key: taken.task.concurrency.as_ref().map(|c| c.key.clone()),
+            }),
         },
         settled: Some(sender),
     });
+    runner.reserve(taken.task.reservation.as_ref(), -1);
     drop(permit);
     match written.await {
         Ok(Recorded { recorded: false, .. }) => tracing::warn!(

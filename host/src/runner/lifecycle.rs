@@ -22,15 +22,33 @@ pub const MEMORY_LIMIT: &str = "memory_limit";
 /// Cleanup gets its own budget: it must run even when the run's time is up.
 const CLEANUP_BUDGET: Duration = Duration::from_secs(300);
 
+/// Failure type of a run whose step asked to be retried later (exit code 75
+/// with `{"retry_after_ms": N}` on stdout).
+pub const RATE_LIMITED: &str = "rate_limited";
+
+/// The exit code with which a step asks for a delayed retry (`EX_TEMPFAIL`).
+const EXIT_TEMPFAIL: i32 = 75;
+
 /// Why a run did not succeed.
 struct Failure {
     status: &'static str,
     failure_type: &'static str,
     error: String,
+    /// A step asked to be retried not before this many milliseconds.
+    retry_after_ms: Option<u64>,
+}
+
+/// How a run ended, with the delay a rate-limited step asked for.
+pub(super) struct Finished {
+    /// What is recorded.
+    pub end: RunEnd,
+    /// Not before this many milliseconds may it be retried, nor may runs
+    /// sharing its concurrency key start.
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Executes every phase of `claimed` and says how the run ended.
-pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &CancellationToken) -> RunEnd {
+pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &CancellationToken) -> Finished {
     let groups = &Groups::new(claimed.run.id, runner.journal.clone());
     let task = &claimed.task;
     let timeout = task
@@ -237,6 +255,12 @@ impl Ctx<'_> {
 
 fn judge(done: &Executed, part: &'static str) -> Option<Failure> {
     let error = done.outcome.error.clone().unwrap_or_default();
+    if let Some(ms) = retry_after(done) {
+        return Some(Failure {
+            retry_after_ms: Some(ms),
+            ..failure("failed", RATE_LIMITED, format!("{error}; asked to be retried after {ms} ms"))
+        });
+    }
     match done.outcome.kind {
         ExitKind::Succeeded => None,
         ExitKind::Failed if done.outcome.usage.is_some_and(|u| u.memory_limit_hit) => {
@@ -248,26 +272,38 @@ fn judge(done: &Executed, part: &'static str) -> Option<Failure> {
     }
 }
 
+/// The delay a process asked for by exiting 75 with `{"retry_after_ms": N}`.
+fn retry_after(done: &Executed) -> Option<u64> {
+    (done.outcome.exit_code == Some(EXIT_TEMPFAIL))
+        .then(|| done.stdout_json.as_ref()?.get("retry_after_ms")?.as_u64())
+        .flatten()
+}
+
 fn failure(status: &'static str, failure_type: &'static str, error: String) -> Failure {
     Failure {
         status,
         failure_type,
         error,
+        retry_after_ms: None,
     }
 }
 
-fn end(runner: &Runner, claimed: &Taken, failed: Option<Failure>) -> RunEnd {
+fn end(runner: &Runner, claimed: &Taken, failed: Option<Failure>) -> Finished {
+    let retry_after_ms = failed.as_ref().and_then(|f| f.retry_after_ms);
     let (status, failure_type, error) = match failed {
         None => ("succeeded", None, None),
         Some(f) => (f.status, Some(f.failure_type.to_string()), Some(f.error)),
     };
-    RunEnd {
-        run_id: claimed.run.id,
-        host_id: runner.config.host_id.clone(),
-        status: status.into(),
-        failure_type,
-        error,
-        finished_at: runner.db.clock().now(),
+    Finished {
+        end: RunEnd {
+            run_id: claimed.run.id,
+            host_id: runner.config.host_id.clone(),
+            status: status.into(),
+            failure_type,
+            error,
+            finished_at: runner.db.clock().now(),
+        },
+        retry_after_ms,
     }
 }
 

@@ -69,6 +69,8 @@ pub struct RunnerConfig {
     pub sandbox: Arc<crate::exec::sandbox::Sandbox>,
     /// Limits of every process of every run.
     pub step_limits: crate::exec::sandbox::Limits,
+    /// What runs executing here may reserve together.
+    pub capacity: policy::Room,
 }
 
 /// Executes queued runs.
@@ -88,6 +90,8 @@ pub struct Runner {
     /// whose claim was in flight.
     cancel_all: CancellationToken,
     journal: journal::Journal,
+    /// Memory and CPU reserved by the runs executing here.
+    reserved: Mutex<policy::Room>,
 }
 
 impl Runner {
@@ -106,8 +110,29 @@ impl Runner {
             stop_claiming: CancellationToken::new(),
             cancel_all: CancellationToken::new(),
             journal,
+            reserved: Mutex::new(policy::Room {
+                memory_bytes: 0,
+                cpu_millicores: 0,
+            }),
             config,
         })
+    }
+
+    /// What runs may still reserve on this host.
+    fn room(&self) -> policy::Room {
+        let reserved = *self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        policy::Room {
+            memory_bytes: self.config.capacity.memory_bytes - reserved.memory_bytes,
+            cpu_millicores: self.config.capacity.cpu_millicores - reserved.cpu_millicores,
+        }
+    }
+
+    /// Adds (`sign` 1) or gives back (`sign` -1) a run's reservation.
+    fn reserve(&self, reservation: Option<&crate::spec::Reservation>, sign: i64) {
+        let Some(r) = reservation else { return };
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        reserved.memory_bytes += sign * r.memory_bytes as i64;
+        reserved.cpu_millicores += sign * i64::from(r.cpu_millicores);
     }
 
     /// Registers this host, then starts the heartbeat, the watcher of cancel

@@ -80,18 +80,60 @@ pub fn cascade(waiting: &[Waiting]) -> Vec<(i64, Vec<i64>)> {
     out
 }
 
+/// What this host can still give runs: memory and CPU not reserved by the
+/// runs executing here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Bytes.
+    pub memory_bytes: i64,
+    /// Thousandths of a core.
+    pub cpu_millicores: i64,
+}
+
 /// Which of the queue's `candidates` (in queue order) start now, at most
 /// `limit`: every run of a task whose overlap is `allow`, and at most one run of
 /// each exclusive task — only of those `idle` (locked by this host and with no
-/// run running).
-pub fn choose(candidates: &[Candidate], idle: &[i64], limit: usize) -> Vec<i64> {
+/// run running); a run whose task names a concurrency key only while the key's
+/// `budgets` (locked by this host) has room; and a run that reserves memory or
+/// CPU only while it fits the `room` left.
+pub fn choose(
+    candidates: &[Candidate],
+    idle: &[i64],
+    budgets: &HashMap<String, i64>,
+    mut room: Room,
+    limit: usize,
+) -> Vec<i64> {
     let mut started = HashSet::new();
-    candidates
-        .iter()
-        .filter(|c| !c.exclusive || (idle.contains(&c.task_id) && started.insert(c.task_id)))
-        .take(limit)
-        .map(|c| c.id)
-        .collect()
+    let mut budgets = budgets.clone();
+    let mut chosen = Vec::new();
+    for c in candidates {
+        if chosen.len() == limit {
+            break;
+        }
+        if c.exclusive && (!idle.contains(&c.task_id) || started.contains(&c.task_id)) {
+            continue;
+        }
+        if let Some(key) = &c.concurrency_key {
+            if budgets.get(key).is_none_or(|left| *left <= 0) {
+                continue;
+            }
+        }
+        let memory = c.reserve_memory_bytes.unwrap_or(0);
+        let cpu = i64::from(c.reserve_cpu_millicores.unwrap_or(0));
+        if memory > room.memory_bytes || cpu > room.cpu_millicores {
+            continue;
+        }
+        room.memory_bytes -= memory;
+        room.cpu_millicores -= cpu;
+        if let Some(left) = c.concurrency_key.as_ref().and_then(|k| budgets.get_mut(k)) {
+            *left -= 1;
+        }
+        if c.exclusive {
+            started.insert(c.task_id);
+        }
+        chosen.push(c.id);
+    }
+    chosen
 }
 
 /// Why a task is paused after `consecutive` failures in a row of `hook`, or
@@ -184,11 +226,7 @@ mod tests {
 
     #[test]
     fn one_run_of_an_exclusive_task_starts_and_only_if_the_task_is_idle() {
-        let c = |id, task_id, exclusive| Candidate {
-            id,
-            task_id,
-            exclusive,
-        };
+        let c = |id, task_id, exclusive| candidate(id, task_id, exclusive, None, 0, 0);
         let queue = [
             c(1, 7, true),
             c(2, 7, true),
@@ -196,8 +234,55 @@ mod tests {
             c(4, 8, false),
             c(5, 9, true),
         ];
-        assert_eq!(choose(&queue, &[7], 10), [1, 3, 4]);
-        assert_eq!(choose(&queue, &[7, 9], 2), [1, 3]);
+        assert_eq!(choose(&queue, &[7], &HashMap::new(), ROOMY, 10), [1, 3, 4]);
+        assert_eq!(choose(&queue, &[7, 9], &HashMap::new(), ROOMY, 2), [1, 3]);
+    }
+
+    const ROOMY: Room = Room {
+        memory_bytes: i64::MAX,
+        cpu_millicores: i64::MAX,
+    };
+
+    fn candidate(id: i64, task_id: i64, exclusive: bool, key: Option<&str>, memory: i64, cpu: i32) -> Candidate {
+        Candidate {
+            id,
+            task_id,
+            exclusive,
+            concurrency_key: key.map(String::from),
+            reserve_memory_bytes: Some(memory),
+            reserve_cpu_millicores: Some(cpu),
+        }
+    }
+
+    #[test]
+    fn a_key_admits_up_to_its_room_and_an_unlocked_key_admits_none() {
+        let queue = [
+            candidate(1, 1, false, Some("api"), 0, 0),
+            candidate(2, 2, false, Some("api"), 0, 0),
+            candidate(3, 3, false, Some("api"), 0, 0),
+            candidate(4, 4, false, Some("other"), 0, 0),
+            candidate(5, 5, false, None, 0, 0),
+        ];
+        let budgets = HashMap::from([("api".to_string(), 2)]);
+        assert_eq!(choose(&queue, &[], &budgets, ROOMY, 10), [1, 2, 5]);
+        let full = HashMap::from([("api".to_string(), 0)]);
+        assert_eq!(choose(&queue, &[], &full, ROOMY, 10), [5]);
+    }
+
+    #[test]
+    fn runs_are_admitted_while_their_reservations_fit_and_a_small_one_passes_a_big_one() {
+        let gib = 1 << 30;
+        let queue = [
+            candidate(1, 1, false, None, 3 * gib, 500),
+            candidate(2, 2, false, None, 2 * gib, 500),
+            candidate(3, 3, false, None, gib, 500),
+            candidate(4, 4, false, None, 0, 1500),
+        ];
+        let room = Room {
+            memory_bytes: 4 * gib,
+            cpu_millicores: 2000,
+        };
+        assert_eq!(choose(&queue, &[], &HashMap::new(), room, 10), [1, 3]);
     }
 
     #[test]

@@ -144,6 +144,7 @@ pub(super) fn host_lost(stranded: &LostRun, host: &str, error: String, now: Date
             .clone()
             .and_then(|(format, json)| TaskSpec::decode(format, json).ok())
             .and_then(|t| t.retry),
+        rate_limited: None,
     }
 }
 

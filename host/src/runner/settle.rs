@@ -22,6 +22,18 @@ pub struct Ending {
     pub end: RunEnd,
     /// Its task's retry policy.
     pub retry: Option<RetryPolicy>,
+    /// A step asked for a delayed retry: the retry waits at least this long,
+    /// and so do the runs sharing the key.
+    pub rate_limited: Option<RateLimited>,
+}
+
+/// A rate-limited run's requested delay and its task's concurrency key.
+#[derive(Debug, Clone)]
+pub struct RateLimited {
+    /// Milliseconds from now.
+    pub delay_ms: u64,
+    /// Held as long, when the task names one.
+    pub key: Option<String>,
 }
 
 /// What settling runs set in motion.
@@ -47,13 +59,19 @@ pub fn finish(tx: &mut Tx<'_>, endings: &[Ending]) -> StoreResult<Settled> {
         .filter_map(|f| {
             let ending = endings.iter().find(|e| e.end.run_id == f.id)?;
             let delay = policy::next_attempt(ending.retry.as_ref(), &f.status, f.attempt, &mut rng)?;
+            let asked = ending.rate_limited.as_ref().map_or(0, |r| r.delay_ms);
             Some(RetryRequest {
                 failed: f.id,
-                delay_ms: delay.as_millis() as i64,
+                delay_ms: (delay.as_millis() as u64).max(asked) as i64,
                 reason: ending.end.error.clone(),
             })
         })
         .collect();
+    for limited in endings.iter().filter_map(|e| e.rate_limited.as_ref()) {
+        if let Some(key) = &limited.key {
+            queue::hold_key(tx, key, limited.delay_ms as i64)?;
+        }
+    }
     let retries = finish::queue_retries(tx, &requests)?;
     let roots: Vec<i64> = finished
         .iter()

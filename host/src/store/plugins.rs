@@ -310,15 +310,19 @@ fn upsert_tasks(
     diesel::sql_query(
         "INSERT INTO tasks (plugin_id, plugin_version_id, name, active, schedule_kind, cron_expression, \
              timezone, enabled, priority, definition_id, overlap, catch_up, starting_deadline_ms, \
-             depends_on, dynamic_interval_secs, schedule_since, changed_xid, tags) \
+             depends_on, dynamic_interval_secs, schedule_since, changed_xid, tags, \
+             reserve_memory_bytes, reserve_cpu_millicores, concurrency_key, concurrency_limit) \
          SELECT $1, $2, i.name, true, i.kind, i.expression, i.timezone, i.enabled, i.priority, i.definition, \
              i.overlap, i.catch_up, i.deadline, i.depends_on::text[], i.interval, i.since, \
-             pg_current_xact_id(), ARRAY(SELECT jsonb_array_elements_text(d.definition -> 'tags') \
-                 FROM task_definitions d WHERE d.id = i.definition) \
+             pg_current_xact_id(), ARRAY(SELECT jsonb_array_elements_text(d.definition -> 'tags')), \
+             (d.definition #>> '{reservation,memory_bytes}')::int8, \
+             (d.definition #>> '{reservation,cpu_millicores}')::int4, \
+             d.definition #>> '{concurrency,key}', (d.definition #>> '{concurrency,limit}')::int4 \
          FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::int4[], $9::int8[], \
              $10::text[], $11::text[], $12::int8[], $13::text[], $14::int4[], $15::timestamptz[]) \
              AS i (name, kind, expression, timezone, enabled, priority, definition, overlap, catch_up, \
                    deadline, depends_on, interval, since) \
+         JOIN task_definitions d ON d.id = i.definition \
          ON CONFLICT (plugin_id, name) DO UPDATE SET \
              plugin_version_id = EXCLUDED.plugin_version_id, active = true, \
              schedule_kind = EXCLUDED.schedule_kind, cron_expression = EXCLUDED.cron_expression, \
@@ -327,7 +331,10 @@ fn upsert_tasks(
              catch_up = EXCLUDED.catch_up, starting_deadline_ms = EXCLUDED.starting_deadline_ms, \
              depends_on = EXCLUDED.depends_on, dynamic_interval_secs = EXCLUDED.dynamic_interval_secs, \
              schedule_since = EXCLUDED.schedule_since, updated_at = now(), \
-             changed_xid = EXCLUDED.changed_xid, tags = EXCLUDED.tags",
+             changed_xid = EXCLUDED.changed_xid, tags = EXCLUDED.tags, \
+             reserve_memory_bytes = EXCLUDED.reserve_memory_bytes, \
+             reserve_cpu_millicores = EXCLUDED.reserve_cpu_millicores, \
+             concurrency_key = EXCLUDED.concurrency_key, concurrency_limit = EXCLUDED.concurrency_limit",
     )
     .bind::<Int8, _>(plugin_id)
     .bind::<Int8, _>(version_id)

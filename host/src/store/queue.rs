@@ -71,6 +71,15 @@ pub struct Candidate {
     /// Its task's overlap is not `allow`: one run of the task at a time.
     #[diesel(sql_type = Bool)]
     pub exclusive: bool,
+    /// Its task's concurrency key, shared across tasks and replicas.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub concurrency_key: Option<String>,
+    /// Memory its task reserves, bytes.
+    #[diesel(sql_type = Nullable<Int8>)]
+    pub reserve_memory_bytes: Option<i64>,
+    /// CPU its task reserves, thousandths of a core.
+    #[diesel(sql_type = Nullable<Int4>)]
+    pub reserve_cpu_millicores: Option<i32>,
 }
 
 /// Locks and returns up to `limit` queued runs that may start now, in queue
@@ -84,9 +93,12 @@ pub fn candidates(tx: &mut Tx<'_>, limit: usize) -> StoreResult<Vec<Candidate>> 
     // The ORs keep PostgreSQL from turning the NOT EXISTS into anti-joins over
     // every run: they are subplans, asked only where they matter.
     Ok(diesel::sql_query(
-        "SELECT r.id, r.task_id, t.overlap <> 'allow' AS exclusive \
+        "SELECT r.id, r.task_id, t.overlap <> 'allow' AS exclusive, t.concurrency_key, \
+                t.reserve_memory_bytes, t.reserve_cpu_millicores \
          FROM runs r JOIN tasks t ON t.id = r.task_id \
          WHERE r.status = 'queued' AND r.not_before <= now() \
+           AND (t.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM concurrency_holds h \
+                WHERE h.key = t.concurrency_key AND h.until > now())) \
            AND (r.depends_on_runs = '{}' OR NOT EXISTS (SELECT 1 FROM runs d \
                 WHERE d.id = ANY(r.depends_on_runs) AND d.status <> 'succeeded')) \
            AND (t.overlap = 'allow' OR NOT EXISTS (SELECT 1 FROM runs o \
@@ -152,6 +164,54 @@ pub fn idle_tasks(tx: &mut Tx<'_>, task_ids: &[i64]) -> StoreResult<Vec<i64>> {
         .select(runs::task_id)
         .load(tx.c())?;
     Ok(locked.into_iter().filter(|t| !busy.contains(t)).collect())
+}
+
+/// Class of the advisory locks on concurrency keys (two-int keys never meet
+/// the one-int task locks).
+const KEY_LOCK_CLASS: i32 = 7411;
+
+/// For each of `keys` whose advisory lock this transaction takes without
+/// waiting: how many more runs naming it may start now (its smallest limit
+/// among active tasks, less the runs of tasks naming it that are running
+/// anywhere). Keys another host is deciding about right now are left out.
+pub fn key_budgets(tx: &mut Tx<'_>, keys: &[String]) -> StoreResult<Vec<(String, i64)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(QueryableByName)]
+    struct Budget {
+        #[diesel(sql_type = Text)]
+        key: String,
+        #[diesel(sql_type = Int8)]
+        room: i64,
+    }
+    let budgets: Vec<Budget> = diesel::sql_query(
+        "WITH locked AS (SELECT k FROM unnest($1::text[]) AS k \
+                         WHERE pg_try_advisory_xact_lock($2, hashtext(k))) \
+         SELECT l.k AS key, \
+                (SELECT COALESCE(min(t.concurrency_limit), 0) FROM tasks t \
+                  WHERE t.active AND t.concurrency_key = l.k)::int8 \
+              - (SELECT count(*) FROM runs r JOIN tasks t ON t.id = r.task_id \
+                  WHERE r.status = 'running' AND t.concurrency_key = l.k) AS room \
+         FROM locked l",
+    )
+    .bind::<Array<Text>, _>(keys)
+    .bind::<Int4, _>(KEY_LOCK_CLASS)
+    .load(tx.c())?;
+    Ok(budgets.into_iter().map(|b| (b.key, b.room)).collect())
+}
+
+/// Holds `key` until `delay_ms` from the database's now (or later, if already
+/// held longer): no run of a task naming it starts before.
+pub fn hold_key(tx: &mut Tx<'_>, key: &str, delay_ms: i64) -> StoreResult<()> {
+    diesel::sql_query(
+        "INSERT INTO concurrency_holds (key, until) VALUES ($1, now() + $2 * interval '1 millisecond') \
+         ON CONFLICT (key) DO UPDATE SET until = GREATEST(concurrency_holds.until, EXCLUDED.until)",
+    )
+    .bind::<Text, _>(key)
+    .bind::<Int8, _>(delay_ms)
+    .execute(tx.c())?;
+    Ok(())
 }
 
 /// Joins each run with its plugin's name, its task's name and its stored definition.

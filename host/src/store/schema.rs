@@ -55,6 +55,17 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         tags -> Array<Text>,
+        reserve_memory_bytes -> Nullable<Int8>,
+        reserve_cpu_millicores -> Nullable<Int4>,
+        concurrency_key -> Nullable<Text>,
+        concurrency_limit -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
+    concurrency_holds (key) {
+        key -> Text,
+        until -> Timestamptz,
     }
 }
 
