@@ -105,6 +105,7 @@ fn trivial(program: &str, args: &[&str], cap: usize) -> ProcessSpec {
         grace: Duration::from_secs(1),
         output_cap: cap,
         confinement: None,
+        terminal: false,
     }
 }
 
@@ -250,6 +251,11 @@ async fn measure_runs(url: &str) -> f64 {
         hook_failures_before_pause: 3,
         sandbox: Arc::new(probed()),
         step_limits: Limits::default(),
+        resources: pulsehost::exec::resources::ResourceCache::new(
+            data_dir.path().join("resources"),
+            1 << 20,
+            1 << 20,
+        ),
         capacity: pulsehost::runner::policy::Room {
             memory_bytes: i64::MAX,
             cpu_millicores: i64::MAX,

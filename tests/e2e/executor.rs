@@ -329,3 +329,31 @@ fn pip_uses_the_package_index_the_host_is_configured_with() {
         "pip did not use PIP_INDEX_URL:\n{pip_output}"
     );
 }
+
+#[test]
+fn a_step_under_a_pseudo_terminal_sees_one_and_its_output_is_captured_with_the_cap() {
+    let db = TestDb::new();
+    let server = exec_server(&db, &[]);
+    let shown = run(&server, "terminal");
+    assert_eq!(shown["status"], "succeeded", "{shown}");
+    let tty = &shown["steps"][0];
+    let out = tty["stdout"].as_str().unwrap();
+    assert!(out.contains("on-a-terminal\n"), "{tty}");
+    assert!(
+        out.contains("to-stderr\n"),
+        "stderr goes to the terminal too: {tty}"
+    );
+    assert!(
+        out.ends_with("a\nb\n"),
+        "lines end as written, without \\r: {tty}"
+    );
+    assert_eq!(tty["stderr"], "", "{tty}");
+    assert_eq!(shown["steps"][1]["stdout"], "not-a-terminal\n", "{shown}");
+
+    let flood = run(&server, "terminal-flood");
+    assert_eq!(flood["status"], "succeeded", "{flood}");
+    let step = &flood["steps"][0];
+    assert_eq!(step["stdout_bytes"], 3_000_000, "{}", step["stdout_bytes"]);
+    assert_eq!(step["stdout_truncated"], true);
+    assert_eq!(step["stdout"].as_str().unwrap().len(), 100_000);
+}

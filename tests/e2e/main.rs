@@ -28,6 +28,7 @@ mod outages;
 mod overlap_races;
 mod plugin_deadlines;
 mod recovery;
+mod resources;
 mod retention;
 mod runs;
 mod sandbox;

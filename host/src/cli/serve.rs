@@ -195,6 +195,13 @@ fn runner_config(config: &Config) -> anyhow::Result<RunnerConfig> {
         },
         sandbox: Arc::new(sandbox),
         step_limits: settings.limits.clone(),
+        resources: crate::exec::resources::ResourceCache::new(
+            std::path::absolute(&config.data_dir)
+                .unwrap_or_else(|_| config.data_dir.clone())
+                .join("resources"),
+            settings.resource_max_bytes,
+            settings.resource_cache_bytes,
+        ),
         capacity: crate::runner::policy::Room {
             memory_bytes: settings.capacity_memory_bytes.min(i64::MAX as u64) as i64,
             cpu_millicores: settings.capacity_cpu_millicores.min(i64::MAX as u64) as i64,

@@ -27,6 +27,10 @@ pub struct SandboxSettings {
     /// CPU they may reserve together, thousandths of a core
     /// (`PULSEHOST_CAPACITY_CPU_MILLICORES`, default: the machine's cores).
     pub capacity_cpu_millicores: u64,
+    /// Largest remote file a process may ask for (`PULSEHOST_RESOURCE_MAX_BYTES`).
+    pub resource_max_bytes: u64,
+    /// Size of the remote-file cache (`PULSEHOST_RESOURCE_CACHE_BYTES`).
+    pub resource_cache_bytes: u64,
 }
 
 /// The machine's memory, from `/proc/meminfo` (`MemTotal`).
@@ -106,5 +110,7 @@ pub(super) fn read(get: &impl Fn(&str) -> Option<String>) -> Result<SandboxSetti
         off,
         capacity_memory_bytes: optional("PULSEHOST_CAPACITY_MEMORY_BYTES")?.unwrap_or_else(machine_memory),
         capacity_cpu_millicores: optional("PULSEHOST_CAPACITY_CPU_MILLICORES")?.unwrap_or_else(machine_cpu),
+        resource_max_bytes: optional("PULSEHOST_RESOURCE_MAX_BYTES")?.unwrap_or(256 << 20),
+        resource_cache_bytes: optional("PULSEHOST_RESOURCE_CACHE_BYTES")?.unwrap_or(2 << 30),
     })
 }

@@ -8,7 +8,9 @@ mod binary;
 mod capture;
 pub mod python;
 pub mod reaper;
+pub mod resources;
 pub mod sandbox;
+mod terminal;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -68,6 +70,8 @@ pub struct ProcessSpec {
     /// Its cgroups, namespaces, user and limits; None runs it in its process
     /// group only.
     pub confinement: Option<Arc<sandbox::Confinement>>,
+    /// Under a pseudo-terminal: stdout and stderr both go to it, captured as stdout.
+    pub terminal: bool,
 }
 
 /// How a process ended.
@@ -136,55 +140,44 @@ pub async fn run_observed(
 ) -> ProcessOutcome {
     let started_at = Utc::now();
     let clock = Instant::now();
-    let mut command = match &spec.program {
-        Program::Shell(script) => {
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(script).arg("pulsehost");
-            c
-        }
-        Program::Executable(path) => tokio::process::Command::new(path),
-        Program::Binary { path, name } => {
-            let mut c = tokio::process::Command::new(path);
-            c.arg0(name);
-            c
-        }
+    let not_started = |error: String| ProcessOutcome {
+        kind: ExitKind::Failed,
+        exit_code: None,
+        signal: None,
+        stdout: Captured::default(),
+        stderr: Captured::default(),
+        error: Some(error),
+        started_at,
+        finished_at: Utc::now(),
+        duration: clock.elapsed(),
+        usage: None,
     };
-    command
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.working_dir)
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(confinement) = &spec.confinement {
-        confinement.install(&mut command);
-    }
-    let (mut child, _owned) = match reaper::spawn_owned(&mut command) {
-        Ok(spawned) => spawned,
-        Err(e) => {
-            return ProcessOutcome {
-                kind: ExitKind::Failed,
-                exit_code: None,
-                signal: None,
-                stdout: Captured::default(),
-                stderr: Captured::default(),
-                error: Some(format!("could not start {}: {e}", describe(&spec.program))),
-                started_at,
-                finished_at: Utc::now(),
-                duration: clock.elapsed(),
-                usage: None,
+    let mut command = command_for(spec);
+    let primary = if spec.terminal {
+        match terminal::open() {
+            Ok(t) => {
+                command.stdout(t.stdout).stderr(t.stderr);
+                Some(t.primary)
             }
+            Err(e) => return not_started(format!("could not open a pseudo-terminal: {e}")),
         }
+    } else {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        None
+    };
+    let spawned = reaper::spawn_owned(&mut command);
+    // The parent's copies of a terminal's child side close here, so that the
+    // capture ends when the process and everything it started have.
+    drop(command);
+    let (mut child, _owned) = match spawned {
+        Ok(spawned) => spawned,
+        Err(e) => return not_started(format!("could not start {}: {e}", describe(&spec.program))),
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
-    let stdout = child.stdout.take().map(|p| capture::start(p, spec.output_cap));
+    let stdout = match primary {
+        Some(terminal) => Some(capture::start(terminal, spec.output_cap)),
+        None => child.stdout.take().map(|p| capture::start(p, spec.output_cap)),
+    };
     let stderr = child.stderr.take().map(|p| capture::start(p, spec.output_cap));
     if let Some(pgid) = group {
         on_spawn(pgid.as_raw(), LiveOutput::of(stdout.as_ref(), stderr.as_ref()));
@@ -250,6 +243,39 @@ pub async fn run_observed(
 /// The error of a process the kernel stopped for exceeding its memory limit.
 pub const MEMORY_LIMIT_EXCEEDED: &str =
     "exceeded its memory limit: the kernel killed it (out of memory in its cgroup)";
+
+/// The command for `spec`, its output not wired yet.
+fn command_for(spec: &ProcessSpec) -> tokio::process::Command {
+    let mut command = match &spec.program {
+        Program::Shell(script) => {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(script).arg("pulsehost");
+            c
+        }
+        Program::Executable(path) => tokio::process::Command::new(path),
+        Program::Binary { path, name } => {
+            let mut c = tokio::process::Command::new(path);
+            c.arg0(name);
+            c
+        }
+    };
+    command
+        .args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.working_dir)
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(confinement) = &spec.confinement {
+        confinement.install(&mut command);
+    }
+    command
+}
 
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL; reaps.
 async fn terminate(

@@ -248,6 +248,7 @@ impl Builder<'_> {
             grace: Duration::from_secs(5),
             output_cap: PIP_OUTPUT_CAP,
             confinement: Some(confinement),
+            terminal: false,
         };
         judge(run(&spec, &CancellationToken::new()).await, what)
     }

@@ -114,7 +114,10 @@ fn take(
     exclusive.sort_unstable();
     exclusive.dedup();
     let idle = queue::idle_tasks(tx, &exclusive)?;
-    let mut keys: Vec<String> = candidates.iter().filter_map(|c| c.concurrency_key.clone()).collect();
+    let mut keys: Vec<String> = candidates
+        .iter()
+        .filter_map(|c| c.concurrency_key.clone())
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     let budgets = queue::key_budgets(tx, &keys)?.into_iter().collect();

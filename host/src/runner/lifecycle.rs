@@ -84,6 +84,9 @@ pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &Cancellat
             )),
         );
     }
+    if let Err(e) = fetch_resources(runner, task, workdir.path()).await {
+        return end(runner, claimed, Some(failure("failed", RESOURCES, e)));
+    }
     let ctx = Ctx {
         runner,
         claimed,
@@ -120,6 +123,27 @@ pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &Cancellat
     }
     runner.config.sandbox.forget_run(claimed.run.id);
     end(runner, claimed, failed)
+}
+
+/// Failure type of a run whose remote files could not be fetched.
+pub const RESOURCES: &str = "resources";
+
+/// Fetches every remote file of every process of `task` and places them in
+/// the fresh scratch directory `dir`, before anything runs in it.
+async fn fetch_resources(runner: &Runner, task: &crate::spec::TaskSpec, dir: &Path) -> Result<(), String> {
+    let hooks = &task.hooks;
+    let processes = [&hooks.provision, &hooks.background, &hooks.cleanup]
+        .into_iter()
+        .flatten()
+        .chain(task.steps.iter().map(|s| &s.exec));
+    let files: Vec<crate::spec::RemoteFile> = processes.flat_map(|e| e.resources.iter().cloned()).collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let cache = &runner.config.resources;
+    cache.fetch_all(files.clone()).await?;
+    let owner = runner.config.sandbox.run_as.as_ref().map(|u| (u.uid, u.gid));
+    cache.place(&files, dir, owner)
 }
 
 /// Makes the scratch directory the step user's own (and only theirs).
@@ -258,7 +282,11 @@ fn judge(done: &Executed, part: &'static str) -> Option<Failure> {
     if let Some(ms) = retry_after(done) {
         return Some(Failure {
             retry_after_ms: Some(ms),
-            ..failure("failed", RATE_LIMITED, format!("{error}; asked to be retried after {ms} ms"))
+            ..failure(
+                "failed",
+                RATE_LIMITED,
+                format!("{error}; asked to be retried after {ms} ms"),
+            )
         });
     }
     match done.outcome.kind {

@@ -71,6 +71,8 @@ pub struct RunnerConfig {
     pub step_limits: crate::exec::sandbox::Limits,
     /// What runs executing here may reserve together.
     pub capacity: policy::Room,
+    /// Where processes' remote files are cached.
+    pub resources: crate::exec::resources::ResourceCache,
 }
 
 /// Executes queued runs.

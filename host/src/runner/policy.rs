@@ -243,7 +243,14 @@ mod tests {
         cpu_millicores: i64::MAX,
     };
 
-    fn candidate(id: i64, task_id: i64, exclusive: bool, key: Option<&str>, memory: i64, cpu: i32) -> Candidate {
+    fn candidate(
+        id: i64,
+        task_id: i64,
+        exclusive: bool,
+        key: Option<&str>,
+        memory: i64,
+        cpu: i32,
+    ) -> Candidate {
         Candidate {
             id,
             task_id,

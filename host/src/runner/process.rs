@@ -282,6 +282,7 @@ async fn resolve(
         grace: config.kill_grace,
         output_cap: config.output_cap_bytes,
         confinement: Some(confinement),
+        terminal: spec.terminal_output,
     })
 }
 

@@ -165,6 +165,50 @@ macro_rules! exec_options {
                 self
             }
 
+            /// Runs the process under a pseudo-terminal, for programs that
+            /// report progress only to a terminal: stdout and stderr then
+            /// arrive together as stdout, with the same cap.
+            pub fn terminal_output(mut self) -> Self {
+                self.spec().terminal_output = true;
+                self
+            }
+
+            /// Fetches `url` before the run's first process starts, checks it
+            /// against `sha256` (64 hex digits) and places it at `dest`, relative
+            /// to the run's scratch directory (so this process keeps it as its
+            /// working directory). A failed download or a mismatch fails the run
+            /// with failure type `resources`.
+            pub fn resource(
+                mut self,
+                url: impl Into<String>,
+                sha256: impl Into<String>,
+                dest: impl Into<String>,
+            ) -> Self {
+                self.spec().resources.push(wit::RemoteFile {
+                    url: url.into(),
+                    sha256: sha256.into(),
+                    dest: dest.into(),
+                    executable: false,
+                });
+                self
+            }
+
+            /// Like [`resource`](Self::resource), made executable.
+            pub fn executable_resource(
+                mut self,
+                url: impl Into<String>,
+                sha256: impl Into<String>,
+                dest: impl Into<String>,
+            ) -> Self {
+                self.spec().resources.push(wit::RemoteFile {
+                    url: url.into(),
+                    sha256: sha256.into(),
+                    dest: dest.into(),
+                    executable: true,
+                });
+                self
+            }
+
             /// Adds a pip requirement specifier such as `requests==2.32.3` to a
             /// Python program.
             ///

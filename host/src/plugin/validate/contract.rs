@@ -59,11 +59,16 @@ pub(super) fn exec(p: &mut Problems, at: &str, e: &ExecSpec) {
     if e.stdout_schema.is_some() {
         p.add(&format!("{at}.stdout-schema"), NOT_YET);
     }
-    if !e.resources.is_empty() {
-        p.add(&format!("{at}.resources"), NOT_YET);
+    for (i, file) in e.resources.iter().enumerate() {
+        if let Some((field, message)) = crate::exec::resources::problem(file) {
+            p.add(&format!("{at}.resources[{i}].{field}"), &message);
+        }
     }
-    if e.terminal_output {
-        p.add(&format!("{at}.terminal-output"), NOT_YET);
+    if !e.resources.is_empty() && e.working_dir.is_some() {
+        p.add(
+            &format!("{at}.resources"),
+            "resources are placed in the run's scratch directory: a process with resources cannot set working-dir",
+        );
     }
 }
 
@@ -118,7 +123,7 @@ mod tests {
             "alerts": [{"events": ["failure"], "webhook": "http://x"}],
             "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}, "terminal_output": true, "stdout_schema": "{}"}}]
         }));
-        for field in ["alerts", "jitter-ms", "terminal-output", "stdout-schema"] {
+        for field in ["alerts", "jitter-ms", "stdout-schema"] {
             assert!(
                 found
                     .iter()
