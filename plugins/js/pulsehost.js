@@ -38,7 +38,7 @@ import { show } from "./lib/check.js";
 import { Manifest } from "./lib/task.js";
 
 export { Exec, Step } from "./lib/exec.js";
-export { CatchUp, Manifest, Overlap, Retry, Task } from "./lib/task.js";
+export { CatchUp, Manifest, Overlap, Retry, SandboxPolicy, Task } from "./lib/task.js";
 
 /** How an earlier run ended: the values of {@link RunOutcome#status}. */
 export const RunStatus = Object.freeze({

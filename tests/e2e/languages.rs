@@ -87,6 +87,10 @@ fn from_nothing_to_a_run(lang: &str, extra: &[&str]) {
             .contains("catching up"),
         "{run}"
     );
+    assert_eq!(
+        run["steps"][0]["plan"]["limits"]["processes"], 64,
+        "the SDK's per-step limit reached the sandbox: {run}"
+    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ const JS_TOOLS: [&str; 2] = [
 ];
 
 /// The Python SDK, as `.pulsehost/python/<path>`.
-const PYTHON_SDK: [(&str, &str); 6] = [
+const PYTHON_SDK: [(&str, &str); 7] = [
     (
         "pulsehost/__init__.py",
         include_str!("../../../plugins/python/pulsehost/__init__.py"),
@@ -42,6 +42,10 @@ const PYTHON_SDK: [(&str, &str); 6] = [
     (
         "pulsehost/exec.py",
         include_str!("../../../plugins/python/pulsehost/exec.py"),
+    ),
+    (
+        "pulsehost/limits.py",
+        include_str!("../../../plugins/python/pulsehost/limits.py"),
     ),
     (
         "pulsehost/plugin.py",

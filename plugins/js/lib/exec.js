@@ -4,21 +4,38 @@
  * @module pulsehost/lib/exec
  */
 
-import { copy, instance, show, str, strings, u64 } from "./check.js";
+import { bool, copy, instance, show, str, strings, u32, u64 } from "./check.js";
 
 /**
  * A WIT `limits` with nothing set: the task's, then the host's, apply.
  * @returns {object}
  */
 export function noLimits() {
+  return limitsToWit({});
+}
+
+/**
+ * What one process (with everything it starts) may use, as the WIT `limits`.
+ * Fields left out take the task's default limits, then the host's.
+ * @param {{memoryBytes?: number|bigint, cpuMillicores?: number, processes?: number,
+ *          openFiles?: number|bigint, fileSizeBytes?: number|bigint,
+ *          noNetwork?: boolean, privateTmp?: boolean}} limits
+ * @returns {object}
+ */
+export function limitsToWit(limits) {
+  if (limits === null || typeof limits !== "object") throw new TypeError(`limits must be an object, got ${show(limits)}`);
+  const known = ["memoryBytes", "cpuMillicores", "processes", "openFiles", "fileSizeBytes", "noNetwork", "privateTmp"];
+  const unknown = Object.keys(limits).filter((k) => !known.includes(k));
+  if (unknown.length) throw new TypeError(`unknown limits: ${unknown.join(", ")} (known: ${known.join(", ")})`);
+  const opt = (value, check, what) => (value === undefined ? undefined : check(value, what));
   return {
-    memoryBytes: undefined,
-    cpuMillicores: undefined,
-    processes: undefined,
-    openFiles: undefined,
-    fileSizeBytes: undefined,
-    noNetwork: undefined,
-    privateTmp: undefined,
+    memoryBytes: opt(limits.memoryBytes, u64, "memoryBytes"),
+    cpuMillicores: opt(limits.cpuMillicores, u32, "cpuMillicores"),
+    processes: opt(limits.processes, u32, "processes"),
+    openFiles: opt(limits.openFiles, u64, "openFiles"),
+    fileSizeBytes: opt(limits.fileSizeBytes, u64, "fileSizeBytes"),
+    noNetwork: opt(limits.noNetwork, bool, "noNetwork"),
+    privateTmp: opt(limits.privateTmp, bool, "privateTmp"),
   };
 }
 
@@ -125,6 +142,49 @@ class Process {
     const json = JSON.stringify(value);
     if (json === undefined) throw new TypeError(`stdinJson() needs a JSON value, got ${show(value)}`);
     this.spec.stdinJson = json;
+    return this;
+  }
+
+  /**
+   * Limits this process (and everything it starts); fields left out take the
+   * task's default limits, then the host's.
+   * @param {object} limits e.g. `{ memoryBytes: 256 * 2 ** 20, processes: 64, noNetwork: true }`
+   * @returns {this}
+   */
+  limits(limits) {
+    this.spec.limits = limitsToWit(limits);
+    return this;
+  }
+
+  /**
+   * Fetches `url` before the run's first process starts, checks it against
+   * `sha256` (64 hex digits) and places it at `dest`, relative to the run's
+   * scratch directory. A failed download or a mismatch fails the run with
+   * failure type `resources`.
+   * @param {string} url
+   * @param {string} sha256
+   * @param {string} dest
+   * @param {{executable?: boolean}} [options]
+   * @returns {this}
+   */
+  resource(url, sha256, dest, { executable = false } = {}) {
+    this.spec.resources.push({
+      url: str(url, "resource() url"),
+      sha256: str(sha256, "resource() sha256"),
+      dest: str(dest, "resource() dest"),
+      executable: bool(executable, "resource() executable"),
+    });
+    return this;
+  }
+
+  /**
+   * Runs the process under a pseudo-terminal (for programs that report
+   * progress only to a terminal): stdout and stderr arrive together as stdout.
+   * @param {boolean} [on]
+   * @returns {this}
+   */
+  terminalOutput(on = true) {
+    this.spec.terminalOutput = bool(on, "terminalOutput()");
     return this;
   }
 

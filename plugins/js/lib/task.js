@@ -6,7 +6,7 @@
  */
 
 import { bool, copy, each, instance, oneOf, s32, str, strings, u32, u64 } from "./check.js";
-import { Exec, Step, noLimits } from "./exec.js";
+import { Exec, Step, limitsToWit, noLimits } from "./exec.js";
 
 /** What to do when a slot is due while the previous run is still going. */
 export const Overlap = Object.freeze({
@@ -16,6 +16,14 @@ export const Overlap = Object.freeze({
   Allow: "allow",
   /** Cancel the running one (its cleanup hook still runs), then start the new one. */
   Replace: "replace",
+});
+
+/** What happens when the host's machine cannot give a protection a process asks for. */
+export const SandboxPolicy = Object.freeze({
+  /** Run without it; a `degraded` event names what is missing (default). */
+  BestEffort: "best-effort",
+  /** Refuse to run the process; the run fails and says what is missing. */
+  Strict: "strict",
 });
 
 /** What to do with slots missed while no pulse came. */
@@ -321,6 +329,53 @@ export class Task {
    */
   background(exec) {
     this.task.hooks.background = instance(exec, Exec, "background()").toWit();
+    return this;
+  }
+
+  /**
+   * Limits of every process of the task that sets none of its own; see
+   * {@link Exec#limits}.
+   * @param {object} limits
+   * @returns {this}
+   */
+  defaultLimits(limits) {
+    this.task.defaultLimits = limitsToWit(limits);
+    return this;
+  }
+
+  /**
+   * What happens when the machine cannot give a protection: `"best-effort"`
+   * (default) or `"strict"`; see {@link SandboxPolicy}.
+   * @param {"best-effort" | "strict"} policy
+   * @returns {this}
+   */
+  sandboxPolicy(policy) {
+    this.task.sandboxPolicy = oneOf(policy, SandboxPolicy, "sandboxPolicy()");
+    return this;
+  }
+
+  /**
+   * What a run needs of its host: it is admitted only where this fits.
+   * @param {number|bigint} memoryBytes
+   * @param {number} cpuMillicores
+   * @returns {this}
+   */
+  reservation(memoryBytes, cpuMillicores) {
+    this.task.reservation = {
+      memoryBytes: u64(memoryBytes, "reservation() memoryBytes"),
+      cpuMillicores: u32(cpuMillicores, "reservation() cpuMillicores"),
+    };
+    return this;
+  }
+
+  /**
+   * At most `limit` runs of the tasks naming `key` run at once, across the cluster.
+   * @param {string} key
+   * @param {number} limit
+   * @returns {this}
+   */
+  concurrency(key, limit) {
+    this.task.concurrency = { key: str(key, "concurrency() key"), limit: u32(limit, "concurrency() limit") };
     return this;
   }
 

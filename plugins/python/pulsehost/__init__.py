@@ -37,6 +37,7 @@ builders and ``should_run`` also work (and can be tested) in plain CPython.
 
 from .context import RunContext, RunOutcome, RunStatus
 from .exec import Exec, Step
+from .limits import Limits, SandboxPolicy
 from .plugin import Plugin, PluginError, export
 from .task import CatchUp, Manifest, Overlap, Retry, Task
 
@@ -48,6 +49,7 @@ WIT_PACKAGE = "pulsehost:plugin@0.2.0"
 __all__ = [
     "CatchUp",
     "Exec",
+    "Limits",
     "Manifest",
     "Overlap",
     "Plugin",
@@ -56,6 +58,7 @@ __all__ = [
     "RunContext",
     "RunOutcome",
     "RunStatus",
+    "SandboxPolicy",
     "Step",
     "Task",
     "WIT_PACKAGE",

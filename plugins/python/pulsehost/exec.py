@@ -12,6 +12,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from . import _check
 from ._check import Seconds
+from .limits import Limits
 
 
 _O = TypeVar("_O", bound="_Options")
@@ -71,6 +72,30 @@ class _Options:
         self._exec()._stdin_json = document
         return self
 
+    def limits(self: _O, limits: Limits) -> _O:
+        """Limits this process (and everything it starts); unset fields take the
+        task's default limits, then the host's."""
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits() takes a Limits, not {type(limits).__name__}")
+        self._exec()._limits = limits
+        return self
+
+    def resource(self: _O, url: str, sha256: str, dest: str, *, executable: bool = False) -> _O:
+        """Fetches ``url`` before the run's first process starts, checks it against
+        ``sha256`` (64 hex digits) and places it at ``dest``, relative to the run's
+        scratch directory. A failed download or a mismatch fails the run with
+        failure type ``resources``."""
+        self._exec()._resources.append(
+            (_check.text(url, "resource url"), _check.text(sha256, "resource sha256"), _check.text(dest, "resource dest"), _check.flag(executable, "executable"))
+        )
+        return self
+
+    def terminal_output(self: _O, on: bool = True) -> _O:
+        """Runs the process under a pseudo-terminal (for programs that report
+        progress only to a terminal): stdout and stderr arrive together as stdout."""
+        self._exec()._terminal_output = _check.flag(on, "terminal_output")
+        return self
+
     def requirement(self: _O, requirement: str) -> _O:
         """Adds a pip requirement specifier such as ``requests==2.32.3`` to a
         Python program. ``ValueError`` if the program is not Python."""
@@ -102,6 +127,9 @@ class Exec(_Options):
         self._working_dir: Optional[str] = None
         self._timeout_ms: Optional[int] = None
         self._stdin_json: Optional[str] = None
+        self._limits = Limits()
+        self._resources: List[Tuple[str, str, str, bool]] = []
+        self._terminal_output = False
 
     @classmethod
     def shell(cls, script: str) -> "Exec":
@@ -140,9 +168,12 @@ class Exec(_Options):
             working_dir=self._working_dir,
             timeout_ms=self._timeout_ms,
             stdin_json=self._stdin_json,
-            limits=_no_limits(w),
-            resources=[],
-            terminal_output=False,
+            limits=self._limits._to_wit(w),
+            resources=[
+                w.RemoteFile(url=url, sha256=sha, dest=dest, executable=executable)
+                for url, sha, dest, executable in self._resources
+            ],
+            terminal_output=self._terminal_output,
             stdin_schema=None,
             stdout_schema=None,
         )
@@ -192,15 +223,3 @@ class Step(_Options):
     def __repr__(self) -> str:
         return f"Step({self._name!r}, {self._process!r})"
 
-
-def _no_limits(w: Any) -> Any:
-    """A WIT ``limits`` with nothing set: the task's, then the host's, apply."""
-    return w.Limits(
-        memory_bytes=None,
-        cpu_millicores=None,
-        processes=None,
-        open_files=None,
-        file_size_bytes=None,
-        no_network=None,
-        private_tmp=None,
-    )

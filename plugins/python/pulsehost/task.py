@@ -19,7 +19,8 @@ from typing import Any, Iterable, List, Optional, Tuple
 
 from . import _check
 from ._check import Seconds
-from .exec import Exec, Step, _no_limits
+from .exec import Exec, Step
+from .limits import Limits, SandboxPolicy
 
 
 class Overlap(enum.Enum):
@@ -103,6 +104,10 @@ class Task:
         self._hooks: dict = {"provision": None, "cleanup": None, "background": None}
         self._background_may_exit = False
         self._steps: List[Step] = []
+        self._default_limits = Limits()
+        self._sandbox_policy = SandboxPolicy.BEST_EFFORT
+        self._reservation: Optional[Tuple[int, int]] = None
+        self._concurrency: Optional[Tuple[str, int]] = None
 
     @classmethod
     def cron(cls, name: str, expression: str, timezone: Optional[str] = None) -> "Task":
@@ -224,6 +229,32 @@ class Task:
         ``background``, unless :meth:`background_may_exit`."""
         return self._hook("background", exec)
 
+    def default_limits(self, limits: Limits) -> "Task":
+        """Limits of every process of the task that sets none of its own."""
+        if not isinstance(limits, Limits):
+            raise TypeError(f"default_limits() takes a Limits, not {type(limits).__name__}")
+        self._default_limits = limits
+        return self
+
+    def sandbox_policy(self, policy: SandboxPolicy) -> "Task":
+        """What happens when the host's machine cannot give a protection a
+        process asks for: run degraded (the default) or refuse."""
+        self._sandbox_policy = SandboxPolicy(policy)
+        return self
+
+    def reservation(self, memory_bytes: int, cpu_millicores: int) -> "Task":
+        """What a run needs of its host: it is admitted only where this fits."""
+        self._reservation = (
+            _check.integer(memory_bytes, "memory_bytes", 0, _check.U64_MAX),
+            _check.integer(cpu_millicores, "cpu_millicores", 0, _check.U32_MAX),
+        )
+        return self
+
+    def concurrency(self, key: str, limit: int) -> "Task":
+        """At most ``limit`` runs of the tasks naming ``key`` run at once, across the cluster."""
+        self._concurrency = (_check.text(key, "concurrency key"), _check.integer(limit, "limit", 0, _check.U32_MAX))
+        return self
+
     def background_may_exit(self, may_exit: bool = True) -> "Task":
         """When ``True``, a background process that exits early is recorded but
         does not fail the run."""
@@ -277,10 +308,10 @@ class Task:
             pipe_json=self._pipe_json,
             hooks=w.ExecHooks(background_may_exit=self._background_may_exit, **hook),
             steps=[step._to_wit(w) for step in self._steps],
-            default_limits=_no_limits(w),
-            sandbox_policy=w.SandboxPolicy.BEST_EFFORT,
-            reservation=None,
-            concurrency=None,
+            default_limits=self._default_limits._to_wit(w),
+            sandbox_policy=w.SandboxPolicy[self._sandbox_policy.name],
+            reservation=w.Reservation(*self._reservation) if self._reservation else None,
+            concurrency=w.Concurrency(*self._concurrency) if self._concurrency else None,
             alerts=[],
         )
 

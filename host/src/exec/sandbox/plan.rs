@@ -126,6 +126,8 @@ pub struct Plan {
     pub applied: Vec<Protection>,
     /// Asked for, not given.
     pub missing: Vec<Missing>,
+    /// The limits asked for (enforced as far as `applied` says).
+    pub limits: Limits,
 }
 
 /// What this machine can give: per protection, None when it can, or why not.
@@ -154,8 +156,11 @@ pub fn requested(limits: &Limits) -> Vec<Protection> {
 }
 
 /// Splits what is asked into what `offers` gives and what it lacks.
-pub fn resolve(asked: &[Protection], offers: &Offers) -> Plan {
-    let mut plan = Plan::default();
+pub fn resolve(asked: &[Protection], offers: &Offers, limits: &Limits) -> Plan {
+    let mut plan = Plan {
+        limits: limits.clone(),
+        ..Plan::default()
+    };
     for &protection in asked {
         match offers.get(&protection) {
             Some(None) => plan.applied.push(protection),
@@ -211,7 +216,11 @@ mod tests {
 
     #[test]
     fn only_what_is_asked_is_planned() {
-        let plan = resolve(&requested(&Limits::default()), &offers(&[Protection::NoNetwork]));
+        let plan = resolve(
+            &requested(&Limits::default()),
+            &offers(&[Protection::NoNetwork]),
+            &Limits::default(),
+        );
         assert_eq!(
             plan.applied,
             [
@@ -230,7 +239,7 @@ mod tests {
             memory_bytes: Some(64 << 20),
             ..Limits::default()
         };
-        let plan = resolve(&requested(&limits), &offers(&[Protection::MemoryLimit]));
+        let plan = resolve(&requested(&limits), &offers(&[Protection::MemoryLimit]), &limits);
         assert_eq!(plan.missing.len(), 1);
         assert_eq!(plan.missing[0].protection, Protection::MemoryLimit);
         assert!(admit(&plan, Policy::BestEffort).is_ok());

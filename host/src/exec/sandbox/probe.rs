@@ -196,7 +196,7 @@ impl Sandbox {
                 plan: Plan::default(),
             }));
         }
-        let plan = plan::resolve(&plan::requested(limits), &self.offers);
+        let plan = plan::resolve(&plan::requested(limits), &self.offers, limits);
         let strictest = if policy == Policy::Strict {
             policy
         } else {
