@@ -37,7 +37,13 @@ fn metrics_count_runs_by_task_and_status_and_need_the_read_token_unless_public()
     server.pulse();
     let (status, _) = server.request("GET", "/metrics", None, None);
     assert_eq!(status, 401, "metrics need a token by default");
-    let text = scrape(&server, Some(READ));
+    // The pulse may have started a run: scrape once nothing runs any more.
+    let text = eventually(Duration::from_secs(30), "no run to be running", || {
+        let text = scrape(&server, Some(READ));
+        text.lines()
+            .any(|l| l == "pulsehost_runs_running 0")
+            .then_some(text)
+    });
     for line in [
         r#"pulsehost_runs_finished_total{plugin="operators",task="boom",status="failed"} 1"#,
         r#"pulsehost_runs_finished_total{plugin="operators",task="ok",status="succeeded"} 2"#,

@@ -362,3 +362,82 @@ fn a_plugin_built_against_the_0_1_0_contract_is_accepted_and_runs_unchanged() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["wit_package"], "pulsehost:plugin@0.2.0", "{body}");
 }
+
+#[test]
+fn a_step_cannot_redirect_the_hosts_writes_change_a_shared_venv_or_look_around_from_another_directory() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+    let proof = std::path::Path::new("/tmp/pulsehost-root-write-proof");
+    let _ = std::fs::remove_file(proof);
+
+    let redirected = server.finished_run(
+        server.trigger("redirect-the-hosts-write"),
+        Duration::from_secs(120),
+    );
+    assert_eq!(redirected["status"], "succeeded", "{redirected}");
+    assert_eq!(
+        redirected["steps"][1]["stdout"], "the script ran\n",
+        "{redirected}"
+    );
+    assert!(!proof.exists(), "the host wrote through a link a step planted");
+
+    let tampered = server.finished_run(server.trigger("tamper-with-the-venv"), Duration::from_secs(120));
+    assert_eq!(tampered["status"], "succeeded", "{tampered}");
+    assert!(!stdout(&tampered).contains("WROTE"), "{tampered}");
+    assert_eq!(stdout(&tampered).matches("refused").count(), 2, "{tampered}");
+
+    let elsewhere = server.finished_run(server.trigger("look-from-elsewhere"), Duration::from_secs(60));
+    let seen: i64 = stdout(&elsewhere).trim().parse().unwrap_or(i64::MAX);
+    assert!(
+        seen <= 8,
+        "from /proc as its working directory a step saw {seen} processes: {elsewhere}"
+    );
+    assert_eq!(
+        elsewhere["status"], "failed",
+        "the step user cannot enter /root: {elsewhere}"
+    );
+    assert!(
+        elsewhere["steps"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot enter the working directory /root"),
+        "{elsewhere}"
+    );
+}
+
+#[test]
+fn a_plugins_limits_only_tighten_the_operators_and_inherited_descriptors_stay_with_the_host() {
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "inherited-descriptor-secret").unwrap();
+    // Opened without close-on-exec: every server this test process starts inherits it.
+    let inherited = nix::fcntl::open(
+        secret.path(),
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let db = TestDb::new();
+    let server = Server::start_with(
+        Some(&db.url),
+        &[
+            ("PULSEHOST_STEP_PROCESSES", "64"),
+            ("PULSEHOST_STEP_NO_NETWORK", "true"),
+        ],
+    );
+    let _ = nix::unistd::close(inherited);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+
+    let loosened = server.finished_run(server.trigger("loosen-the-limits"), Duration::from_secs(60));
+    let limits = &loosened["steps"][0]["plan"]["limits"];
+    assert_eq!(limits["processes"], 64, "{loosened}");
+    assert_eq!(limits["no_network"], true, "{loosened}");
+    assert!(stdout(&loosened).contains("interfaces: lo \n"), "{loosened}");
+
+    let read = server.finished_run(
+        server.trigger("read-inherited-descriptors"),
+        Duration::from_secs(60),
+    );
+    assert!(stdout(&read).contains("read"), "{read}");
+    assert!(!stdout(&read).contains("inherited-descriptor-secret"), "{read}");
+}

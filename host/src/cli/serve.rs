@@ -246,7 +246,7 @@ fn protect_data_dir(data_dir: &Path) -> anyhow::Result<()> {
     let modes = [
         ("", 0o711),
         ("work", 0o711),
-        ("venvs", 0o755),
+        ("venvs", 0o711),
         ("compiled", 0o700),
     ];
     for (dir, mode) in modes {

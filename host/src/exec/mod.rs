@@ -263,7 +263,6 @@ fn command_for(spec: &ProcessSpec) -> tokio::process::Command {
         .args(&spec.args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.working_dir)
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -271,8 +270,13 @@ fn command_for(spec: &ProcessSpec) -> tokio::process::Command {
         })
         .process_group(0)
         .kill_on_drop(true);
-    if let Some(confinement) = &spec.confinement {
-        confinement.install(&mut command);
+    match &spec.confinement {
+        // Entered as the step user, inside its namespaces: a directory it may
+        // not enter stays closed, and `/proc` is its own.
+        Some(confinement) => confinement.install(&mut command, &spec.working_dir),
+        None => {
+            command.current_dir(&spec.working_dir);
+        }
     }
     command
 }

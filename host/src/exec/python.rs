@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use super::sandbox::{Limits, Policy, Sandbox};
@@ -44,17 +45,12 @@ pub struct VenvError {
     pub output: String,
 }
 
-/// File in a venv whose modification time is its last use.
-const USED_MARK: &str = ".last-used";
-
-/// Records that a step used the venv `dir` now.
+/// Records that a step used the venv `dir` now: the directory's own
+/// modification time (the host's, which no step can change) is its last use.
+/// Nothing is written inside it, so nothing a package planted there is followed.
 fn mark_used(dir: &Path) {
-    let mark = dir.join(USED_MARK);
-    // Written, not only opened: a file's time changes with its content.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if let Err(e) = std::fs::write(&mark, now.to_string()) {
+    let touched = std::fs::File::open(dir).and_then(|d| d.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = touched {
         tracing::debug!(venv = %dir.display(), error = %e, "could not mark the venv used");
     }
 }
@@ -116,9 +112,7 @@ impl VenvCache {
             if name.starts_with('.') || !dir.is_dir() {
                 continue;
             }
-            let used = std::fs::metadata(dir.join(USED_MARK))
-                .or_else(|_| std::fs::metadata(&dir))
-                .and_then(|m| m.modified());
+            let used = std::fs::symlink_metadata(&dir).and_then(|m| m.modified());
             let stale = used.is_ok_and(|at| at.elapsed().is_ok_and(|age| age > unused));
             if !stale {
                 continue;
@@ -173,6 +167,8 @@ impl VenvCache {
         if self.sandbox.run_as.is_some() {
             own_tree(&venv).map_err(|e| io_error(&venv, e))?;
         }
+        // The builds' cgroups go (a concurrent build's stays: it is not empty).
+        self.sandbox.forget_run(0);
         std::fs::rename(&venv, dir).map_err(|e| io_error(dir, e))?;
         tracing::info!(venv = %dir.display(), requirements = requirements.len(), "python venv built");
         Ok(())
@@ -254,16 +250,27 @@ impl Builder<'_> {
     }
 }
 
-/// Gives every file under `dir` to the host's user (symbolic links themselves, not their targets).
+/// Gives every file under `dir` to the host's user (symbolic links
+/// themselves, not their targets) and takes away write access for anyone
+/// else, and set-id bits, whatever the build left.
 fn own_tree(dir: &Path) -> std::io::Result<()> {
     let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    let seal = |path: &Path, meta: &std::fs::Metadata| -> std::io::Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        if !meta.file_type().is_symlink() {
+            let mode = meta.permissions().mode() & 0o755;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    };
+    seal(dir, &std::fs::symlink_metadata(dir)?)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if entry.file_type()?.is_dir() {
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        if meta.is_dir() {
             own_tree(&entry.path())?;
         } else {
-            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+            seal(&entry.path(), &meta)?;
         }
     }
     Ok(())

@@ -242,8 +242,7 @@ async fn resolve(
                 .await
                 .map_err(|e| (e.message, e.output))?;
             let script = workdir.join(format!(".pulsehost-{}-{}.py", inv.phase.as_str(), inv.index));
-            std::fs::write(&script, source)
-                .map_err(|e| (format!("writing the script: {e}"), String::new()))?;
+            write_script(&script, source).map_err(|e| (format!("writing the script: {e}"), String::new()))?;
             args.insert(0, script.to_string_lossy().into_owned());
             Program::Executable(python)
         }
@@ -268,15 +267,20 @@ async fn resolve(
         .sandbox
         .confine(run.run.id, &name, &limits, policy)
         .map_err(|e| (e, String::new()))?;
+    let working_dir = spec
+        .working_dir
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workdir.to_path_buf());
+    let working_dir = config
+        .sandbox
+        .working_dir(&working_dir)
+        .map_err(|e| (e, String::new()))?;
     Ok(ProcessSpec {
         program,
         args,
         env: environment(config, run, inv),
-        working_dir: spec
-            .working_dir
-            .as_ref()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workdir.to_path_buf()),
+        working_dir,
         stdin,
         timeout,
         grace: config.kill_grace,
@@ -286,16 +290,43 @@ async fn resolve(
     })
 }
 
-/// A process's limits: what it (or its task) sets, else the host's.
+/// Writes a Python step's program into the scratch directory, which the
+/// step user owns and earlier steps may have filled: whatever is at the path
+/// (a link planted to redirect the host's write) is removed, and the file is
+/// created anew without following links.
+fn write_script(path: &Path, source: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(path)?;
+    file.write_all(source.as_bytes())
+}
+
+/// A process's limits: what it (or its task) asks for, within the host's —
+/// a plugin can only tighten what the operator set, never loosen it.
 fn effective_limits(asked: &StepLimits, host: &Limits) -> Limits {
+    fn tighter<T: Ord + Copy>(asked: Option<T>, host: Option<T>) -> Option<T> {
+        match (asked, host) {
+            (Some(a), Some(h)) => Some(a.min(h)),
+            (a, h) => a.or(h),
+        }
+    }
     Limits {
-        memory_bytes: asked.memory_bytes.or(host.memory_bytes),
-        cpu_millicores: asked.cpu_millicores.or(host.cpu_millicores),
-        processes: asked.processes.or(host.processes),
-        open_files: asked.open_files.or(host.open_files),
-        file_size_bytes: asked.file_size_bytes.or(host.file_size_bytes),
-        no_network: asked.no_network.unwrap_or(host.no_network),
-        private_tmp: asked.private_tmp.unwrap_or(host.private_tmp),
+        memory_bytes: tighter(asked.memory_bytes, host.memory_bytes),
+        cpu_millicores: tighter(asked.cpu_millicores, host.cpu_millicores),
+        processes: tighter(asked.processes, host.processes),
+        open_files: tighter(asked.open_files, host.open_files),
+        file_size_bytes: tighter(asked.file_size_bytes, host.file_size_bytes),
+        no_network: host.no_network || asked.no_network.unwrap_or(false),
+        private_tmp: host.private_tmp || asked.private_tmp.unwrap_or(false),
     }
 }
 

@@ -46,6 +46,9 @@ pub(super) struct ChildSetup {
     pub credentials: Option<(libc::uid_t, libc::gid_t)>,
 }
 
+/// `close_range` flag: mark the descriptors close-on-exec instead of closing them.
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+
 /// Signals the keeper ignores: a signal to the group reaches the program directly.
 const POLITE: [libc::c_int; 6] = [
     libc::SIGTERM,
@@ -61,7 +64,7 @@ impl ChildSetup {
     ///
     /// # Safety
     /// Call only in a freshly forked child (a `pre_exec` hook).
-    pub(super) unsafe fn enter(&self) -> io::Result<()> {
+    pub(super) unsafe fn enter(&self, working_dir: &std::ffi::CStr) -> io::Result<()> {
         for file in &self.procs_files {
             write_file(file, b"0")?;
         }
@@ -92,20 +95,23 @@ impl ChildSetup {
             check(libc::unshare(flags))?;
         }
         if self.pid_namespace {
-            self.split()?;
+            self.split(working_dir)?;
         } else {
-            self.prepare_namespaces()?;
+            self.prepare_namespaces(working_dir)?;
         }
         if let Some((uid, gid)) = self.credentials {
             check(libc::setgroups(1, &gid))?;
             check(libc::setgid(gid))?;
             check(libc::setuid(uid))?;
         }
+        // Whatever the host inherited from whoever started it closes at exec
+        // (the spawner's own error pipe still reports a failed exec).
+        libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC);
         Ok(())
     }
 
     /// Forks init (and from it the program); the keeper and init never return.
-    unsafe fn split(&self) -> io::Result<()> {
+    unsafe fn split(&self, working_dir: &std::ffi::CStr) -> io::Result<()> {
         let mut status_pipe = [0; 2];
         check(libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC))?;
         let [read_end, write_end] = status_pipe;
@@ -114,7 +120,7 @@ impl ChildSetup {
             init => keeper(init, read_end, write_end),
         }
         libc::close(read_end);
-        if let Err(e) = self.prepare_namespaces() {
+        if let Err(e) = self.prepare_namespaces(working_dir) {
             // Told to the keeper as a failed program: the step fails with
             // exit code 125 (the convention for "the runner itself failed").
             report_and_exit(write_end, 125 << 8, e);
@@ -129,8 +135,13 @@ impl ChildSetup {
         }
     }
 
-    /// Mounts and interfaces inside the new namespaces.
-    unsafe fn prepare_namespaces(&self) -> io::Result<()> {
+    /// Mounts and interfaces inside the new namespaces, and the working
+    /// directory: entered after `/proc` is the namespace's own (so a step
+    /// working in `/proc` sees its own processes) and before a private `/tmp`
+    /// covers the shared one (a scratch directory under `/tmp` stays reachable).
+    /// The host checked that the step user may enter it; it is entered without
+    /// following links, so none can be swapped in since.
+    unsafe fn prepare_namespaces(&self, working_dir: &std::ffi::CStr) -> io::Result<()> {
         if self.mount_namespace {
             let none = std::ptr::null();
             check(libc::mount(
@@ -150,7 +161,10 @@ impl ChildSetup {
                     std::ptr::null(),
                 ))?;
             }
-            if self.private_tmp {
+        }
+        enter_directory(working_dir)?;
+        if self.mount_namespace && self.private_tmp {
+            {
                 check(libc::mount(
                     c"tmpfs".as_ptr(),
                     c"/tmp".as_ptr(),
@@ -165,6 +179,30 @@ impl ChildSetup {
         }
         Ok(())
     }
+}
+
+/// Enters `dir` without following symbolic links (`openat2` with
+/// `RESOLVE_NO_SYMLINKS`; a plain `chdir` where the kernel lacks it).
+unsafe fn enter_directory(dir: &std::ffi::CStr) -> io::Result<()> {
+    let mut how: libc::open_how = std::mem::zeroed();
+    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS;
+    let fd = libc::syscall(
+        libc::SYS_openat2,
+        libc::AT_FDCWD,
+        dir.as_ptr(),
+        &how as *const libc::open_how,
+        std::mem::size_of::<libc::open_how>(),
+    );
+    if fd < 0 {
+        if errno() == libc::ENOSYS {
+            return check(libc::chdir(dir.as_ptr())).map(|_| ());
+        }
+        return Err(io::Error::last_os_error());
+    }
+    let entered = check(libc::fchdir(fd as libc::c_int));
+    libc::close(fd as libc::c_int);
+    entered.map(|_| ())
 }
 
 /// The keeper: waits for init, then ends the way the program did.

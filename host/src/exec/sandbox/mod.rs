@@ -88,14 +88,16 @@ impl std::fmt::Debug for Confinement {
 }
 
 impl Confinement {
-    /// Makes the child enter this confinement before it execs.
+    /// Makes the child enter this confinement before it execs, then
+    /// `working_dir` (as the step user, inside its namespaces).
     #[allow(unsafe_code)]
-    pub fn install(self: &std::sync::Arc<Self>, command: &mut tokio::process::Command) {
+    pub fn install(self: &std::sync::Arc<Self>, command: &mut tokio::process::Command, working_dir: &Path) {
         let me = std::sync::Arc::clone(self);
+        let working_dir = c_path(working_dir);
         // SAFETY: `enter` makes only async-signal-safe calls on data prepared
         // before the fork (see `child`).
         unsafe {
-            command.pre_exec(move || me.setup.enter());
+            command.pre_exec(move || me.setup.enter(&working_dir));
         }
     }
 

@@ -165,7 +165,7 @@ impl Sandbox {
         let mut command = std::process::Command::new("/bin/true");
         // SAFETY: `enter` makes only async-signal-safe calls (see `child`).
         unsafe {
-            command.pre_exec(move || setup.enter());
+            command.pre_exec(move || setup.enter(c"/"));
         }
         let what = if self.user_maps.is_some() {
             "an unprivileged user namespace and "
@@ -259,6 +259,33 @@ impl Sandbox {
             }
         }
         killed
+    }
+
+    /// `dir` as a process will enter it (no symbolic links), when the step
+    /// user may: every directory on the way searchable by it. Processes enter
+    /// their working directory as root inside their namespaces, so this check
+    /// is what keeps a directory closed to the step user closed.
+    pub fn working_dir(&self, dir: &Path) -> Result<std::path::PathBuf, String> {
+        let real = std::fs::canonicalize(dir)
+            .map_err(|e| format!("the working directory {}: {e}", dir.display()))?;
+        if !real.is_dir() {
+            return Err(format!(
+                "the working directory {} is not a directory",
+                dir.display()
+            ));
+        }
+        if let Some(user) = &self.run_as {
+            // Every ancestor of an entry of `real`: `real` itself included.
+            user::check_reachable(&real.join("entry"), user).map_err(|_| {
+                format!(
+                    "the step user {:?} cannot enter the working directory {}: let it traverse every \
+                     directory on the way, or choose another",
+                    user.name,
+                    real.display()
+                )
+            })?;
+        }
+        Ok(real)
     }
 
     /// Removes this host's (empty) cgroup of run `run_id` after the run.
