@@ -153,17 +153,9 @@ pub async fn run_observed(
         usage: None,
     };
     let mut command = command_for(spec);
-    let primary = if spec.terminal {
-        match terminal::open() {
-            Ok(t) => {
-                command.stdout(t.stdout).stderr(t.stderr);
-                Some(t.primary)
-            }
-            Err(e) => return not_started(format!("could not open a pseudo-terminal: {e}")),
-        }
-    } else {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        None
+    let primary = match wire_output(&mut command, spec.terminal) {
+        Ok(primary) => primary,
+        Err(e) => return not_started(format!("could not open a pseudo-terminal: {e}")),
     };
     let spawned = reaper::spawn_owned(&mut command);
     // The parent's copies of a terminal's child side close here, so that the
@@ -204,28 +196,7 @@ pub async fn run_observed(
     let stdout = capture::finish(stdout, DRAIN_AFTER_EXIT).await;
     let stderr = capture::finish(stderr, DRAIN_AFTER_EXIT).await;
 
-    let (exit_code, signal, mut error) = match &status {
-        Ok(s) => (s.code(), s.signal(), None),
-        Err(e) => (None, None, Some(format!("waiting for the process failed: {e}"))),
-    };
-    let memory_limit_hit = usage.is_some_and(|u| u.memory_limit_hit);
-    let kind = kind.unwrap_or(match exit_code {
-        Some(0) if !memory_limit_hit => ExitKind::Succeeded,
-        _ => ExitKind::Failed,
-    });
-    if error.is_none() {
-        error = match kind {
-            ExitKind::Succeeded => None,
-            ExitKind::TimedOut => Some(format!("timed out after {} ms", spec.timeout.as_millis())),
-            ExitKind::Cancelled => Some("cancelled".into()),
-            ExitKind::Failed if memory_limit_hit => Some(MEMORY_LIMIT_EXCEEDED.into()),
-            ExitKind::Failed => Some(match (exit_code, signal) {
-                (Some(code), _) => format!("exited with code {code}"),
-                (None, Some(sig)) => format!("killed by signal {sig}"),
-                _ => "ended without an exit status".into(),
-            }),
-        };
-    }
+    let (kind, exit_code, signal, error) = judge(spec, status, kind, usage);
     ProcessOutcome {
         kind,
         exit_code,
@@ -240,9 +211,56 @@ pub async fn run_observed(
     }
 }
 
+/// How a process ended, from its wait status, whether it was stopped (timed
+/// out or cancelled) and whether it ran out of memory: kind, exit code, signal
+/// and the error to record.
+fn judge(
+    spec: &ProcessSpec,
+    status: std::io::Result<std::process::ExitStatus>,
+    stopped: Option<ExitKind>,
+    usage: Option<sandbox::Usage>,
+) -> (ExitKind, Option<i32>, Option<i32>, Option<String>) {
+    let (exit_code, signal, error) = match &status {
+        Ok(s) => (s.code(), s.signal(), None),
+        Err(e) => (None, None, Some(format!("waiting for the process failed: {e}"))),
+    };
+    let memory_limit_hit = usage.is_some_and(|u| u.memory_limit_hit);
+    let kind = stopped.unwrap_or(match exit_code {
+        Some(0) if !memory_limit_hit => ExitKind::Succeeded,
+        _ => ExitKind::Failed,
+    });
+    let error = error.or_else(|| match kind {
+        ExitKind::Succeeded => None,
+        ExitKind::TimedOut => Some(format!("timed out after {} ms", spec.timeout.as_millis())),
+        ExitKind::Cancelled => Some("cancelled".into()),
+        ExitKind::Failed if memory_limit_hit => Some(MEMORY_LIMIT_EXCEEDED.into()),
+        ExitKind::Failed => Some(match (exit_code, signal) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig}"),
+            _ => "ended without an exit status".into(),
+        }),
+    });
+    (kind, exit_code, signal, error)
+}
+
 /// The error of a process the kernel stopped for exceeding its memory limit.
 pub const MEMORY_LIMIT_EXCEEDED: &str =
     "exceeded its memory limit: the kernel killed it (out of memory in its cgroup)";
+
+/// Pipes for stdout and stderr, or a pseudo-terminal for both (whose side
+/// the host reads is returned).
+fn wire_output(
+    command: &mut tokio::process::Command,
+    terminal: bool,
+) -> std::io::Result<Option<tokio::fs::File>> {
+    if !terminal {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        return Ok(None);
+    }
+    let t = terminal::open()?;
+    command.stdout(t.stdout).stderr(t.stderr);
+    Ok(Some(t.primary))
+}
 
 /// The command for `spec`, its output not wired yet.
 fn command_for(spec: &ProcessSpec) -> tokio::process::Command {

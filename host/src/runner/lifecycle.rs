@@ -56,37 +56,10 @@ pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &Cancellat
         .map(Duration::from_millis)
         .unwrap_or(runner.config.default_run_timeout);
     let deadline = Instant::now() + timeout;
-    let workdir = match tempfile::Builder::new()
-        .prefix(&format!("run-{}-", claimed.run.id))
-        .tempdir_in(ensure_dir(&runner.config.data_dir.join("work")))
-    {
+    let workdir = match prepare_workdir(runner, claimed).await {
         Ok(dir) => dir,
-        Err(e) => {
-            return end(
-                runner,
-                claimed,
-                Some(failure(
-                    "failed",
-                    "internal",
-                    format!("cannot create the run's scratch directory: {e}"),
-                )),
-            )
-        }
+        Err(failed) => return end(runner, claimed, Some(failed)),
     };
-    if let Err(e) = hand_over(workdir.path(), runner) {
-        return end(
-            runner,
-            claimed,
-            Some(failure(
-                "failed",
-                "internal",
-                format!("cannot give the run's scratch directory to the step user: {e}"),
-            )),
-        );
-    }
-    if let Err(e) = fetch_resources(runner, task, workdir.path()).await {
-        return end(runner, claimed, Some(failure("failed", RESOURCES, e)));
-    }
     let ctx = Ctx {
         runner,
         claimed,
@@ -123,6 +96,32 @@ pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &Cancellat
     }
     runner.config.sandbox.forget_run(claimed.run.id);
     end(runner, claimed, failed)
+}
+
+/// The run's fresh scratch directory, the step user's own, with the task's
+/// remote files in place.
+async fn prepare_workdir(runner: &Runner, claimed: &Taken) -> Result<tempfile::TempDir, Failure> {
+    let workdir = tempfile::Builder::new()
+        .prefix(&format!("run-{}-", claimed.run.id))
+        .tempdir_in(ensure_dir(&runner.config.data_dir.join("work")))
+        .map_err(|e| {
+            failure(
+                "failed",
+                "internal",
+                format!("cannot create the run's scratch directory: {e}"),
+            )
+        })?;
+    hand_over(workdir.path(), runner).map_err(|e| {
+        failure(
+            "failed",
+            "internal",
+            format!("cannot give the run's scratch directory to the step user: {e}"),
+        )
+    })?;
+    fetch_resources(runner, &claimed.task, workdir.path())
+        .await
+        .map_err(|e| failure("failed", RESOURCES, e))?;
+    Ok(workdir)
 }
 
 /// Failure type of a run whose remote files could not be fetched.

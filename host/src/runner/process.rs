@@ -222,31 +222,7 @@ async fn resolve(
 ) -> Result<ProcessSpec, (String, String)> {
     let config = &runner.config;
     let spec = inv.spec;
-    let mut args = spec.args.clone();
-    let program = match &spec.kind {
-        StepKind::Shell { script } => Program::Shell(script.clone()),
-        StepKind::Binary { path } => {
-            // Checked again now: the file may have changed since the upload. The
-            // resolved path is what runs, so a link swapped in later cannot
-            // point elsewhere between the check and the start.
-            let resolved = config.binary_dirs.check(path).map_err(|e| (e, String::new()))?;
-            Program::Binary {
-                path: resolved,
-                name: path.clone(),
-            }
-        }
-        StepKind::Python { source, requirements } => {
-            let python = runner
-                .venvs
-                .python_for(requirements)
-                .await
-                .map_err(|e| (e.message, e.output))?;
-            let script = workdir.join(format!(".pulsehost-{}-{}.py", inv.phase.as_str(), inv.index));
-            write_script(&script, source).map_err(|e| (format!("writing the script: {e}"), String::new()))?;
-            args.insert(0, script.to_string_lossy().into_owned());
-            Program::Executable(python)
-        }
-    };
+    let (program, args) = program(runner, workdir, inv).await?;
     let stdin = match (&inv.piped_stdin, &spec.stdin_json) {
         (_, Some(json)) => Some(json.clone().into_bytes()),
         (Some(piped), None) => Some(piped.clone()),
@@ -288,6 +264,45 @@ async fn resolve(
         confinement: Some(confinement),
         terminal: spec.terminal_output,
     })
+}
+
+/// What runs and its arguments: a binary checked again, or a Python step's
+/// program written out and its venv's interpreter.
+async fn program(
+    runner: &Runner,
+    workdir: &Path,
+    inv: &Invocation<'_>,
+) -> Result<(Program, Vec<String>), (String, String)> {
+    let mut args = inv.spec.args.clone();
+    let program = match &inv.spec.kind {
+        StepKind::Shell { script } => Program::Shell(script.clone()),
+        StepKind::Binary { path } => {
+            // Checked again now: the file may have changed since the upload. The
+            // resolved path is what runs, so a link swapped in later cannot
+            // point elsewhere between the check and the start.
+            let resolved = runner
+                .config
+                .binary_dirs
+                .check(path)
+                .map_err(|e| (e, String::new()))?;
+            Program::Binary {
+                path: resolved,
+                name: path.clone(),
+            }
+        }
+        StepKind::Python { source, requirements } => {
+            let python = runner
+                .venvs
+                .python_for(requirements)
+                .await
+                .map_err(|e| (e.message, e.output))?;
+            let script = workdir.join(format!(".pulsehost-{}-{}.py", inv.phase.as_str(), inv.index));
+            write_script(&script, source).map_err(|e| (format!("writing the script: {e}"), String::new()))?;
+            args.insert(0, script.to_string_lossy().into_owned());
+            Program::Executable(python)
+        }
+    };
+    Ok((program, args))
 }
 
 /// Writes a Python step's program into the scratch directory, which the
