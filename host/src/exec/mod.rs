@@ -10,6 +10,7 @@ pub mod python;
 pub mod reaper;
 pub mod resources;
 pub mod sandbox;
+mod seal;
 mod terminal;
 
 use std::os::unix::process::ExitStatusExt;

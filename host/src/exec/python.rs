@@ -61,17 +61,19 @@ pub struct VenvCache {
     python: String,
     version: OnceCell<String>,
     sandbox: Arc<Sandbox>,
+    limits: Limits,
 }
 
 impl VenvCache {
     /// A cache under `root` using interpreter `python`; pip runs confined by
-    /// `sandbox`, as the steps' user.
-    pub fn new(root: PathBuf, python: String, sandbox: Arc<Sandbox>) -> Self {
+    /// `sandbox`, as the steps' user, under the operator's step `limits`.
+    pub fn new(root: PathBuf, python: String, sandbox: Arc<Sandbox>, limits: Limits) -> Self {
         VenvCache {
             root,
             python,
             version: OnceCell::new(),
             sandbox,
+            limits,
         }
     }
 
@@ -142,6 +144,7 @@ impl VenvCache {
         let builder = Builder {
             sandbox: &self.sandbox,
             home: staging.path(),
+            limits: &self.limits,
         };
         builder
             .step(&self.python, &["-m", "venv", &venv_arg], "creating the venv")
@@ -163,9 +166,13 @@ impl VenvCache {
             builder.step(&python, &args, "pip install").await?;
         }
         // Shared by every step that asks for these requirements: no step may
-        // change it for the others.
-        if self.sandbox.run_as.is_some() {
-            own_tree(&venv).map_err(|e| io_error(&venv, e))?;
+        // change it for the others. The staging directory becomes the host's
+        // alone first, so nothing can be swapped in for the venv after it is
+        // checked; then the tree is sealed without following links (steps of
+        // the same user may be running and trying to redirect the walk).
+        if let Some(user) = &self.sandbox.run_as {
+            lock_staging(staging.path()).map_err(|e| io_error(staging.path(), e))?;
+            super::seal::seal(&venv, user.uid).map_err(|e| io_error(&venv, e))?;
         }
         // The builds' cgroups go (a concurrent build's stays: it is not empty).
         self.sandbox.forget_run(0);
@@ -193,6 +200,7 @@ async fn interpreter_version(python: &str) -> Result<String, VenvError> {
     let builder = Builder {
         sandbox: &unconfined,
         home: Path::new("/"),
+        limits: &Limits::default(),
     };
     let out = builder
         .step(
@@ -208,6 +216,7 @@ async fn interpreter_version(python: &str) -> Result<String, VenvError> {
 struct Builder<'a> {
     sandbox: &'a Sandbox,
     home: &'a Path,
+    limits: &'a Limits,
 }
 
 impl Builder<'_> {
@@ -229,7 +238,7 @@ impl Builder<'_> {
         env.push(("HOME".into(), self.home.to_string_lossy().into_owned()));
         let confinement = self
             .sandbox
-            .confine(0, &self.cgroup_name(), &Limits::default(), Policy::BestEffort)
+            .confine(0, &self.cgroup_name(), self.limits, Policy::BestEffort)
             .map_err(|message| VenvError {
                 message,
                 output: String::new(),
@@ -250,28 +259,16 @@ impl Builder<'_> {
     }
 }
 
-/// Gives every file under `dir` to the host's user (symbolic links
-/// themselves, not their targets) and takes away write access for anyone
-/// else, and set-id bits, whatever the build left.
-fn own_tree(dir: &Path) -> std::io::Result<()> {
+/// Makes the build's staging directory the host's, private, and checks that
+/// the venv in it is a real directory.
+fn lock_staging(staging: &Path) -> std::io::Result<()> {
     let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
-    let seal = |path: &Path, meta: &std::fs::Metadata| -> std::io::Result<()> {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-        if !meta.file_type().is_symlink() {
-            let mode = meta.permissions().mode() & 0o755;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-        }
-        Ok(())
-    };
-    seal(dir, &std::fs::symlink_metadata(dir)?)?;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = std::fs::symlink_metadata(entry.path())?;
-        if meta.is_dir() {
-            own_tree(&entry.path())?;
-        } else {
-            seal(&entry.path(), &meta)?;
-        }
+    std::os::unix::fs::lchown(staging, Some(uid), Some(gid))?;
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))?;
+    if !std::fs::symlink_metadata(staging.join("venv"))?.is_dir() {
+        return Err(std::io::Error::other(
+            "the build left something other than a directory as its venv",
+        ));
     }
     Ok(())
 }

@@ -99,7 +99,21 @@ pub struct Runner {
 impl Runner {
     /// A runner over `db` (call inside a tokio runtime); [`Runner::start`] begins.
     pub fn new(db: Db, config: RunnerConfig, python: String) -> Arc<Self> {
-        let venvs = VenvCache::new(config.data_dir.join("venvs"), python, Arc::clone(&config.sandbox));
+        // pip needs the index, room to resolve and the build directory's
+        // absolute path (which a private /tmp could hide): builds get the
+        // operator's process, open-file and file-size limits only.
+        let build_limits = crate::exec::sandbox::Limits {
+            processes: config.step_limits.processes,
+            open_files: config.step_limits.open_files,
+            file_size_bytes: config.step_limits.file_size_bytes,
+            ..crate::exec::sandbox::Limits::default()
+        };
+        let venvs = VenvCache::new(
+            config.data_dir.join("venvs"),
+            python,
+            Arc::clone(&config.sandbox),
+            build_limits,
+        );
         let wake = Arc::new(Notify::new());
         let journal =
             journal::Journal::start(db.clone(), config.hook_failures_before_pause, Arc::clone(&wake));
