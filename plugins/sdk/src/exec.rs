@@ -200,12 +200,10 @@ macro_rules! exec_options {
                 sha256: impl Into<String>,
                 dest: impl Into<String>,
             ) -> Self {
-                self.spec().resources.push(wit::RemoteFile {
-                    url: url.into(),
-                    sha256: sha256.into(),
-                    dest: dest.into(),
-                    executable: true,
-                });
+                self = self.resource(url, sha256, dest);
+                if let Some(file) = self.spec().resources.last_mut() {
+                    file.executable = true;
+                }
                 self
             }
 

@@ -4,19 +4,24 @@
 /// `(pid, process group)` of every live process whose environment carries
 /// both `PULSEHOST_RUN_ID=<run>` and `PULSEHOST_HOST_ID=<host>`.
 pub fn processes_of_run(run: i64, host: &str) -> Vec<(i32, i32)> {
-    let run_marker = format!("PULSEHOST_RUN_ID={run}");
-    let host_marker = format!("PULSEHOST_HOST_ID={host}");
+    let markers = [
+        format!("PULSEHOST_RUN_ID={run}"),
+        format!("PULSEHOST_HOST_ID={host}"),
+    ];
     live()
         .into_iter()
-        .filter(|(pid, _, _)| {
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                return false;
-            };
-            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            vars.contains(&run_marker.as_bytes()) && vars.contains(&host_marker.as_bytes())
-        })
+        .filter(|(pid, _, _)| carries(*pid, &markers))
         .map(|(pid, _, group)| (pid, group))
         .collect()
+}
+
+/// Whether process `pid`'s environment holds every one of `markers` (`NAME=value`).
+fn carries(pid: i32, markers: &[impl AsRef<str>]) -> bool {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+    markers.iter().all(|m| vars.contains(&m.as_ref().as_bytes()))
 }
 
 /// Zombie children of `parent`.
@@ -79,13 +84,7 @@ pub fn with_command_line(needle: &str) -> Vec<i32> {
 pub fn marked(markers: &[&str]) -> Vec<i32> {
     live()
         .into_iter()
-        .filter(|(pid, _, _)| {
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                return false;
-            };
-            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            markers.iter().all(|m| vars.contains(&m.as_bytes()))
-        })
+        .filter(|(pid, _, _)| carries(*pid, markers))
         .map(|(pid, _, _)| pid)
         .collect()
 }
