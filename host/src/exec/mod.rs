@@ -11,11 +11,11 @@ pub mod reaper;
 pub mod resources;
 pub mod sandbox;
 mod seal;
+mod spawned;
 mod terminal;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,29 +153,24 @@ pub async fn run_observed(
         duration: clock.elapsed(),
         usage: None,
     };
-    let mut command = command_for(spec);
-    let primary = match wire_output(&mut command, spec.terminal) {
-        Ok(primary) => primary,
-        Err(e) => return not_started(format!("could not open a pseudo-terminal: {e}")),
+    let started = match spawned::start(spec) {
+        Ok(started) => started,
+        Err(error) => return not_started(error),
     };
-    let spawned = reaper::spawn_owned(&mut command);
-    // The parent's copies of a terminal's child side close here, so that the
-    // capture ends when the process and everything it started have.
-    drop(command);
-    let (mut child, _owned) = match spawned {
-        Ok(spawned) => spawned,
-        Err(e) => return not_started(format!("could not start {}: {e}", describe(&spec.program))),
-    };
-    let group = child.id().map(|id| Pid::from_raw(id as i32));
-    let stdout = match primary {
-        Some(terminal) => Some(capture::start(terminal, spec.output_cap)),
-        None => child.stdout.take().map(|p| capture::start(p, spec.output_cap)),
-    };
-    let stderr = child.stderr.take().map(|p| capture::start(p, spec.output_cap));
+    let spawned::Running {
+        mut child,
+        stdin,
+        stdout,
+        stderr,
+        _owned,
+    } = started;
+    let group = child.group().map(Pid::from_raw);
+    let stdout = stdout.map(|pipe| capture::start(pipe, spec.output_cap));
+    let stderr = stderr.map(|pipe| capture::start(pipe, spec.output_cap));
     if let Some(pgid) = group {
         on_spawn(pgid.as_raw(), LiveOutput::of(stdout.as_ref(), stderr.as_ref()));
     }
-    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), spec.stdin.clone()) {
+    if let (Some(mut stdin), Some(bytes)) = (stdin, spec.stdin.clone()) {
         // A child that does not read its stdin must not block the host.
         tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;
@@ -248,61 +243,9 @@ fn judge(
 pub const MEMORY_LIMIT_EXCEEDED: &str =
     "exceeded its memory limit: the kernel killed it (out of memory in its cgroup)";
 
-/// Pipes for stdout and stderr, or a pseudo-terminal for both (whose side
-/// the host reads is returned).
-fn wire_output(
-    command: &mut tokio::process::Command,
-    terminal: bool,
-) -> std::io::Result<Option<tokio::fs::File>> {
-    if !terminal {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        return Ok(None);
-    }
-    let t = terminal::open()?;
-    command.stdout(t.stdout).stderr(t.stderr);
-    Ok(Some(t.primary))
-}
-
-/// The command for `spec`, its output not wired yet.
-fn command_for(spec: &ProcessSpec) -> tokio::process::Command {
-    let mut command = match &spec.program {
-        Program::Shell(script) => {
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(script).arg("pulsehost");
-            c
-        }
-        Program::Executable(path) => tokio::process::Command::new(path),
-        Program::Binary { path, name } => {
-            let mut c = tokio::process::Command::new(path);
-            c.arg0(name);
-            c
-        }
-    };
-    command
-        .args(&spec.args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .process_group(0)
-        .kill_on_drop(true);
-    match &spec.confinement {
-        // Entered as the step user, inside its namespaces: a directory it may
-        // not enter stays closed, and `/proc` is its own.
-        Some(confinement) => confinement.install(&mut command, &spec.working_dir),
-        None => {
-            command.current_dir(&spec.working_dir);
-        }
-    }
-    command
-}
-
 /// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL; reaps.
 async fn terminate(
-    child: &mut tokio::process::Child,
+    child: &mut spawned::Child,
     group: Option<Pid>,
     grace: Duration,
 ) -> std::io::Result<std::process::ExitStatus> {
@@ -351,12 +294,5 @@ async fn reap_group(group: Option<Pid>) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => {}
         }
-    }
-}
-
-fn describe(program: &Program) -> String {
-    match program {
-        Program::Shell(_) => "/bin/sh".into(),
-        Program::Executable(path) | Program::Binary { path, .. } => path.display().to_string(),
     }
 }

@@ -4,7 +4,7 @@
 //! tokio reaps only the children it spawned, so this module reaps the rest: on
 //! every SIGCHLD (and every few seconds) it waits for each zombie child that no
 //! spawner of this module owns. Every process this host spawns goes through
-//! [`spawn_owned`], which records the child under the same lock the reaper
+//! [`start_owned`], which records the child under the same lock the reaper
 //! takes, so the reaper never steals an exit status a spawner waits for.
 
 use std::collections::BTreeSet;
@@ -20,7 +20,7 @@ static OWNED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 /// How often the reaper looks even without a SIGCHLD.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// A child spawned by [`spawn_owned`]; the reaper leaves it alone until this is
+/// A child spawned by [`start_owned`]; the reaper leaves it alone until this is
 /// dropped (after its spawner waited for it).
 pub struct Owned(Option<i32>);
 
@@ -32,15 +32,13 @@ impl Drop for Owned {
     }
 }
 
-/// Spawns `command`, recording the child as owned before the reaper can see it.
-pub fn spawn_owned(command: &mut tokio::process::Command) -> std::io::Result<(tokio::process::Child, Owned)> {
+/// Runs `spawn` (which returns the child and its pid), recording the child as
+/// owned before the reaper can see it.
+pub fn start_owned<T>(spawn: impl FnOnce() -> std::io::Result<(T, i32)>) -> std::io::Result<(T, Owned)> {
     let mut owned = OWNED.lock().unwrap_or_else(|p| p.into_inner());
-    let child = command.spawn()?;
-    let pid = child.id().map(|id| id as i32);
-    if let Some(pid) = pid {
-        owned.insert(pid);
-    }
-    Ok((child, Owned(pid)))
+    let (child, pid) = spawn()?;
+    owned.insert(pid);
+    Ok((child, Owned(Some(pid))))
 }
 
 /// Starts reaping adopted orphans (call inside the runtime, once the process

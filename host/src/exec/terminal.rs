@@ -4,7 +4,6 @@
 //! line ends in `\n` as the program wrote it, not `\r\n`.
 
 use std::os::fd::OwnedFd;
-use std::process::Stdio;
 
 use nix::pty::openpty;
 use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
@@ -15,9 +14,9 @@ pub(super) struct Terminal {
     /// every holder of the other side has closed it, which ends the capture.
     pub primary: tokio::fs::File,
     /// For the child's stdout.
-    pub stdout: Stdio,
+    pub stdout: OwnedFd,
     /// For the child's stderr.
-    pub stderr: Stdio,
+    pub stderr: OwnedFd,
 }
 
 /// Opens a terminal pair.
@@ -29,7 +28,7 @@ pub(super) fn open() -> std::io::Result<Terminal> {
     let second: OwnedFd = pair.slave.try_clone()?;
     Ok(Terminal {
         primary: tokio::fs::File::from_std(std::fs::File::from(pair.master)),
-        stdout: Stdio::from(pair.slave),
-        stderr: Stdio::from(second),
+        stdout: pair.slave,
+        stderr: second,
     })
 }

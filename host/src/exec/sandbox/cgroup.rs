@@ -122,6 +122,31 @@ fn unified_powers(base: &Path) -> Powers {
     }
 }
 
+/// The hierarchies a process needs: for each power it uses, one hierarchy
+/// that has it (the unified one when it does), and the CPU quota only when a
+/// quota is asked for. Every extra hierarchy is a cgroup to make, join and
+/// remove per process, which is most of what confinement costs.
+pub fn needed(hierarchies: &[Hierarchy], cpu_quota: bool) -> Vec<&Hierarchy> {
+    let wants: [(bool, fn(&Powers) -> bool); 5] = [
+        (true, |p| p.kill),
+        (true, |p| p.cpu_usage),
+        (true, |p| p.memory),
+        (true, |p| p.pids),
+        (cpu_quota, |p| p.cpu_quota),
+    ];
+    let mut chosen: Vec<&Hierarchy> = Vec::new();
+    for (wanted, has) in wants {
+        if !wanted || chosen.iter().any(|h| has(&h.powers)) {
+            continue;
+        }
+        let candidates = hierarchies.iter().filter(|h| has(&h.powers));
+        if let Some(best) = candidates.min_by_key(|h| !h.unified) {
+            chosen.push(best);
+        }
+    }
+    chosen
+}
+
 /// Makes `dir` (and its parents) and, in the unified hierarchy, passes the
 /// subtree's controllers down to it so that its children can be limited.
 pub fn create(hierarchy: &Hierarchy, relative: &Path) -> std::io::Result<PathBuf> {
@@ -216,6 +241,42 @@ pub fn remove(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hierarchy(name: &str, unified: bool, powers: Powers) -> Hierarchy {
+        Hierarchy {
+            base: PathBuf::from(name),
+            unified,
+            powers,
+        }
+    }
+
+    #[test]
+    fn a_process_gets_one_hierarchy_per_power_it_uses() {
+        let v1 = |controller: &str| {
+            let powers = v1_powers(&[controller]);
+            hierarchy(controller, false, powers)
+        };
+        let unified = hierarchy(
+            "unified",
+            true,
+            Powers {
+                kill: true,
+                cpu_usage: true,
+                ..Powers::default()
+            },
+        );
+        let all = vec![v1("cpu"), v1("cpuacct"), v1("memory"), v1("pids"), unified];
+        let names = |chosen: Vec<&Hierarchy>| -> Vec<String> {
+            chosen.iter().map(|h| h.base.display().to_string()).collect()
+        };
+        assert_eq!(names(needed(&all, false)), ["unified", "memory", "pids"]);
+        assert_eq!(names(needed(&all, true)), ["unified", "memory", "pids", "cpu"]);
+        assert_eq!(
+            names(needed(&all[..4], false)),
+            ["cpuacct", "memory", "pids"],
+            "without the unified hierarchy, v1 cpuacct measures CPU"
+        );
+    }
 
     #[test]
     fn own_path_picks_the_line_of_the_hierarchy() {

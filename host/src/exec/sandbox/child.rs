@@ -1,36 +1,56 @@
-//! The part of confinement that runs inside the forked child, between `fork`
-//! and `exec`. The host is multi-threaded, so this code may only make
-//! async-signal-safe calls: raw system calls on data prepared before the fork,
-//! no allocation, no locks.
-//!
-//! With a PID namespace the child becomes three processes:
+//! What a confined process's own processes do before its program runs.
 //!
 //! ```text
-//! keeper  (host's namespace; the process the host spawned and waits for)
-//!  └─ init  (PID 1 of the new namespace: reaps, reports the program's status)
-//!      └─ program  (PID 2: drops privileges and execs the step)
+//! host
+//!  └─ init     (PID 1 of the step's namespaces: mounts, enters the
+//!      │        working directory, reaps, reports the status)
+//!      └─ program  (resets signals, joins its cgroups, drops privileges,
+//!                   execs the step)
 //! ```
 //!
-//! When the program exits, init reports its wait status to the keeper and
-//! exits; the kernel then kills everything left in the namespace, which is
-//! what catches a daemon that double-forked and called `setsid`. The keeper
-//! exits the way the program did, so the host sees the program's exit code
-//! or signal. A signal to the process group reaches keeper, init and program
-//! alike: the keeper ignores the polite ones, init (PID 1) is immune to them,
-//! SIGKILL ends all three and with init the namespace.
+//! Both are started with `CLONE_VM`, on stacks of their own in the host's
+//! memory, so starting a step copies none of the host's page tables (a fork of
+//! a large, multi-threaded host is what made a sandboxed step slow). The price
+//! is discipline, kept by everything in this file:
+//!
+//! * init runs beside the host's threads, in the same memory and with the
+//!   spawning thread's thread-local storage: it makes only raw system calls
+//!   (rustix's and the `syscalls` crate's, which never write `errno`, the one
+//!   exception noted where it is), allocates nothing, and reads only the
+//!   [`Launch`] the host prepared and keeps alive until init is reaped;
+//! * init keeps every signal blocked (the host blocks them around the clone),
+//!   so none of the host's handlers can ever run in it; as PID 1 it ignores the
+//!   polite signals a timeout sends to the group, and SIGKILL ends it and, with
+//!   it, everything in the namespace;
+//! * the program is a `CLONE_VFORK` child of init: init sleeps until it execs.
+//!   It resets every signal disposition to the default before unblocking, so
+//!   no host handler runs in it either.
+//!
+//! When the program exits, init stores its wait status in the launch and
+//! exits; the kernel then kills whatever is left in the namespace, which is
+//! what catches a daemon that double-forked and called `setsid`.
 
-use std::ffi::CString;
-use std::io;
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::libc;
+use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, MountPropagationFlags};
+use rustix::process::{Resource, Rlimit, WaitOptions};
 
-/// Everything the child does, prepared before the fork.
+use syscalls::Sysno;
+
+use super::spawn::Stack;
+
+/// Everything the init process does for a confinement, prepared once.
 #[derive(Debug, Default)]
 pub(super) struct ChildSetup {
     /// `cgroup.procs` files to write `0` into (joins the cgroups).
     pub procs_files: Vec<CString>,
     /// `(resource, limit)` pairs set as both soft and hard limit.
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    pub rlimits: Vec<(Resource, u64)>,
     /// When the host is not root: the uid and gid maps of a user namespace
     /// (`"<id> <id> 1"`) that lets it create the other namespaces.
     pub user_namespace: Option<(CString, CString)>,
@@ -46,319 +66,341 @@ pub(super) struct ChildSetup {
     pub credentials: Option<(libc::uid_t, libc::gid_t)>,
 }
 
-/// `close_range` flag: mark the descriptors close-on-exec instead of closing them.
-const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-
-/// Signals the keeper ignores: a signal to the group reaches the program directly.
-const POLITE: [libc::c_int; 6] = [
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
 impl ChildSetup {
-    /// Applies the setup; returns only in the process that goes on to exec.
-    ///
-    /// # Safety
-    /// Call only in a freshly forked child (a `pre_exec` hook).
-    pub(super) unsafe fn enter(&self, working_dir: &std::ffi::CStr) -> io::Result<()> {
-        for file in &self.procs_files {
-            write_file(file, b"0")?;
-        }
-        for &(resource, limit) in &self.rlimits {
-            let value = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            check(libc::setrlimit(resource, &value))?;
-        }
-        if let Some((uid_map, gid_map)) = &self.user_namespace {
-            check(libc::unshare(libc::CLONE_NEWUSER))?;
-            write_file(c"/proc/self/setgroups", b"deny")?;
-            write_file(c"/proc/self/uid_map", uid_map.as_bytes())?;
-            write_file(c"/proc/self/gid_map", gid_map.as_bytes())?;
-        }
+    /// The namespace flags of the clone that starts init.
+    pub(super) fn clone_flags(&self) -> c_int {
         let mut flags = 0;
-        if self.pid_namespace {
-            flags |= libc::CLONE_NEWPID;
-        }
-        if self.network_namespace {
-            flags |= libc::CLONE_NEWNET;
-        }
-        if self.mount_namespace {
-            flags |= libc::CLONE_NEWNS;
-        }
-        if flags != 0 {
-            check(libc::unshare(flags))?;
-        }
-        if self.pid_namespace {
-            self.split(working_dir)?;
-        } else {
-            self.prepare_namespaces(working_dir)?;
-        }
-        if let Some((uid, gid)) = self.credentials {
-            check(libc::setgroups(1, &gid))?;
-            check(libc::setgid(gid))?;
-            check(libc::setuid(uid))?;
-        }
-        // Whatever the host inherited from whoever started it closes at exec
-        // (the spawner's own error pipe still reports a failed exec).
-        libc::syscall(libc::SYS_close_range, 3, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC);
-        Ok(())
-    }
-
-    /// Forks init (and from it the program); the keeper and init never return.
-    unsafe fn split(&self, working_dir: &std::ffi::CStr) -> io::Result<()> {
-        let mut status_pipe = [0; 2];
-        check(libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC))?;
-        let [read_end, write_end] = status_pipe;
-        match check(libc::fork())? {
-            0 => {}
-            init => keeper(init, read_end, write_end),
-        }
-        libc::close(read_end);
-        if let Err(e) = self.prepare_namespaces(working_dir) {
-            // Told to the keeper as a failed program: the step fails with
-            // exit code 125 (the convention for "the runner itself failed").
-            report_and_exit(write_end, 125 << 8, e);
-        }
-        match check(libc::fork()) {
-            Ok(0) => {
-                libc::close(write_end);
-                Ok(())
-            }
-            Ok(program) => init(program, write_end),
-            Err(e) => report_and_exit(write_end, 125 << 8, e),
-        }
-    }
-
-    /// Mounts and interfaces inside the new namespaces, and the working
-    /// directory: entered after `/proc` is the namespace's own (so a step
-    /// working in `/proc` sees its own processes) and before a private `/tmp`
-    /// covers the shared one (a scratch directory under `/tmp` stays reachable).
-    /// The host checked that the step user may enter it; it is entered without
-    /// following links, so none can be swapped in since.
-    unsafe fn prepare_namespaces(&self, working_dir: &std::ffi::CStr) -> io::Result<()> {
-        if self.mount_namespace {
-            let none = std::ptr::null();
-            check(libc::mount(
-                none,
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            if self.pid_namespace {
-                let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-                check(libc::mount(
-                    c"proc".as_ptr(),
-                    c"/proc".as_ptr(),
-                    c"proc".as_ptr(),
-                    flags,
-                    std::ptr::null(),
-                ))?;
+        let wanted = [
+            (self.user_namespace.is_some(), libc::CLONE_NEWUSER),
+            (self.pid_namespace, libc::CLONE_NEWPID),
+            (self.network_namespace, libc::CLONE_NEWNET),
+            (self.mount_namespace, libc::CLONE_NEWNS),
+        ];
+        for (on, flag) in wanted {
+            if on {
+                flags |= flag;
             }
         }
-        enter_directory(working_dir)?;
-        if self.mount_namespace && self.private_tmp {
-            {
-                check(libc::mount(
-                    c"tmpfs".as_ptr(),
-                    c"/tmp".as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    c"mode=1777".as_ptr().cast(),
-                ))?;
-            }
-        }
-        if self.network_namespace {
-            loopback_up()?;
-        }
-        Ok(())
+        flags
     }
 }
 
-/// Enters `dir` without following symbolic links (`openat2` with
-/// `RESOLVE_NO_SYMLINKS`; a plain `chdir` where the kernel lacks it).
-unsafe fn enter_directory(dir: &std::ffi::CStr) -> io::Result<()> {
-    let mut how: libc::open_how = std::mem::zeroed();
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_NO_SYMLINKS;
-    let fd = libc::syscall(
-        libc::SYS_openat2,
-        libc::AT_FDCWD,
-        dir.as_ptr(),
-        &how as *const libc::open_how,
-        std::mem::size_of::<libc::open_how>(),
-    );
-    if fd < 0 {
-        if errno() == libc::ENOSYS {
-            return check(libc::chdir(dir.as_ptr())).map(|_| ());
+/// What init and the program read, prepared and owned by the host until init
+/// has been reaped. The pointers point into its own strings.
+pub(super) struct Launch {
+    pub confinement: std::sync::Arc<super::Confinement>,
+    pub program: CString,
+    pub argv: Vec<*const u8>,
+    pub envp: Vec<*const u8>,
+    pub working_dir: CString,
+    /// The child's ends of stdin, stdout and stderr (closed by init once the
+    /// program has them).
+    pub stdio: [RawFd; 3],
+    /// Write end of the pipe that tells the host whether the program started:
+    /// end of file when it did, a [`Failure`] when not.
+    pub ready: RawFd,
+    pub program_stack: Stack,
+    /// The program's wait status, stored by init before it exits.
+    pub status: AtomicI32,
+    /// Whether `status` holds the program's status.
+    pub reported: AtomicBool,
+}
+
+// SAFETY: the raw pointers point into CStrings the launch itself keeps (held
+// by the caller of `spawn` alongside it), and are only read.
+unsafe impl Send for Launch {}
+unsafe impl Sync for Launch {}
+
+/// Where starting the program failed, as init or the program tells the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub(super) enum Stage {
+    UserNamespace = 1,
+    Session,
+    Cgroups,
+    Limits,
+    Mounts,
+    WorkingDirectory,
+    PrivateTmp,
+    Network,
+    Descriptors,
+    StartProgram,
+    Credentials,
+    Exec,
+}
+
+impl Stage {
+    /// What was being done, for the error.
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Stage::UserNamespace => "mapping the user namespace",
+            Stage::Session => "starting a session",
+            Stage::Cgroups => "joining its cgroups",
+            Stage::Limits => "setting its resource limits",
+            Stage::Mounts => "mounting its /proc",
+            Stage::WorkingDirectory => "entering its working directory",
+            Stage::PrivateTmp => "mounting its private /tmp",
+            Stage::Network => "bringing up its loopback interface",
+            Stage::Descriptors => "wiring its stdin, stdout and stderr",
+            Stage::StartProgram => "starting the program's process",
+            Stage::Credentials => "becoming the step user",
+            Stage::Exec => "executing the program",
         }
-        return Err(io::Error::last_os_error());
     }
-    let entered = check(libc::fchdir(fd as libc::c_int));
-    libc::close(fd as libc::c_int);
-    entered.map(|_| ())
+
+    /// The stage a report names.
+    pub(super) fn from_raw(raw: i32) -> Option<Stage> {
+        const ALL: [Stage; 12] = [
+            Stage::UserNamespace,
+            Stage::Session,
+            Stage::Cgroups,
+            Stage::Limits,
+            Stage::Mounts,
+            Stage::WorkingDirectory,
+            Stage::PrivateTmp,
+            Stage::Network,
+            Stage::Descriptors,
+            Stage::StartProgram,
+            Stage::Credentials,
+            Stage::Exec,
+        ];
+        ALL.into_iter().find(|s| *s as i32 == raw)
+    }
 }
 
-/// The keeper: waits for init, then ends the way the program did.
-unsafe fn keeper(init: libc::pid_t, read_end: libc::c_int, write_end: libc::c_int) -> ! {
-    libc::close(write_end);
-    close_all_but(read_end);
-    for signal in POLITE {
-        libc::signal(signal, libc::SIG_IGN);
-    }
-    let mut status: libc::c_int = 0;
-    let got = read_full(read_end, &mut status);
-    let mut init_status = 0;
-    while libc::waitpid(init, &mut init_status, 0) < 0 && errno() == libc::EINTR {}
-    if !got {
-        // init died without a report: killed with the namespace (SIGKILL to
-        // the group). Die the same way.
-        status = init_status;
-    }
-    exit_like(status)
+type Failure = (Stage, Errno);
+
+/// Init: sets the process up, starts the program, waits for it, reports.
+///
+/// Only for `clone`: `arg` is a `Launch` that outlives this process, which
+/// starts with `CLONE_VM` and every signal blocked (see the module's
+/// documentation).
+pub(super) extern "C" fn init(arg: *mut c_void) -> c_int {
+    // SAFETY: as the host promises (see above).
+    unsafe { run_init(&*(arg as *const Launch)) }
 }
 
-/// PID 1 of the namespace: reaps every child; when the program ends, reports
-/// its status and exits, which kills whatever is left in the namespace.
-unsafe fn init(program: libc::pid_t, write_end: libc::c_int) -> ! {
-    close_all_but(write_end);
+unsafe fn run_init(launch: &Launch) -> ! {
+    if let Err((stage, errno)) = prepare(launch) {
+        report(launch.ready, stage, errno);
+        libc::_exit(125);
+    }
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let arg = launch as *const Launch as *mut c_void;
+    let program = libc::clone(program, launch.program_stack.top(), flags, arg);
+    if program < 0 {
+        // glibc's clone wrapper is the one call here that writes errno on
+        // failure (when the process limit is reached).
+        let errno = Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EAGAIN),
+        );
+        report(launch.ready, Stage::StartProgram, errno);
+        libc::_exit(125);
+    }
+    // The program has exec'd (or failed and said so): the host's start-up
+    // read ends, and the output pipes close when the program's side does.
+    for fd in [launch.ready, 0, 1, 2] {
+        rustix::io::close(fd);
+    }
     loop {
-        let mut status = 0;
-        let pid = libc::waitpid(-1, &mut status, 0);
-        if pid == program {
-            let bytes = status.to_ne_bytes();
-            libc::write(write_end, bytes.as_ptr().cast(), bytes.len());
-            libc::_exit(0);
-        }
-        if pid < 0 && errno() != libc::EINTR {
-            libc::_exit(0);
+        match rustix::process::waitpid(None, WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == program => {
+                launch.status.store(status.as_raw(), Ordering::SeqCst);
+                launch.reported.store(true, Ordering::SeqCst);
+                libc::_exit(0);
+            }
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => libc::_exit(0),
         }
     }
 }
 
-/// Reports a wait status (and why, on stderr) to the keeper, then exits.
-unsafe fn report_and_exit(write_end: libc::c_int, status: libc::c_int, error: io::Error) -> ! {
-    let message = b"pulsehost: the step's sandbox could not be set up (errno ";
-    libc::write(2, message.as_ptr().cast(), message.len());
-    let mut digits = [0u8; 12];
-    let text = format_number(error.raw_os_error().unwrap_or(0), &mut digits);
-    libc::write(2, text.as_ptr().cast(), text.len());
-    libc::write(2, b")\n".as_ptr().cast(), 2);
-    let bytes = status.to_ne_bytes();
-    libc::write(write_end, bytes.as_ptr().cast(), bytes.len());
-    libc::_exit(0)
+/// The program: signals back to their defaults, the step user, exec. Only
+/// for `clone`, from init (whose `Launch` it reads).
+extern "C" fn program(arg: *mut c_void) -> c_int {
+    // SAFETY: init passes its own launch, alive while it waits for us.
+    unsafe { run_program(&*(arg as *const Launch)) }
 }
 
-/// Exits with `status`'s code, or dies of its signal.
-unsafe fn exit_like(status: libc::c_int) -> ! {
-    if libc::WIFSIGNALED(status) {
-        let signal = libc::WTERMSIG(status);
-        libc::signal(signal, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        libc::kill(libc::getpid(), signal);
-        libc::_exit(128 + signal);
+unsafe fn run_program(launch: &Launch) -> ! {
+    reset_signals();
+    // The program joins the cgroups, init does not: init shares the host's
+    // memory, and a cgroup's out-of-memory killer that chose it (by the
+    // host's size) would kill every process sharing that memory, the host
+    // included. Until it execs, the program is a vfork child, which the
+    // out-of-memory killer never chooses.
+    for file in &launch.confinement.setup.procs_files {
+        if let Err(errno) = write_file(file, b"0") {
+            report(launch.ready, Stage::Cgroups, errno);
+            libc::_exit(127);
+        }
     }
-    libc::_exit(libc::WEXITSTATUS(status))
+    if let Some((uid, gid)) = launch.confinement.setup.credentials {
+        let gid = rustix::process::Gid::from_raw(gid);
+        let became = rustix::thread::set_thread_groups(&[gid])
+            .and_then(|()| rustix::thread::set_thread_gid(gid))
+            .and_then(|()| rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid)));
+        if let Err(errno) = became {
+            report(launch.ready, Stage::Credentials, errno);
+            libc::_exit(127);
+        }
+    }
+    let (path, argv, envp) = (
+        launch.program.as_ptr(),
+        launch.argv.as_ptr(),
+        launch.envp.as_ptr(),
+    );
+    if let Err(errno) = syscalls::syscall!(Sysno::execve, path, argv, envp) {
+        report(
+            launch.ready,
+            Stage::Exec,
+            Errno::from_raw_os_error(errno.into_raw()),
+        );
+    }
+    libc::_exit(127)
 }
 
-/// Brings `lo` up in a fresh network namespace.
-unsafe fn loopback_up() -> io::Result<()> {
-    let socket = check(libc::socket(
-        libc::AF_INET,
-        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+/// Every signal to its default disposition, then none blocked. The kernel's
+/// `sigaction` is a handler, flags, (on most architectures) a restorer and a
+/// mask: all zeros is the default handler, no flags, an empty mask.
+unsafe fn reset_signals() {
+    let default = [0usize; 4];
+    let empty: u64 = 0;
+    let mask_bytes = std::mem::size_of::<u64>();
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            let _ = syscalls::syscall!(Sysno::rt_sigaction, signal, default.as_ptr(), 0, mask_bytes);
+        }
+    }
+    let _ = syscalls::syscall!(
+        Sysno::rt_sigprocmask,
+        libc::SIG_SETMASK,
+        &empty as *const u64,
         0,
-    ))?;
-    let mut request: libc::ifreq = std::mem::zeroed();
-    for (i, b) in b"lo\0".iter().enumerate() {
-        request.ifr_name[i] = *b as libc::c_char;
-    }
-    let result = (|| {
-        check(libc::ioctl(socket, libc::SIOCGIFFLAGS, &mut request))?;
-        request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        check(libc::ioctl(socket, libc::SIOCSIFFLAGS, &request))
-    })();
-    libc::close(socket);
-    result.map(|_| ())
+        mask_bytes
+    );
 }
 
-/// Closes every descriptor from 3 up except `keep`.
-unsafe fn close_all_but(keep: libc::c_int) {
-    let max = libc::c_uint::MAX;
-    let keep = keep as libc::c_uint;
-    if keep > 3 {
-        libc::syscall(libc::SYS_close_range, 3, keep - 1, 0);
+/// Everything init does before it starts the program.
+unsafe fn prepare(launch: &Launch) -> Result<(), Failure> {
+    let setup = &launch.confinement.setup;
+    if let Some((uid_map, gid_map)) = &setup.user_namespace {
+        let at = |e| (Stage::UserNamespace, e);
+        write_file(c"/proc/self/setgroups", b"deny").map_err(at)?;
+        write_file(c"/proc/self/uid_map", uid_map.as_bytes()).map_err(at)?;
+        write_file(c"/proc/self/gid_map", gid_map.as_bytes()).map_err(at)?;
     }
-    libc::syscall(libc::SYS_close_range, keep + 1, max, 0);
+    // Its own process group, which the program inherits: the host signals it.
+    rustix::process::setsid().map_err(|e| (Stage::Session, e))?;
+    for &(resource, limit) in &setup.rlimits {
+        let value = Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        };
+        rustix::process::setrlimit(resource, value).map_err(|e| (Stage::Limits, e))?;
+    }
+    prepare_namespaces(setup, &launch.working_dir)?;
+    wire_descriptors(launch).map_err(|e| (Stage::Descriptors, e))
 }
 
-unsafe fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
-    let fd = check(libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC))?;
-    let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-    let error = io::Error::last_os_error();
-    libc::close(fd);
-    if written < 0 {
-        return Err(error);
+/// Mounts and interfaces inside the new namespaces, and the working
+/// directory: entered after `/proc` is the namespace's own (so a step working
+/// in `/proc` sees its own processes) and before a private `/tmp` covers the
+/// shared one (a scratch directory under `/tmp` stays reachable). The host
+/// checked that the step user may enter it; it is entered without following
+/// links, so none can be swapped in since.
+unsafe fn prepare_namespaces(setup: &ChildSetup, working_dir: &CStr) -> Result<(), Failure> {
+    if setup.mount_namespace {
+        let at = |e| (Stage::Mounts, e);
+        let private = MountPropagationFlags::PRIVATE | MountPropagationFlags::REC;
+        rustix::mount::mount_change(c"/", private).map_err(at)?;
+        if setup.pid_namespace {
+            let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            rustix::mount::mount(c"proc", c"/proc", c"proc", flags, None).map_err(at)?;
+        }
+    }
+    enter_directory(working_dir).map_err(|e| (Stage::WorkingDirectory, e))?;
+    if setup.mount_namespace && setup.private_tmp {
+        let flags = MountFlags::NOSUID | MountFlags::NODEV;
+        rustix::mount::mount(c"tmpfs", c"/tmp", c"tmpfs", flags, c"mode=1777")
+            .map_err(|e| (Stage::PrivateTmp, e))?;
+    }
+    if setup.network_namespace {
+        loopback_up().map_err(|e| (Stage::Network, e))?;
     }
     Ok(())
 }
 
-unsafe fn read_full(fd: libc::c_int, status: &mut libc::c_int) -> bool {
-    let mut bytes = [0u8; 4];
-    let mut got = 0;
-    while got < bytes.len() {
-        let n = libc::read(fd, bytes[got..].as_mut_ptr().cast(), bytes.len() - got);
-        if n > 0 {
-            got += n as usize;
-        } else if n == 0 || errno() != libc::EINTR {
-            return false;
+/// Enters `dir` without following symbolic links (`openat2` with
+/// `RESOLVE_NO_SYMLINKS`; a plain `chdir` where the kernel lacks it).
+fn enter_directory(dir: &CStr) -> Result<(), Errno> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rustix::fs::openat2(CWD, dir, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+        Ok(fd) => rustix::process::fchdir(&fd),
+        Err(Errno::NOSYS) => rustix::process::chdir(dir),
+        Err(e) => Err(e),
+    }
+}
+
+/// The child's ends as stdin, stdout and stderr; every other descriptor but
+/// the start-up pipe closed (the host's sockets and files never reach a step).
+unsafe fn wire_descriptors(launch: &Launch) -> Result<(), Errno> {
+    let [stdin, stdout, stderr] = launch.stdio.map(|fd| BorrowedFd::borrow_raw(fd));
+    rustix::stdio::dup2_stdin(stdin)?;
+    rustix::stdio::dup2_stdout(stdout)?;
+    rustix::stdio::dup2_stderr(stderr)?;
+    for fd in 0..3 {
+        // dup2 onto itself keeps close-on-exec: clear it either way.
+        rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
+    }
+    close_from(3, launch.ready);
+    Ok(())
+}
+
+/// Closes every descriptor from `first` up except `keep` (one by one up to
+/// the open-files limit where the kernel lacks `close_range`, Linux < 5.9).
+unsafe fn close_from(first: RawFd, keep: RawFd) {
+    let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
+    for (low, high) in ranges.into_iter().filter(|(low, high)| low <= high) {
+        let closed = syscalls::syscall!(Sysno::close_range, low as u32, high as u32, 0);
+        if closed == Err(syscalls::Errno::ENOSYS) {
+            let limit = rustix::process::getrlimit(Resource::Nofile)
+                .current
+                .unwrap_or(65536);
+            for fd in low..=high.min(limit.min(1 << 20) as RawFd) {
+                rustix::io::close(fd);
+            }
         }
     }
-    *status = libc::c_int::from_ne_bytes(bytes);
-    true
 }
 
-fn errno() -> libc::c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn check<T: Copy + PartialOrd + Default>(result: T) -> io::Result<T> {
-    if result < T::default() {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(result)
+/// Brings `lo` up in a fresh network namespace.
+unsafe fn loopback_up() -> Result<(), Errno> {
+    use rustix::ioctl::{ioctl, Setter, Updater};
+    use rustix::net::{socket, AddressFamily, SocketType};
+    let socket = socket(AddressFamily::INET, SocketType::DGRAM, None)?;
+    let mut request: libc::ifreq = std::mem::zeroed();
+    for (i, b) in b"lo\0".iter().enumerate() {
+        request.ifr_name[i] = *b as libc::c_char;
     }
+    const GET: rustix::ioctl::Opcode = libc::SIOCGIFFLAGS as rustix::ioctl::Opcode;
+    const SET: rustix::ioctl::Opcode = libc::SIOCSIFFLAGS as rustix::ioctl::Opcode;
+    ioctl(&socket, Updater::<GET, libc::ifreq>::new(&mut request))?;
+    request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    ioctl(&socket, Setter::<SET, libc::ifreq>::new(request))
 }
 
-/// Decimal digits of `n` into `buffer`, without allocating.
-fn format_number(n: i32, buffer: &mut [u8; 12]) -> &[u8] {
-    let mut at = buffer.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        buffer[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    &buffer[at..]
+/// Tells the host where starting the program failed.
+unsafe fn report(ready: RawFd, stage: Stage, errno: Errno) {
+    let mut message = [0u8; 8];
+    message[..4].copy_from_slice(&(stage as i32).to_ne_bytes());
+    message[4..].copy_from_slice(&errno.raw_os_error().to_ne_bytes());
+    let _ = rustix::io::write(BorrowedFd::borrow_raw(ready), &message);
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn numbers_format_without_allocating() {
-        let mut buffer = [0u8; 12];
-        assert_eq!(super::format_number(0, &mut buffer), b"0");
-        assert_eq!(super::format_number(1234, &mut buffer), b"1234");
-    }
+fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
+    let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::io::write(&fd, bytes).map(|_| ())
 }

@@ -22,12 +22,14 @@
 //! `cgroup.kill`).
 
 pub mod cgroup;
-// The only unsafe code of the host besides loading compiled plugins: what a
-// forked child does before exec.
+// The only unsafe code of the host besides loading compiled plugins: how a
+// confined process is started, and what its own processes do before exec.
 #[allow(unsafe_code)]
 mod child;
 pub mod plan;
 pub mod probe;
+#[allow(unsafe_code)]
+mod spawn;
 pub mod user;
 
 use std::ffi::CString;
@@ -38,6 +40,7 @@ use serde::Serialize;
 
 pub use plan::{Plan, Policy, Protection};
 pub use probe::{ProbeOptions, Sandbox};
+pub use spawn::{Command, Started};
 
 /// What a process may use; None is no limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -88,17 +91,10 @@ impl std::fmt::Debug for Confinement {
 }
 
 impl Confinement {
-    /// Makes the child enter this confinement before it execs, then
-    /// `working_dir` (as the step user, inside its namespaces).
-    #[allow(unsafe_code)]
-    pub fn install(self: &std::sync::Arc<Self>, command: &mut tokio::process::Command, working_dir: &Path) {
-        let me = std::sync::Arc::clone(self);
-        let working_dir = c_path(working_dir);
-        // SAFETY: `enter` makes only async-signal-safe calls on data prepared
-        // before the fork (see `child`).
-        unsafe {
-            command.pre_exec(move || me.setup.enter(&working_dir));
-        }
+    /// Starts `command` in this confinement: in its cgroups and namespaces,
+    /// as the step user, in its working directory (entered inside them).
+    pub fn start(self: &std::sync::Arc<Self>, command: Command) -> std::io::Result<Started> {
+        spawn::start(self, command)
     }
 
     /// Kills every process left in its cgroups.

@@ -3,17 +3,17 @@
 //! the [`Sandbox`] that confines processes with it.
 
 use std::ffi::CString;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use nix::libc;
+use rustix::process::Resource;
 
 use super::cgroup::{self, Hierarchy};
 use super::child::ChildSetup;
 use super::plan::{self, Offers, Plan, Policy, Protection};
 use super::user::{self, RunAs};
-use super::{c_path, Confinement, Limits};
+use super::{c_path, Command, Confinement, Limits};
 
 /// What to probe for.
 #[derive(Debug, Clone, Default)]
@@ -151,8 +151,8 @@ impl Sandbox {
         offers
     }
 
-    /// Runs `/bin/true` in the namespaces `flags` name; None when it worked.
-    #[allow(unsafe_code)]
+    /// Runs `/bin/true` in the namespaces `flags` name, started the way
+    /// steps are; None when it worked.
     fn try_namespace(&self, flags: libc::c_int) -> Option<String> {
         let setup = ChildSetup {
             user_namespace: self.user_maps.clone(),
@@ -162,20 +162,32 @@ impl Sandbox {
             private_tmp: flags == libc::CLONE_NEWNS,
             ..ChildSetup::default()
         };
-        let mut command = std::process::Command::new("/bin/true");
-        // SAFETY: `enter` makes only async-signal-safe calls (see `child`).
-        unsafe {
-            command.pre_exec(move || setup.enter(c"/"));
-        }
+        let confinement = Arc::new(Confinement {
+            cgroups: Vec::new(),
+            setup,
+            plan: Plan::default(),
+        });
         let what = if self.user_maps.is_some() {
             "an unprivileged user namespace and "
         } else {
             ""
         };
-        match command.status() {
+        let hint = "the kernel or a container may forbid it (kernel.unprivileged_userns_clone, user.max_user_namespaces)";
+        let ran = null_stdio().and_then(|stdio| {
+            confinement
+                .start(Command {
+                    program: "/bin/true".into(),
+                    argv: vec!["true".into()],
+                    env: Vec::new(),
+                    working_dir: "/".into(),
+                    stdio,
+                })?
+                .wait_blocking()
+        });
+        match ran {
             Ok(status) if status.success() => None,
-            Ok(status) => Some(format!("entering {what}the namespace failed ({status}); the kernel or a container may forbid it (kernel.unprivileged_userns_clone, user.max_user_namespaces)")),
-            Err(e) => Some(format!("entering {what}the namespace failed: {e}; the kernel or a container may forbid it (kernel.unprivileged_userns_clone, user.max_user_namespaces)")),
+            Ok(status) => Some(format!("entering {what}the namespace failed ({status}); {hint}")),
+            Err(e) => Some(format!("entering {what}the namespace failed: {e}; {hint}")),
         }
     }
 
@@ -207,7 +219,8 @@ impl Sandbox {
         let relative = super::run_cgroup(&self.host_id, run_id).join(name);
         let mut cgroups = Vec::new();
         let mut procs_files = Vec::new();
-        for hierarchy in &self.hierarchies {
+        let quota = limits.cpu_millicores.is_some();
+        for hierarchy in cgroup::needed(&self.hierarchies, quota) {
             let dir = cgroup::create(hierarchy, &relative).map_err(|e| {
                 format!(
                     "cannot create the cgroup {}: {e}",
@@ -220,8 +233,8 @@ impl Sandbox {
             cgroups.push((dir, hierarchy.powers, hierarchy.unified));
         }
         let rlimits = [
-            (libc::RLIMIT_NOFILE, limits.open_files),
-            (libc::RLIMIT_FSIZE, limits.file_size_bytes),
+            (Resource::Nofile, limits.open_files),
+            (Resource::Fsize, limits.file_size_bytes),
         ]
         .into_iter()
         .filter_map(|(resource, limit)| limit.map(|l| (resource, l)))
@@ -327,4 +340,16 @@ fn set_limits(dir: &Path, hierarchy: &Hierarchy, limits: &Limits) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// `/dev/null` as stdin, stdout and stderr.
+fn null_stdio() -> std::io::Result<[std::os::fd::OwnedFd; 3]> {
+    let open = || -> std::io::Result<std::os::fd::OwnedFd> {
+        Ok(std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?
+            .into())
+    };
+    Ok([open()?, open()?, open()?])
 }

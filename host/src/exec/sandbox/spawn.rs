@@ -1,0 +1,282 @@
+//! Starting a confined process and waiting for it: the host's side of
+//! [`super::child`]. The host clones init with `CLONE_VM` onto a stack of its
+//! own (no page tables copied), learns from a close-on-exec pipe whether the
+//! program started, and waits for init through a pidfd in its async runtime.
+
+use std::ffi::{c_void, CString, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+
+use nix::libc;
+use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::io::unix::AsyncFd;
+
+use super::child::{self, Launch, Stage};
+use super::Confinement;
+
+/// A program to start confined.
+#[derive(Debug)]
+pub struct Command {
+    /// The file to execute (a path with a `/`).
+    pub program: PathBuf,
+    /// Its arguments, `argv[0]` first.
+    pub argv: Vec<OsString>,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    /// Its working directory (entered inside its namespaces).
+    pub working_dir: PathBuf,
+    /// Its stdin, stdout and stderr.
+    pub stdio: [OwnedFd; 3],
+}
+
+/// Init's stack, and the program's (which uses it only until it execs).
+const STACK_BYTES: usize = 256 * 1024;
+
+/// Anonymous memory used as the stack of a process started with `CLONE_VM`,
+/// with an inaccessible page below it so an overflow faults instead of writing
+/// into the host's memory.
+pub(super) struct Stack {
+    base: *mut c_void,
+    len: usize,
+}
+
+// SAFETY: a Stack is only a mapping's address and length; the memory is used
+// by the process it was given to, never through this value.
+unsafe impl Send for Stack {}
+unsafe impl Sync for Stack {}
+
+impl Stack {
+    #[allow(unsafe_code)]
+    fn new(len: usize) -> io::Result<Stack> {
+        use rustix::mm::{mmap_anonymous, mprotect, MapFlags, MprotectFlags, ProtFlags};
+        let page = rustix::param::page_size();
+        // SAFETY: a fresh private mapping, then its own lowest page protected.
+        unsafe {
+            let base = mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::STACK,
+            )?;
+            mprotect(base, page, MprotectFlags::empty())?;
+            Ok(Stack { base, len })
+        }
+    }
+
+    /// The initial stack pointer (stacks grow down), 16-byte aligned.
+    pub(super) fn top(&self) -> *mut c_void {
+        let end = self.base as usize + self.len;
+        (end & !15) as *mut c_void
+    }
+}
+
+impl Drop for Stack {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, and whoever ran on it has exited.
+        let _ = unsafe { rustix::mm::munmap(self.base, self.len) };
+    }
+}
+
+/// A confined process that started; waiting for it waits for its init, which
+/// exits when the program does.
+pub struct Started {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    exited: Option<AsyncFd<OwnedFd>>,
+    // Init reads the launch and runs on this stack until it is reaped.
+    launch: Box<Launch>,
+    _strings: Vec<CString>,
+    _init_stack: Stack,
+    reaped: Option<ExitStatus>,
+}
+
+impl Started {
+    /// Init's process id, which is also the process group of everything in it.
+    pub fn id(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits until init has exited; the program's exit status, or init's own
+    /// when it was killed before the program ended.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.reaped {
+                return Ok(status);
+            }
+            if let Some(pidfd) = self.pidfd.take() {
+                // SAFETY: the pidfd is owned by the AsyncFd from here on.
+                self.exited = Some(unsafe { AsyncFd::register(pidfd) }?);
+            }
+            let Some(exited) = &self.exited else {
+                return Err(io::Error::other("the process's pidfd is gone"));
+            };
+            let init_status = {
+                let mut ready = exited.readable().await?;
+                match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(_, code)) => code << 8,
+                    Ok(WaitStatus::Signaled(_, signal, _)) => signal as i32,
+                    Ok(_) => {
+                        ready.clear_ready();
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            self.reaped = Some(self.status_or(init_status));
+        }
+    }
+
+    /// Blocks until init has exited (outside an async runtime).
+    pub fn wait_blocking(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.reaped {
+            return Ok(status);
+        }
+        let status = match waitpid(Pid::from_raw(self.pid), None)? {
+            WaitStatus::Exited(_, code) => self.status_or(code << 8),
+            WaitStatus::Signaled(_, signal, _) => self.status_or(signal as i32),
+            other => return Err(io::Error::other(format!("unexpected wait status {other:?}"))),
+        };
+        self.reaped = Some(status);
+        Ok(status)
+    }
+
+    fn status_or(&self, init_status: i32) -> ExitStatus {
+        let raw = if self.launch.reported.load(Ordering::SeqCst) {
+            self.launch.status.load(Ordering::SeqCst)
+        } else {
+            init_status
+        };
+        ExitStatus::from_raw(raw)
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            // Its memory is about to go: it must be gone first.
+            let pid = Pid::from_raw(self.pid);
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+}
+
+/// Starts `command` in `confinement`; returns once the program has exec'd, or
+/// the error of whatever failed before (nothing is left running then).
+#[allow(unsafe_code)]
+pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Result<Started> {
+    let (ready_read, ready_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let strings = strings(&command)?;
+    let (argv, envp) = pointers(&strings, command.argv.len());
+    let launch = Box::new(Launch {
+        confinement: Arc::clone(confinement),
+        program: c_string(command.program.as_os_str().as_bytes())?,
+        argv,
+        envp,
+        working_dir: c_string(command.working_dir.as_os_str().as_bytes())?,
+        stdio: command.stdio.each_ref().map(|fd| fd.as_raw_fd()),
+        ready: ready_write.as_raw_fd(),
+        program_stack: Stack::new(STACK_BYTES)?,
+        status: AtomicI32::new(0),
+        reported: AtomicBool::new(false),
+    });
+    let init_stack = Stack::new(STACK_BYTES)?;
+    let flags = libc::CLONE_VM | libc::CLONE_PIDFD | confinement.setup.clone_flags() | libc::SIGCHLD;
+    let mut pidfd: libc::c_int = -1;
+    // No host signal handler may run in init: it starts with every signal blocked.
+    let mut previous = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut previous))?;
+    // SAFETY: init runs `child::init` on its own stack, reading `launch`,
+    // which `Started` keeps (and the stack) until init has been reaped.
+    let pid = unsafe {
+        libc::clone(
+            child::init,
+            init_stack.top(),
+            flags,
+            &*launch as *const Launch as *mut c_void,
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None)?;
+    // The child's copies are init's now; the host's must close for the
+    // start-up pipe and the output pipes to end.
+    drop(ready_write);
+    drop(command.stdio);
+    if pid < 0 {
+        return Err(clone_error);
+    }
+    // SAFETY: CLONE_PIDFD stored a new descriptor there.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let mut started = Started {
+        pid,
+        pidfd: Some(pidfd),
+        exited: None,
+        launch,
+        _strings: strings,
+        _init_stack: init_stack,
+        reaped: None,
+    };
+    match startup_failure(ready_read)? {
+        None => Ok(started),
+        Some(error) => {
+            let _ = waitpid(Pid::from_raw(pid), None);
+            started.reaped = Some(ExitStatus::from_raw(0));
+            Err(error)
+        }
+    }
+}
+
+/// Reads the start-up pipe to its end: nothing when the program exec'd, or
+/// the stage and error that stopped it.
+fn startup_failure(ready_read: OwnedFd) -> io::Result<Option<io::Error>> {
+    let mut report = Vec::new();
+    std::fs::File::from(ready_read).read_to_end(&mut report)?;
+    if report.len() < 8 {
+        return Ok(None);
+    }
+    let stage = i32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+    let cause = io::Error::from_raw_os_error(errno);
+    let what = Stage::from_raw(stage).map_or("starting it", Stage::describe);
+    Ok(Some(io::Error::new(cause.kind(), format!("{what}: {cause}"))))
+}
+
+/// `argv` then `KEY=value` for each variable, as C strings.
+fn strings(command: &Command) -> io::Result<Vec<CString>> {
+    let argv = command.argv.iter().map(|a| c_string(a.as_bytes()));
+    let env = command
+        .env
+        .iter()
+        .map(|(k, v)| c_string(format!("{k}={v}").as_bytes()));
+    argv.chain(env).collect()
+}
+
+/// Null-terminated pointer arrays into `strings`: the first `argc` are argv.
+fn pointers(strings: &[CString], argc: usize) -> (Vec<*const u8>, Vec<*const u8>) {
+    let terminated = |part: &[CString]| {
+        part.iter()
+            .map(|s| s.as_ptr().cast::<u8>())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    (terminated(&strings[..argc]), terminated(&strings[argc..]))
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an argument, variable or path holds a NUL byte",
+        )
+    })
+}
