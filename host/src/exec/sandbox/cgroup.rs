@@ -127,7 +127,8 @@ fn unified_powers(base: &Path) -> Powers {
 /// quota is asked for. Every extra hierarchy is a cgroup to make, join and
 /// remove per process, which is most of what confinement costs.
 pub fn needed(hierarchies: &[Hierarchy], cpu_quota: bool) -> Vec<&Hierarchy> {
-    let wants: [(bool, fn(&Powers) -> bool); 5] = [
+    type Has = fn(&Powers) -> bool;
+    let wants: [(bool, Has); 5] = [
         (true, |p| p.kill),
         (true, |p| p.cpu_usage),
         (true, |p| p.memory),
