@@ -85,7 +85,25 @@ pub struct Config {
     pub retention_interval: Duration,
     /// How native processes are confined.
     pub sandbox: SandboxSettings,
+    /// Keys and window of signed pulses.
+    pub pulse_signing: PulseSigning,
 }
+
+/// Signed pulses: `POST /v1/pulse` with an HMAC-SHA256 signature instead of a
+/// bearer token (see [`crate::signing`]).
+#[derive(Debug, Clone, Default)]
+pub struct PulseSigning {
+    /// Active keys (`PULSEHOST_PULSE_SIGNING_KEYS`, comma-separated, at most
+    /// two so that a key can be rotated); empty accepts no signature.
+    pub keys: Vec<String>,
+    /// How far a signature's timestamp may be from the database's clock, and
+    /// how long a used signature is remembered
+    /// (`PULSEHOST_PULSE_SIGNATURE_WINDOW`, default 5m).
+    pub window: Duration,
+}
+
+/// Shortest signing key accepted: 16 bytes leave no key guessable.
+pub const MIN_SIGNING_KEY_BYTES: usize = 16;
 
 /// Bearer tokens, one per role. A role whose token is unset admits nobody except
 /// through the admin token.
@@ -250,6 +268,7 @@ impl Config {
             retain_missed_days: positive(&get, "PULSEHOST_RETAIN_MISSED_DAYS", retain_days)?.min(retain_days)
                 as u32,
             sandbox: sandbox::read(&get)?,
+            pulse_signing: pulse_signing(&get)?,
         })
     }
 }
@@ -302,6 +321,37 @@ fn positive(
 }
 
 /// A duration written for people (`5m`, `90s`, `1h 30m`).
+fn pulse_signing(get: &impl Fn(&str) -> Option<String>) -> Result<PulseSigning, ConfigError> {
+    let name = "PULSEHOST_PULSE_SIGNING_KEYS";
+    let raw = get(name).unwrap_or_default();
+    let keys: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect();
+    let invalid = |reason: String| ConfigError {
+        name,
+        value: "(hidden)".into(),
+        reason,
+    };
+    if keys.len() > 2 {
+        return Err(invalid(format!(
+            "{} keys given; at most two are active at once (the new and the old while rotating)",
+            keys.len()
+        )));
+    }
+    if keys.iter().any(|k| k.len() < MIN_SIGNING_KEY_BYTES) {
+        return Err(invalid(format!(
+            "a key is shorter than {MIN_SIGNING_KEY_BYTES} characters: generate one with `openssl rand -hex 32`"
+        )));
+    }
+    Ok(PulseSigning {
+        keys,
+        window: duration(get, "PULSEHOST_PULSE_SIGNATURE_WINDOW", 300)?,
+    })
+}
+
 fn duration(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,

@@ -25,5 +25,6 @@ pub mod metrics;
 pub mod plugin;
 pub mod pulse;
 pub mod runner;
+pub mod signing;
 pub mod spec;
 pub mod store;

@@ -34,6 +34,7 @@ mod runs;
 mod sandbox;
 mod schedule_edges;
 mod scheduling;
+mod signed_pulses;
 mod simulations;
 mod stored_definitions;
 mod upload;

@@ -11,6 +11,7 @@ mod manage;
 mod openapi;
 mod plugins;
 mod pulse;
+mod signed;
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub runner: Arc<Runner>,
     /// Bearer tokens.
     pub tokens: Tokens,
+    /// Keys and window of signed pulses.
+    pub pulse_signing: crate::config::PulseSigning,
     /// Upload validation rules.
     pub rules: Rules,
     /// Largest accepted upload.

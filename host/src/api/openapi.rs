@@ -99,6 +99,14 @@ impl Modify for Tokens {
                 .build();
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
         }
+        let signature = utoipa::openapi::security::ApiKey::Header(
+            utoipa::openapi::security::ApiKeyValue::with_description(
+                crate::signing::SIGNATURE_HEADER,
+                "v1=<hex HMAC-SHA256 of \"<timestamp>.<body>\"> under a key in PULSEHOST_PULSE_SIGNING_KEYS, \
+                 with the Unix time in X-Pulsehost-Timestamp: POST /v1/pulse, each signature once, inside the window",
+            ),
+        );
+        components.add_security_scheme("pulse_signature", SecurityScheme::ApiKey(signature));
     }
 }
 

@@ -28,13 +28,14 @@ pub struct PulseQuery {
 }
 
 /// Works out what is due now, claims it, and wakes the runner.
-#[utoipa::path(post, path = "/v1/pulse", tag = "pulses", security(("pulse" = [])), params(("wait" = Option<bool>, Query, description = "Answer once the claimed runs finished"), ("Idempotency-Key" = Option<String>, Header, description = "A retried delivery with the same key gets the first answer")), responses((status = 200, description = "What was due, claimed, skipped and missed", body = serde_json::Value), (status = 503, description = "Shutting down or the database is unreachable", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/pulse", tag = "pulses", security(("pulse" = []), ("pulse_signature" = [])), params(("wait" = Option<bool>, Query, description = "Answer once the claimed runs finished"), ("Idempotency-Key" = Option<String>, Header, description = "A retried delivery with the same key gets the first answer")), responses((status = 200, description = "What was due, claimed, skipped and missed", body = serde_json::Value), (status = 503, description = "Shutting down or the database is unreachable", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 401, description = "Missing or wrong token, or a signature that does not match, is outside the window or was used already", body = ErrorBody)))]
 pub async fn pulse(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<PulseQuery>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    require(&req, &state.tokens, Role::Pulse)?;
+    super::signed::admit_pulse(&req, &body, &state).await?;
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -82,6 +82,30 @@ impl Client {
         self.send(self.request("POST", path, need), Some(Vec::new()))
     }
 
+    /// POST a nonce signed with `PULSEHOST_PULSE_SIGNING_KEY` at the current
+    /// time, without a token.
+    pub fn post_signed(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let key = std::env::var("PULSEHOST_PULSE_SIGNING_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| {
+                anyhow!(
+                    "--sign needs PULSEHOST_PULSE_SIGNING_KEY: one of the server's PULSEHOST_PULSE_SIGNING_KEYS"
+                )
+            })?;
+        let timestamp = chrono::Utc::now().timestamp();
+        // A nonce makes two pulses sent within one second two messages (the
+        // host ignores a pulse's body).
+        let body = format!("{{\"nonce\":\"{:016x}\"}}", rand::random::<u64>()).into_bytes();
+        let signature = crate::signing::sign(key.trim().as_bytes(), timestamp, &body);
+        let request = self
+            .agent
+            .request("POST", &format!("{}{path}", self.base))
+            .set(crate::signing::TIMESTAMP_HEADER, &timestamp.to_string())
+            .set(crate::signing::SIGNATURE_HEADER, &signature);
+        self.send(request, Some(body))
+    }
+
     /// DELETE a resource.
     pub fn delete(&self, path: &str, need: Need) -> anyhow::Result<serde_json::Value> {
         self.send(self.request("DELETE", path, need), None)

@@ -42,7 +42,12 @@ enum Command {
         action: Option<history::TasksCommand>,
     },
     /// Send a pulse: claim and start whatever is due now.
-    Pulse,
+    Pulse {
+        /// Sign it with PULSEHOST_PULSE_SIGNING_KEY (HMAC-SHA256 over the
+        /// time and the body) instead of sending a token.
+        #[arg(long)]
+        sign: bool,
+    },
     /// Recent pulses with the gap between them, and whether the last is late.
     Pulses {
         /// How many.
@@ -98,7 +103,8 @@ fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Resul
     use client::Need;
     let (value, render): (serde_json::Value, fn(&serde_json::Value) -> String) = match command {
         Command::Tasks { action } => history::tasks(c, action)?,
-        Command::Pulse => (c.post("/v1/pulse", Need::Pulse)?, output::pulse),
+        Command::Pulse { sign: false } => (c.post("/v1/pulse", Need::Pulse)?, output::pulse),
+        Command::Pulse { sign: true } => (c.post_signed("/v1/pulse")?, output::pulse),
         Command::Pulses { limit } => history::pulses(c, limit)?,
         Command::Runs(command) => history::runs(c, command)?,
         Command::Stats { task, window } => history::stats(c, task, &window)?,

@@ -76,6 +76,7 @@ pub fn serve() -> anyhow::Result<()> {
             plugins: plugins.clone(),
             runner: Arc::clone(&runner),
             tokens: config.tokens.clone(),
+            pulse_signing: config.pulse_signing.clone(),
             rules: config.upload_rules(),
             max_plugin_bytes: config.max_plugin_bytes,
             keep_versions: config.keep_versions,

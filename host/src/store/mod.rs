@@ -22,6 +22,7 @@ pub mod queue;
 pub mod retention;
 pub mod runs;
 pub mod schema;
+pub mod signatures;
 pub mod stats;
 pub mod versions;
 

@@ -5,7 +5,6 @@
 //! when a token changes. Neither token is ever stored in the cookie.
 
 use constant_time_eq::constant_time_eq;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::config::Tokens;
@@ -70,10 +69,7 @@ fn key(tokens: &Tokens) -> Vec<u8> {
 }
 
 fn sign(tokens: &Tokens, text: &str) -> String {
-    // HMAC takes keys of any length; this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key(tokens)).unwrap_or_else(|_| unreachable!());
-    mac.update(text.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    crate::signing::mac_hex(&key(tokens), text.as_bytes())
 }
 
 /// The cookie value of a new session of `role`, valid until `now + LIFETIME_SECS`.
