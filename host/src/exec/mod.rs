@@ -157,12 +157,15 @@ pub async fn run_observed(
         Ok(started) => started,
         Err(error) => return not_started(error),
     };
+    // `_owned` first: bindings drop in reverse, so the child (killed and
+    // reaped when this future is dropped early) goes before the reaper may
+    // take its pid.
     let spawned::Running {
+        _owned,
         mut child,
         stdin,
         stdout,
         stderr,
-        _owned,
     } = started;
     let group = child.group().map(Pid::from_raw);
     let stdout = stdout.map(|pipe| capture::start(pipe, spec.output_cap));

@@ -92,11 +92,13 @@ fn start_confined(
         working_dir: spec.working_dir.clone(),
         stdio: [stdin_child, stdout_child, stderr_child],
     };
-    let (started, owned) = reaper::start_owned(|| {
+    let (mut started, owned) = reaper::start_owned(|| {
         let started = confinement.start(command)?;
         let pid = started.id();
         Ok((started, pid))
     })?;
+    // Outside the reaper's lock: setting a step up may take a while.
+    started.await_exec()?;
     Ok(Running {
         child: Child::Confined(started),
         stdin,

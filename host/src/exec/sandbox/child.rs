@@ -212,7 +212,8 @@ unsafe fn run_init(launch: &Launch) -> ! {
                 libc::_exit(0);
             }
             Ok(_) | Err(Errno::INTR) => {}
-            Err(_) => libc::_exit(0),
+            // Lost track of the program: fail the step (125: the runner failed).
+            Err(_) => libc::_exit(125),
         }
     }
 }
@@ -294,6 +295,9 @@ unsafe fn prepare(launch: &Launch) -> Result<(), Failure> {
     }
     // Its own process group, which the program inherits: the host signals it.
     rustix::process::setsid().map_err(|e| (Stage::Session, e))?;
+    // The host's descriptors go before the open-files limit applies (they
+    // would otherwise count against it).
+    wire_descriptors(launch).map_err(|e| (Stage::Descriptors, e))?;
     for &(resource, limit) in &setup.rlimits {
         let value = Rlimit {
             current: Some(limit),
@@ -301,8 +305,7 @@ unsafe fn prepare(launch: &Launch) -> Result<(), Failure> {
         };
         rustix::process::setrlimit(resource, value).map_err(|e| (Stage::Limits, e))?;
     }
-    prepare_namespaces(setup, &launch.working_dir)?;
-    wire_descriptors(launch).map_err(|e| (Stage::Descriptors, e))
+    prepare_namespaces(setup, &launch.working_dir)
 }
 
 /// Mounts and interfaces inside the new namespaces, and the working
@@ -338,7 +341,11 @@ unsafe fn prepare_namespaces(setup: &ChildSetup, working_dir: &CStr) -> Result<(
 fn enter_directory(dir: &CStr) -> Result<(), Errno> {
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     match rustix::fs::openat2(CWD, dir, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
-        Ok(fd) => rustix::process::fchdir(&fd),
+        Ok(fd) => {
+            let entered = rustix::process::fchdir(&fd);
+            close_raw(fd);
+            entered
+        }
         Err(Errno::NOSYS) => rustix::process::chdir(dir),
         Err(e) => Err(e),
     }
@@ -387,9 +394,14 @@ unsafe fn loopback_up() -> Result<(), Errno> {
     }
     const GET: rustix::ioctl::Opcode = libc::SIOCGIFFLAGS as rustix::ioctl::Opcode;
     const SET: rustix::ioctl::Opcode = libc::SIOCSIFFLAGS as rustix::ioctl::Opcode;
-    ioctl(&socket, Updater::<GET, libc::ifreq>::new(&mut request))?;
+    if let Err(e) = ioctl(&socket, Updater::<GET, libc::ifreq>::new(&mut request)) {
+        close_raw(socket);
+        return Err(e);
+    }
     request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    ioctl(&socket, Setter::<SET, libc::ifreq>::new(request))
+    let up = ioctl(&socket, Setter::<SET, libc::ifreq>::new(request));
+    close_raw(socket);
+    up
 }
 
 /// Tells the host where starting the program failed.
@@ -402,5 +414,15 @@ unsafe fn report(ready: RawFd, stage: Stage, errno: Errno) {
 
 fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
     let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
-    rustix::io::write(&fd, bytes).map(|_| ())
+    let written = rustix::io::write(&fd, bytes).map(|_| ());
+    close_raw(fd);
+    written
+}
+
+/// Closes `fd` with a raw system call (dropping it would call libc's `close`,
+/// which touches the spawning thread's state).
+fn close_raw(fd: std::os::fd::OwnedFd) {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the descriptor is ours and closed once.
+    unsafe { rustix::io::close(fd.into_raw_fd()) }
 }

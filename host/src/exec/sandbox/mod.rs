@@ -93,6 +93,7 @@ impl std::fmt::Debug for Confinement {
 impl Confinement {
     /// Starts `command` in this confinement: in its cgroups and namespaces,
     /// as the step user, in its working directory (entered inside them).
+    /// Call [`Started::await_exec`] next to learn whether the program started.
     pub fn start(self: &std::sync::Arc<Self>, command: Command) -> std::io::Result<Started> {
         spawn::start(self, command)
     }

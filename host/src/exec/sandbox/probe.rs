@@ -181,8 +181,11 @@ impl Sandbox {
                     env: Vec::new(),
                     working_dir: "/".into(),
                     stdio,
-                })?
-                .wait_blocking()
+                })
+                .and_then(|mut started| {
+                    started.await_exec()?;
+                    started.wait_blocking()
+                })
         });
         match ran {
             Ok(status) if status.success() => None,

@@ -89,6 +89,8 @@ impl Drop for Stack {
 /// A confined process that started; waiting for it waits for its init, which
 /// exits when the program does.
 pub struct Started {
+    /// Read end of the start-up pipe, until [`Started::await_exec`] read it.
+    ready: Option<OwnedFd>,
     pid: i32,
     pidfd: Option<OwnedFd>,
     exited: Option<AsyncFd<OwnedFd>>,
@@ -103,6 +105,26 @@ impl Started {
     /// Init's process id, which is also the process group of everything in it.
     pub fn id(&self) -> i32 {
         self.pid
+    }
+
+    /// Blocks until the program has exec'd; the error of whatever failed
+    /// before (init is reaped then, and nothing is left running).
+    pub fn await_exec(&mut self) -> io::Result<()> {
+        let Some(ready) = self.ready.take() else {
+            return Ok(());
+        };
+        let failure = startup_failure(ready)?;
+        // The program's change of user reset the dumpable flag of the memory
+        // it shared with the host until it exec'd: the host is made
+        // non-dumpable again.
+        let _ = nix::sys::prctl::set_dumpable(false);
+        match failure {
+            None => Ok(()),
+            Some(error) => {
+                self.wait_blocking()?;
+                Err(error)
+            }
+        }
     }
 
     /// Waits until init has exited; the program's exit status, or init's own
@@ -170,8 +192,8 @@ impl Drop for Started {
     }
 }
 
-/// Starts `command` in `confinement`; returns once the program has exec'd, or
-/// the error of whatever failed before (nothing is left running then).
+/// Starts init for `command` in `confinement`; [`Started::await_exec`] then
+/// tells whether the program started.
 #[allow(unsafe_code)]
 pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Result<Started> {
     let (ready_read, ready_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -218,6 +240,7 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
     // SAFETY: CLONE_PIDFD stored a new descriptor there.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     let mut started = Started {
+        ready: None,
         pid,
         pidfd: Some(pidfd),
         exited: None,
@@ -226,14 +249,8 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
         _init_stack: init_stack,
         reaped: None,
     };
-    match startup_failure(ready_read)? {
-        None => Ok(started),
-        Some(error) => {
-            let _ = waitpid(Pid::from_raw(pid), None);
-            started.reaped = Some(ExitStatus::from_raw(0));
-            Err(error)
-        }
-    }
+    started.ready = Some(ready_read);
+    Ok(started)
 }
 
 /// Reads the start-up pipe to its end: nothing when the program exec'd, or
