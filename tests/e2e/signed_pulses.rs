@@ -95,7 +95,8 @@ fn a_signed_pulse_is_accepted_once_inside_the_window_under_either_key_on_every_r
     let (status, answer) = signed_pulse(&first, &headers(now() - 1, NEXT_KEY, ""), "");
     assert_eq!(status, 401, "{answer}");
 
-    let refusals: Vec<(Vec<(&str, String)>, &str, &str)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let refusals: Vec<(Headers, &str, &str)> = vec![
         (headers(now() - 600, KEY, ""), "", "signature_outside_window"),
         (headers(now() + 600, KEY, ""), "", "signature_outside_window"),
         (
