@@ -143,14 +143,12 @@ impl Started {
             };
             let init_status = {
                 let mut ready = exited.readable().await?;
-                match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(_, code)) => code << 8,
-                    Ok(WaitStatus::Signaled(_, signal, _)) => signal as i32,
-                    Ok(_) => {
+                match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG))? {
+                    ended @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => raw_status(ended),
+                    _ => {
                         ready.clear_ready();
                         continue;
                     }
-                    Err(e) => return Err(e.into()),
                 }
             };
             self.reaped = Some(self.status_or(init_status));
@@ -162,11 +160,7 @@ impl Started {
         if let Some(status) = self.reaped {
             return Ok(status);
         }
-        let status = match waitpid(Pid::from_raw(self.pid), None)? {
-            WaitStatus::Exited(_, code) => self.status_or(code << 8),
-            WaitStatus::Signaled(_, signal, _) => self.status_or(signal as i32),
-            other => return Err(io::Error::other(format!("unexpected wait status {other:?}"))),
-        };
+        let status = self.status_or(raw_status(waitpid(Pid::from_raw(self.pid), None)?));
         self.reaped = Some(status);
         Ok(status)
     }
@@ -296,4 +290,15 @@ fn c_string(bytes: &[u8]) -> io::Result<CString> {
             "an argument, variable or path holds a NUL byte",
         )
     })
+}
+
+/// A wait status as the kernel encodes it (an exit code in the second byte,
+/// or the signal), for `ExitStatus::from_raw`.
+fn raw_status(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code << 8,
+        WaitStatus::Signaled(_, signal, _) => signal as i32,
+        // Only exits and deaths are waited for.
+        _ => 0,
+    }
 }
