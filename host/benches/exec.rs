@@ -12,6 +12,9 @@
 //!   machine — target ≥ 300/s — beside the bare spawn rate;
 //! * host RSS growth while a step writes 1 GiB to stdout — target ≤ cap + 16 MiB.
 //!
+//! `PULSEHOST_BENCH_SANDBOX_OFF` (protection names, comma-separated) leaves
+//! protections off, to see what each costs.
+//!
 //! Needs PostgreSQL at `PULSEHOST_BENCH_DATABASE_URL` (default: the test
 //! server, `postgres://postgres@127.0.0.1:5432/postgres`); creates and drops its
 //! own database.
@@ -125,9 +128,18 @@ fn probed() -> Sandbox {
     Sandbox::probe(&ProbeOptions {
         host_id: format!("bench-{}", std::process::id()),
         create_user: true,
+        off: protections_off(),
         ..ProbeOptions::default()
     })
     .unwrap()
+}
+
+/// Protections left off to see what each costs:
+/// `PULSEHOST_BENCH_SANDBOX_OFF=pid_namespace,cgroup,usage,process_limit`.
+fn protections_off() -> Vec<pulsehost::exec::sandbox::Protection> {
+    let listed = std::env::var("PULSEHOST_BENCH_SANDBOX_OFF").unwrap_or_default();
+    let names = listed.split(',').map(str::trim).filter(|s| !s.is_empty());
+    names.map(|name| name.parse().unwrap()).collect()
 }
 
 fn plan_of(sandbox: &Sandbox) -> String {

@@ -102,6 +102,21 @@ fn a_step_cannot_read_the_hosts_environment_token_file_or_database_nor_run_as_ro
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert_ne!(lines.first(), Some(&"0"), "a step ran as root: {whoami}");
     assert_eq!(lines.get(1), Some(&"pulsehost-steps"), "{whoami}");
+    // Born in (v2) or moved into (v1) the cgroups of its run, in each
+    // hierarchy that limits, measures or kills it.
+    let run_cgroup = format!("/run-{}/", whoami["id"]);
+    let hierarchies = ["0::", ":memory:", ":pids:"];
+    let placed: Vec<&&str> = lines
+        .iter()
+        .filter(|l| hierarchies.iter().any(|h| l.contains(h)))
+        .collect();
+    assert!(!placed.is_empty(), "no cgroup lines: {whoami}");
+    for line in placed {
+        assert!(
+            line.contains(&run_cgroup),
+            "{line} is not under {run_cgroup}: {whoami}"
+        );
+    }
     for protection in [
         "separate_user",
         "cgroup",

@@ -8,6 +8,7 @@
 //! same machine after a crash.
 
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, OnceLock};
 
 /// What one hierarchy can do for a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -237,6 +238,29 @@ pub fn remove(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
+}
+
+/// Removes `dirs` (as [`remove`]) on a thread of the host's own, so that a
+/// step's end is recorded without waiting for the kernel to free its cgroups;
+/// inline if that thread cannot be started. A run's own cgroup is removed
+/// after its steps', and takes any step's the thread has not reached yet.
+pub fn remove_later(dirs: Vec<PathBuf>) {
+    static REMOVER: OnceLock<Option<mpsc::Sender<Vec<PathBuf>>>> = OnceLock::new();
+    let remover = REMOVER.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<Vec<PathBuf>>();
+        let work = move || {
+            for dirs in receiver {
+                dirs.iter().for_each(|dir| remove(dir));
+            }
+        };
+        let thread = std::thread::Builder::new().name("cgroup-remover".into());
+        thread.spawn(work).ok().map(|_| sender)
+    });
+    let unsent = match remover {
+        Some(sender) => sender.send(dirs).err().map(|e| e.0),
+        None => Some(dirs),
+    };
+    unsent.into_iter().flatten().for_each(|dir| remove(&dir));
 }
 
 #[cfg(test)]

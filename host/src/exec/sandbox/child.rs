@@ -42,13 +42,21 @@ use rustix::process::{Resource, Rlimit, WaitOptions};
 
 use syscalls::Sysno;
 
+use super::clone3;
 use super::spawn::Stack;
 
 /// Everything the init process does for a confinement, prepared once.
 #[derive(Debug, Default)]
 pub(super) struct ChildSetup {
-    /// `cgroup.procs` files to write `0` into (joins the cgroups).
-    pub procs_files: Vec<CString>,
+    /// Files the program writes `0` into to join its cgroups: v1 `tasks`
+    /// (which moves only the writing thread, all there is before exec, and so
+    /// skips the global lock a whole-process move waits on) and v2
+    /// `cgroup.procs`.
+    pub joins: Vec<CString>,
+    /// The v2 cgroup init clones the program straight into, where the kernel
+    /// can (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7); otherwise the
+    /// program joins it through its `cgroup.procs`.
+    pub clone_into: Option<CgroupEntry>,
     /// `(resource, limit)` pairs set as both soft and hard limit.
     pub rlimits: Vec<(Resource, u64)>,
     /// When the host is not root: the uid and gid maps of a user namespace
@@ -64,6 +72,15 @@ pub(super) struct ChildSetup {
     pub private_tmp: bool,
     /// `(uid, gid)` to become before exec; None keeps the host's.
     pub credentials: Option<(libc::uid_t, libc::gid_t)>,
+}
+
+/// A v2 cgroup, and how a process joins it by hand.
+#[derive(Debug)]
+pub(super) struct CgroupEntry {
+    /// Its directory.
+    pub dir: CString,
+    /// Its `cgroup.procs`.
+    pub procs: CString,
 }
 
 impl ChildSetup {
@@ -104,6 +121,9 @@ pub(super) struct Launch {
     pub status: AtomicI32,
     /// Whether `status` holds the program's status.
     pub reported: AtomicBool,
+    /// Whether the program was cloned into `clone_into`'s cgroup (set by init
+    /// before it starts the program, read by the program).
+    pub cloned_into_cgroup: AtomicBool,
 }
 
 // SAFETY: the raw pointers point into CStrings the launch itself keeps (held
@@ -185,20 +205,13 @@ unsafe fn run_init(launch: &Launch) -> ! {
         report(launch.ready, stage, errno);
         libc::_exit(125);
     }
-    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
-    let arg = launch as *const Launch as *mut c_void;
-    let program = libc::clone(program, launch.program_stack.top(), flags, arg);
-    if program < 0 {
-        // glibc's clone wrapper is the one call here that writes errno on
-        // failure (when the process limit is reached).
-        let errno = Errno::from_raw_os_error(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EAGAIN),
-        );
-        report(launch.ready, Stage::StartProgram, errno);
-        libc::_exit(125);
-    }
+    let program = match start_program(launch) {
+        Ok(pid) => pid,
+        Err(errno) => {
+            report(launch.ready, Stage::StartProgram, errno);
+            libc::_exit(125);
+        }
+    };
     // The program has exec'd (or failed and said so): the host's start-up
     // read ends, and the output pipes close when the program's side does.
     for fd in [launch.ready, 0, 1, 2] {
@@ -218,6 +231,33 @@ unsafe fn run_init(launch: &Launch) -> ! {
     }
 }
 
+/// Starts the program as a `CLONE_VFORK` child (init sleeps until it execs):
+/// straight into its v2 cgroup where the kernel can, otherwise plainly, and
+/// the program then joins that cgroup itself. Returns its process id.
+unsafe fn start_program(launch: &Launch) -> Result<c_int, Errno> {
+    let arg = launch as *const Launch as *mut c_void;
+    if let Some(entry) = &launch.confinement.setup.clone_into {
+        // Set before the clone: the program reads it before init runs again.
+        launch.cloned_into_cgroup.store(true, Ordering::SeqCst);
+        if let Ok(pid) = clone3::into_cgroup(&entry.dir, &launch.program_stack, program, arg) {
+            return Ok(pid);
+        }
+        launch.cloned_into_cgroup.store(false, Ordering::SeqCst);
+    }
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let pid = libc::clone(program, launch.program_stack.top(), flags, arg);
+    if pid < 0 {
+        // glibc's clone wrapper is the one call here that writes errno on
+        // failure (when the process limit is reached).
+        return Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EAGAIN),
+        ));
+    }
+    Ok(pid)
+}
+
 /// The program: signals back to their defaults, the step user, exec. Only
 /// for `clone`, from init (whose `Launch` it reads).
 extern "C" fn program(arg: *mut c_void) -> c_int {
@@ -232,13 +272,19 @@ unsafe fn run_program(launch: &Launch) -> ! {
     // host's size) would kill every process sharing that memory, the host
     // included. Until it execs, the program is a vfork child, which the
     // out-of-memory killer never chooses.
-    for file in &launch.confinement.setup.procs_files {
+    let setup = &launch.confinement.setup;
+    let by_hand = setup
+        .clone_into
+        .as_ref()
+        .filter(|_| !launch.cloned_into_cgroup.load(Ordering::SeqCst))
+        .map(|entry| &entry.procs);
+    for file in setup.joins.iter().chain(by_hand) {
         if let Err(errno) = write_file(file, b"0") {
             report(launch.ready, Stage::Cgroups, errno);
             libc::_exit(127);
         }
     }
-    if let Some((uid, gid)) = launch.confinement.setup.credentials {
+    if let Some((uid, gid)) = setup.credentials {
         let gid = rustix::process::Gid::from_raw(gid);
         let became = rustix::thread::set_thread_groups(&[gid])
             .and_then(|()| rustix::thread::set_thread_gid(gid))
@@ -421,7 +467,7 @@ fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
 
 /// Closes `fd` with a raw system call (dropping it would call libc's `close`,
 /// which touches the spawning thread's state).
-fn close_raw(fd: std::os::fd::OwnedFd) {
+pub(super) fn close_raw(fd: std::os::fd::OwnedFd) {
     use std::os::fd::IntoRawFd;
     // SAFETY: the descriptor is ours and closed once.
     unsafe { rustix::io::close(fd.into_raw_fd()) }

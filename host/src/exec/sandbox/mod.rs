@@ -26,6 +26,8 @@ pub mod cgroup;
 // confined process is started, and what its own processes do before exec.
 #[allow(unsafe_code)]
 mod child;
+#[allow(unsafe_code)]
+mod clone3;
 pub mod plan;
 pub mod probe;
 #[allow(unsafe_code)]
@@ -98,8 +100,14 @@ impl Confinement {
         spawn::start(self, command)
     }
 
-    /// Kills every process left in its cgroups.
+    /// Kills every process left in its cgroups: through the one with
+    /// `cgroup.kill` where there is one (each cgroup holds the same processes,
+    /// which cannot move themselves out), otherwise through each in turn.
     pub fn kill_all(&self) {
+        if let Some((dir, _, unified)) = self.cgroups.iter().find(|(_, powers, _)| powers.kill) {
+            cgroup::kill_all(dir, *unified);
+            return;
+        }
         for (dir, _, unified) in &self.cgroups {
             cgroup::kill_all(dir, *unified);
         }
@@ -138,11 +146,11 @@ impl Confinement {
 }
 
 impl Drop for Confinement {
+    /// Kills what is left, then has the cgroups removed off the caller's path.
     fn drop(&mut self) {
         self.kill_all();
-        for (dir, _, _) in &self.cgroups {
-            cgroup::remove(dir);
-        }
+        let dirs = self.cgroups.drain(..).map(|(dir, _, _)| dir).collect();
+        cgroup::remove_later(dirs);
     }
 }
 

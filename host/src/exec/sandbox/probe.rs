@@ -10,7 +10,7 @@ use nix::libc;
 use rustix::process::Resource;
 
 use super::cgroup::{self, Hierarchy};
-use super::child::ChildSetup;
+use super::child::{CgroupEntry, ChildSetup};
 use super::plan::{self, Offers, Plan, Policy, Protection};
 use super::user::{self, RunAs};
 use super::{c_path, Command, Confinement, Limits};
@@ -221,7 +221,8 @@ impl Sandbox {
         let applied = |p| plan.applied.contains(&p);
         let relative = super::run_cgroup(&self.host_id, run_id).join(name);
         let mut cgroups = Vec::new();
-        let mut procs_files = Vec::new();
+        let mut joins = Vec::new();
+        let mut clone_into = None;
         let quota = limits.cpu_millicores.is_some();
         for hierarchy in cgroup::needed(&self.hierarchies, quota) {
             let dir = cgroup::create(hierarchy, &relative).map_err(|e| {
@@ -232,7 +233,16 @@ impl Sandbox {
             })?;
             set_limits(&dir, hierarchy, limits)
                 .map_err(|e| format!("cannot limit the cgroup {}: {e}", dir.display()))?;
-            procs_files.push(c_path(&dir.join("cgroup.procs")));
+            if !hierarchy.unified {
+                joins.push(c_path(&dir.join("tasks")));
+            } else if clone_into.is_none() {
+                clone_into = Some(CgroupEntry {
+                    dir: c_path(&dir),
+                    procs: c_path(&dir.join("cgroup.procs")),
+                });
+            } else {
+                joins.push(c_path(&dir.join("cgroup.procs")));
+            }
             cgroups.push((dir, hierarchy.powers, hierarchy.unified));
         }
         let rlimits = [
@@ -246,7 +256,8 @@ impl Sandbox {
         let private_tmp = applied(Protection::PrivateTmp);
         let network_namespace = applied(Protection::NoNetwork);
         let setup = ChildSetup {
-            procs_files,
+            joins,
+            clone_into,
             rlimits,
             user_namespace: self
                 .user_maps
@@ -304,12 +315,12 @@ impl Sandbox {
         Ok(real)
     }
 
-    /// Removes this host's (empty) cgroup of run `run_id` after the run.
+    /// Has this host's (empty) cgroup of run `run_id` removed after the run,
+    /// off the caller's path and after its processes' cgroups.
     pub fn forget_run(&self, run_id: i64) {
         let relative = super::run_cgroup(&self.host_id, run_id);
-        for hierarchy in &self.hierarchies {
-            cgroup::remove(&hierarchy.base.join(&relative));
-        }
+        let dirs = self.hierarchies.iter().map(|h| h.base.join(&relative));
+        cgroup::remove_later(dirs.collect());
     }
 
     /// Where each hierarchy's cgroups are made, for `pulsehost doctor`.

@@ -71,6 +71,13 @@ impl Stack {
         }
     }
 
+    /// The lowest address above the guard page, and the length from there to
+    /// the top (for `clone3`, which takes the stack as a region).
+    pub(super) fn usable(&self) -> (*mut c_void, usize) {
+        let page = rustix::param::page_size();
+        ((self.base as usize + page) as *mut c_void, self.len - page)
+    }
+
     /// The initial stack pointer (stacks grow down), 16-byte aligned.
     pub(super) fn top(&self) -> *mut c_void {
         let end = self.base as usize + self.len;
@@ -204,6 +211,7 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
         program_stack: Stack::new(STACK_BYTES)?,
         status: AtomicI32::new(0),
         reported: AtomicBool::new(false),
+        cloned_into_cgroup: AtomicBool::new(false),
     });
     let init_stack = Stack::new(STACK_BYTES)?;
     let flags = libc::CLONE_VM | libc::CLONE_PIDFD | confinement.setup.clone_flags() | libc::SIGCHLD;
