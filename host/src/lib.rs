@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod plugin;
 pub mod pulse;
 pub mod runner;
+pub mod schemas;
 pub mod signing;
 pub mod spec;
 pub mod store;

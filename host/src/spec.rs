@@ -12,9 +12,11 @@
 
 mod confinement;
 mod later;
+mod overrides;
 
 pub use confinement::{Concurrency, RemoteFile, Reservation, SandboxPolicy, StepLimits};
 pub use later::{AlertRule, ServiceSpec};
+pub use overrides::RunOverrides;
 
 use serde::{Deserialize, Serialize};
 

@@ -37,5 +37,6 @@ mod scheduling;
 mod signed_pulses;
 mod simulations;
 mod stored_definitions;
+mod test_runs;
 mod upload;
 mod versions;

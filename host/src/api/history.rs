@@ -232,6 +232,8 @@ struct StepView {
     plan: Option<serde_json::Value>,
     /// What it used (null where this host could not measure it).
     usage: UsageView,
+    /// How its stdin or stdout broke its JSON Schema: `[{at, message}]`.
+    schema_errors: Option<serde_json::Value>,
 }
 
 /// A process's resource use.
@@ -276,6 +278,7 @@ impl From<StepExecutionRow> for StepView {
                 peak_memory_bytes: s.peak_memory_bytes,
                 peak_processes: s.peak_processes,
             },
+            schema_errors: s.schema_errors,
         }
     }
 }

@@ -82,6 +82,20 @@ impl Client {
         self.send(self.request("POST", path, need), Some(Vec::new()))
     }
 
+    /// POST a JSON body.
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        need: Need,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            self.request("POST", path, need)
+                .set("Content-Type", "application/json"),
+            Some(body.to_string().into_bytes()),
+        )
+    }
+
     /// POST a nonce signed with `PULSEHOST_PULSE_SIGNING_KEY` at the current
     /// time, without a token.
     pub fn post_signed(&self, path: &str) -> anyhow::Result<serde_json::Value> {

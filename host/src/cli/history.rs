@@ -25,10 +25,18 @@ pub enum TasksCommand {
         /// Task id, name, or plugin/name.
         task: String,
     },
-    /// Queue a run of a task now, whatever its schedule.
+    /// Queue a run of a task now, whatever its schedule, optionally with
+    /// chosen input (recorded with the run).
     Run {
         /// Task id, name, or plugin/name.
         task: String,
+        /// A JSON document for the first step's stdin, in place of what it
+        /// declares; checked against its stdin-schema before anything is queued.
+        #[arg(long, value_name = "JSON")]
+        stdin_json: Option<String>,
+        /// An environment variable for every process of the run (repeatable).
+        #[arg(long = "env", value_name = "NAME=VALUE")]
+        envs: Vec<String>,
     },
     /// Resume a task paused after repeated hook failures.
     Resume {
@@ -148,10 +156,15 @@ pub fn tasks(c: &Client, command: Option<TasksCommand>) -> anyhow::Result<Answer
             shown["stats"] = c.get(&format!("/v1/tasks/{id}/stats?window=24h"), Need::Read)?["stats"].take();
             (shown, views::task)
         }
-        Some(TasksCommand::Run { task }) => {
+        Some(TasksCommand::Run {
+            task,
+            stdin_json,
+            envs,
+        }) => {
+            let body = run_overrides(stdin_json.as_deref(), &envs)?;
             let id = task_id(c, &task)?;
             (
-                c.post(&format!("/v1/tasks/{id}/run"), Need::Admin)?,
+                c.post_json(&format!("/v1/tasks/{id}/run"), &body, Need::Admin)?,
                 output::triggered,
             )
         }
@@ -163,6 +176,27 @@ pub fn tasks(c: &Client, command: Option<TasksCommand>) -> anyhow::Result<Answer
             )
         }
     })
+}
+
+/// The body of a run request: `{"stdin_json": …, "envs": {…}}`, as given.
+fn run_overrides(stdin_json: Option<&str>, envs: &[String]) -> anyhow::Result<Value> {
+    let mut body = serde_json::Map::new();
+    if let Some(text) = stdin_json {
+        let document: Value =
+            serde_json::from_str(text).map_err(|e| anyhow!("--stdin-json is not JSON: {e}"))?;
+        body.insert("stdin_json".into(), document);
+    }
+    let mut variables = serde_json::Map::new();
+    for pair in envs {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--env {pair:?} must be NAME=VALUE"))?;
+        variables.insert(name.into(), Value::String(value.into()));
+    }
+    if !variables.is_empty() {
+        body.insert("envs".into(), Value::Object(variables));
+    }
+    Ok(Value::Object(body))
 }
 
 /// Runs a `runs` command other than `logs`; the value and how to print it.

@@ -256,6 +256,14 @@ pub fn run(v: &Value) -> String {
         s(&v["started_at"]),
         s(&v["finished_at"])
     );
+    if let Some(input) = v["overrides"].as_object() {
+        if let Some(stdin) = input.get("stdin_json") {
+            out.push_str(&format!("chosen stdin: {stdin}\n"));
+        }
+        for (name, value) in input.get("envs").and_then(Value::as_object).into_iter().flatten() {
+            out.push_str(&format!("chosen env: {name}={}\n", s(value)));
+        }
+    }
     if !v["error"].is_null() {
         out.push_str(&format!(
             "error ({}): {}\n",

@@ -274,7 +274,11 @@ pub enum Triggered {
 }
 
 /// Queues a run of a task now, whatever its schedule, obeying its overlap policy.
-pub async fn trigger(db: &crate::store::Db, task_id: i64) -> StoreResult<Triggered> {
+pub async fn trigger(
+    db: &crate::store::Db,
+    task_id: i64,
+    overrides: Option<crate::spec::RunOverrides>,
+) -> StoreResult<Triggered> {
     db.run(move |tx| {
         let (_, task, _) = crate::store::plugins::get_task(tx, task_id)?;
         if !task.active {
@@ -307,6 +311,9 @@ pub async fn trigger(db: &crate::store::Db, task_id: i64) -> StoreResult<Trigger
         let run = pulses::claim_and_record(tx, pulse_id, "manual", now, &[candidate], false)?
             .pop()
             .ok_or_else(|| StoreError::NotFound(format!("a free slot for task {task_id} at {now}")))?;
+        if let Some(overrides) = &overrides {
+            crate::store::runs::set_overrides(tx, run.run_id, overrides)?;
+        }
         if task.overlap == "replace" {
             for previous in &running {
                 runs::request_cancel(tx, *previous)?;

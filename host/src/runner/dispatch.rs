@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::spec::TaskSpec;
+use crate::spec::{RunOverrides, TaskSpec};
 use crate::store::finish::RunEnd;
 use crate::store::models::RunRow;
 use crate::store::{hosts, queue, StoreError, Tx};
@@ -32,6 +32,8 @@ pub(super) struct Taken {
     pub plugin: String,
     /// The definition it executes.
     pub task: TaskSpec,
+    /// A manual run's chosen input (empty for every other run).
+    pub overrides: RunOverrides,
 }
 
 /// Dispatches until `shutdown` or until the host drains.
@@ -126,8 +128,17 @@ fn take(
     let mut taken = Vec::with_capacity(claimed.len());
     let mut unreadable = Vec::new();
     for c in claimed {
-        match TaskSpec::decode(c.format, c.definition) {
-            Ok(task) => taken.push(Taken {
+        let overrides = c
+            .run
+            .overrides
+            .clone()
+            .map(serde_json::from_value::<RunOverrides>);
+        let overrides = overrides
+            .transpose()
+            .map_err(|e| format!("its chosen input (stdin_json, envs) does not decode: {e}"));
+        match TaskSpec::decode(c.format, c.definition).and_then(|task| Ok((task, overrides?))) {
+            Ok((task, overrides)) => taken.push(Taken {
+                overrides: overrides.unwrap_or_default(),
                 run: c.run,
                 plugin: c.plugin,
                 task,

@@ -19,6 +19,9 @@ use crate::store::finish::RunEnd;
 /// Failure type of a run whose process exceeded its memory limit.
 pub const MEMORY_LIMIT: &str = "memory_limit";
 
+/// Failure type of a run whose process's stdin or stdout broke its JSON Schema.
+pub const SCHEMA: &str = "schema";
+
 /// Cleanup gets its own budget: it must run even when the run's time is up.
 const CLEANUP_BUDGET: Duration = Duration::from_secs(300);
 
@@ -253,12 +256,14 @@ impl Ctx<'_> {
         piped_stdin: Option<Vec<u8>>,
         token: Option<&CancellationToken>,
     ) -> Executed {
+        let first_step = phase == Phase::Step && index == 0;
         let inv = Invocation {
             phase,
             index,
             name,
             spec,
             piped_stdin,
+            chosen_stdin: first_step.then(|| self.claimed.overrides.stdin_bytes()).flatten(),
             budget: self.deadline.saturating_duration_since(Instant::now()),
         };
         let done = run_one(
@@ -287,6 +292,9 @@ fn judge(done: &Executed, part: &'static str) -> Option<Failure> {
                 format!("{error}; asked to be retried after {ms} ms"),
             )
         });
+    }
+    if done.schema_errors.is_some() {
+        return Some(failure("failed", SCHEMA, error));
     }
     match done.outcome.kind {
         ExitKind::Succeeded => None,

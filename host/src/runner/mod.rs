@@ -9,6 +9,7 @@
 mod dispatch;
 mod groups;
 mod heartbeat;
+mod io_contract;
 mod journal;
 mod lifecycle;
 pub mod policy;

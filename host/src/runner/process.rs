@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use crate::exec::sandbox::{Limits, Plan, Policy};
 use crate::exec::{self, Captured, ExitKind, ProcessOutcome, ProcessSpec, Program};
+use crate::schemas::{self, Violation};
 use crate::spec::{ExecSpec, SandboxPolicy, StepKind, StepLimits};
 use crate::store::models::NewStepExecution;
 
 use super::dispatch::Taken;
 use super::groups::Groups;
+use super::io_contract;
 use super::Runner;
 
 /// Where in the run a process belongs.
@@ -40,8 +42,10 @@ pub(super) struct Invocation<'a> {
     pub index: i32,
     pub name: &'a str,
     pub spec: &'a ExecSpec,
-    /// Overrides the spec's stdin (JSON piped from the previous step).
+    /// JSON piped from the previous step (the spec's `stdin-json` wins).
     pub piped_stdin: Option<Vec<u8>>,
+    /// The run's chosen stdin (a manual run's first step): wins over both.
+    pub chosen_stdin: Option<Vec<u8>>,
     /// Upper bound from the run's remaining time.
     pub budget: Duration,
 }
@@ -55,6 +59,8 @@ pub(super) struct Executed {
     pub stdout_json: Option<serde_json::Value>,
     /// What protected it (None when it never got as far as a plan).
     pub plan: Option<Plan>,
+    /// How its stdin or stdout broke its JSON Schema (it failed for that).
+    pub schema_errors: Option<Vec<Violation>>,
 }
 
 impl Executed {
@@ -86,11 +92,16 @@ impl Executed {
             cpu_system_ms: usage.cpu_system_ms,
             peak_memory_bytes: usage.peak_memory_bytes.map(|b| b as i64),
             peak_processes: usage.peak_processes.map(|n| n as i32),
+            schema_errors: self
+                .schema_errors
+                .as_ref()
+                .and_then(|v| serde_json::to_value(v).ok()),
         }
     }
 }
 
-/// Resolves and runs one process of `run`, recording its process group while it runs.
+/// Resolves and runs one process of `run`, recording its process group while
+/// it runs; its stdin and stdout are checked against its JSON Schemas.
 pub(super) async fn run_one(
     runner: &Runner,
     run: &Taken,
@@ -100,58 +111,101 @@ pub(super) async fn run_one(
     groups: &Groups,
 ) -> Executed {
     let started = runner.db.clock().now();
-    let mut plan = None;
-    let outcome = match resolve(runner, run, workdir, inv).await {
+    let stdin = io_contract::stdin_of(inv);
+    if let Err(violations) = io_contract::checked(inv.spec.stdin_schema.as_deref(), "stdin", stdin.as_deref())
+    {
+        let error = schemas::summary("stdin", &violations);
+        let mut refused = not_started(runner, started, error, String::new());
+        refused.schema_errors = Some(violations);
+        return refused;
+    }
+    let (outcome, plan) = match resolve(runner, run, workdir, inv, stdin).await {
         Ok(spec) => {
-            plan = spec.confinement.as_ref().map(|c| c.plan.clone());
-            let group = AtomicI32::new(0);
-            let live = std::sync::Mutex::new(None);
-            let execution = exec::run_observed(&spec, cancel, |pgid, output| {
-                group.store(pgid, Ordering::Relaxed);
-                groups.spawned(pgid);
-                *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(output);
-            });
-            let key = LiveKey {
-                run_id: run.run.id,
-                phase: inv.phase.as_str(),
-                index: inv.index,
-                name: inv.name,
-                started,
-            };
-            let outcome = tokio::select! {
-                outcome = execution => outcome,
-                never = flush_live(runner, key, &live) => match never {},
-            };
-            match group.load(Ordering::Relaxed) {
-                0 => {}
-                pgid => groups.exited(pgid),
-            }
-            on_database_clock(outcome, started)
+            let plan = spec.confinement.as_ref().map(|c| c.plan.clone());
+            (
+                observed(runner, run, inv, &spec, cancel, groups, started).await,
+                plan,
+            )
         }
-        Err((error, output)) => ProcessOutcome {
-            kind: ExitKind::Failed,
-            exit_code: None,
-            signal: None,
-            stdout: Captured::default(),
-            stderr: Captured {
-                total: output.len() as u64,
-                bytes: output.into_bytes(),
-                truncated: false,
-            },
-            error: Some(error),
-            started_at: started,
-            finished_at: runner.db.clock().now(),
-            duration: Duration::ZERO,
-            usage: None,
-        },
+        Err((error, output)) => return not_started(runner, started, error, output),
     };
     let stdout_json = (!outcome.stdout.truncated && !outcome.stdout.bytes.is_empty())
         .then(|| serde_json::from_slice(&outcome.stdout.bytes).ok())
         .flatten();
-    Executed {
+    let mut done = Executed {
         outcome,
         stdout_json,
         plan,
+        schema_errors: None,
+    };
+    io_contract::check_stdout(&mut done, inv.spec.stdout_schema.as_deref());
+    done
+}
+
+/// Runs the resolved process, publishing its process group and live output.
+async fn observed(
+    runner: &Runner,
+    run: &Taken,
+    inv: &Invocation<'_>,
+    spec: &ProcessSpec,
+    cancel: &tokio_util::sync::CancellationToken,
+    groups: &Groups,
+    started: chrono::DateTime<chrono::Utc>,
+) -> ProcessOutcome {
+    let group = AtomicI32::new(0);
+    let live = std::sync::Mutex::new(None);
+    let execution = exec::run_observed(spec, cancel, |pgid, output| {
+        group.store(pgid, Ordering::Relaxed);
+        groups.spawned(pgid);
+        *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(output);
+    });
+    let key = LiveKey {
+        run_id: run.run.id,
+        phase: inv.phase.as_str(),
+        index: inv.index,
+        name: inv.name,
+        started,
+    };
+    let outcome = tokio::select! {
+        outcome = execution => outcome,
+        never = flush_live(runner, key, &live) => match never {},
+    };
+    match group.load(Ordering::Relaxed) {
+        0 => {}
+        pgid => groups.exited(pgid),
+    }
+    on_database_clock(outcome, started)
+}
+
+/// A process that failed before it started: `error`, and any tool output
+/// (pip's) kept as its stderr.
+fn not_started(
+    runner: &Runner,
+    started: chrono::DateTime<chrono::Utc>,
+    error: String,
+    output: String,
+) -> Executed {
+    let outcome = ProcessOutcome {
+        kind: ExitKind::Failed,
+        exit_code: None,
+        signal: None,
+        stdout: Captured::default(),
+        stderr: Captured {
+            total: output.len() as u64,
+            bytes: output.into_bytes(),
+            truncated: false,
+        },
+        error: Some(error),
+        started_at: started,
+        finished_at: runner.db.clock().now(),
+        duration: Duration::ZERO,
+        usage: None,
+    };
+    Executed {
+        outcome,
+        stdout_json: None,
+        plan: None,
+        schema_errors: None,
     }
 }
 
@@ -219,15 +273,11 @@ async fn resolve(
     run: &Taken,
     workdir: &Path,
     inv: &Invocation<'_>,
+    stdin: Option<Vec<u8>>,
 ) -> Result<ProcessSpec, (String, String)> {
     let config = &runner.config;
     let spec = inv.spec;
     let (program, args) = program(runner, workdir, inv).await?;
-    let stdin = match (&inv.piped_stdin, &spec.stdin_json) {
-        (_, Some(json)) => Some(json.clone().into_bytes()),
-        (Some(piped), None) => Some(piped.clone()),
-        (None, None) => None,
-    };
     let timeout = spec
         .timeout_ms
         .map(Duration::from_millis)
@@ -346,7 +396,8 @@ fn effective_limits(asked: &StepLimits, host: &Limits) -> Limits {
 }
 
 /// The child's whole environment: allow-listed host variables, the task's own,
-/// then the run context (which a task cannot override). `PULSEHOST_RUN_ID` and
+/// a manual run's chosen ones, then the run context (which neither can
+/// override). `PULSEHOST_RUN_ID` and
 /// `PULSEHOST_HOST_ID` together also mark the run's processes for recovery.
 fn environment(config: &super::RunnerConfig, run: &Taken, inv: &Invocation<'_>) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = config
@@ -355,6 +406,7 @@ fn environment(config: &super::RunnerConfig, run: &Taken, inv: &Invocation<'_>) 
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
         .collect();
     env.extend(inv.spec.envs.iter().cloned());
+    env.extend(run.overrides.envs.iter().map(|(k, v)| (k.clone(), v.clone())));
     let r = &run.run;
     env.extend([
         ("PULSEHOST_RUN_ID".into(), r.id.to_string()),

@@ -130,9 +130,9 @@ pub fn queue_retries(tx: &mut Tx<'_>, retries: &[RetryRequest]) -> StoreResult<V
     }
     let queued: Vec<ScheduledRetry> = diesel::sql_query(
         "INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, attempt, status, priority, \
-             scheduled_for, not_before, retry_of) \
+             scheduled_for, not_before, retry_of, overrides) \
          SELECT f.slot_id, f.task_id, f.plugin_version_id, f.definition_id, f.attempt + 1, 'queued', \
-             f.priority, f.scheduled_for, now() + i.delay * interval '1 millisecond', f.id \
+             f.priority, f.scheduled_for, now() + i.delay * interval '1 millisecond', f.id, f.overrides \
          FROM unnest($1::int8[], $2::int8[]) AS i (id, delay) JOIN runs f ON f.id = i.id \
          ON CONFLICT DO NOTHING \
          RETURNING retry_of, id AS run_id, attempt, not_before",

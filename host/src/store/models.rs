@@ -138,6 +138,8 @@ pub struct RunRow {
     pub process_groups: Vec<i32>,
     /// A queued run that cannot start by then is recorded as missed.
     pub start_deadline: Option<DateTime<Utc>>,
+    /// A manual run's chosen input (`stdin_json`, `envs`), kept by its retries.
+    pub overrides: Option<serde_json::Value>,
 }
 
 /// Failures of one hook type of one task.
@@ -212,6 +214,8 @@ pub struct StepExecutionRow {
     pub peak_memory_bytes: Option<i64>,
     /// Most processes at once.
     pub peak_processes: Option<i32>,
+    /// How its stdin or stdout broke its declared JSON Schema.
+    pub schema_errors: Option<serde_json::Value>,
 }
 
 /// A step execution to insert.
@@ -266,6 +270,8 @@ pub struct NewStepExecution {
     pub peak_memory_bytes: Option<i64>,
     /// Most processes at once.
     pub peak_processes: Option<i32>,
+    /// How its stdin or stdout broke its declared JSON Schema.
+    pub schema_errors: Option<serde_json::Value>,
 }
 
 /// A lifecycle event.

@@ -56,6 +56,7 @@ pub fn record_steps(tx: &mut Tx<'_>, steps: &[NewStepExecution]) -> StoreResult<
             name: storable_text(&s.name),
             error: s.error.as_deref().map(storable_text),
             stdout_json: s.stdout_json.clone().filter(json_is_storable),
+            schema_errors: s.schema_errors.clone().map(storable_json),
             ..s.clone()
         })
         .collect();
@@ -166,6 +167,30 @@ fn json_is_storable(value: &serde_json::Value) -> bool {
         serde_json::Value::Array(items) => items.iter().all(json_is_storable),
         serde_json::Value::Object(map) => map.iter().all(|(k, v)| !k.contains('\0') && json_is_storable(v)),
         _ => true,
+    }
+}
+
+/// Records a manual run's chosen input with it.
+pub fn set_overrides(tx: &mut Tx<'_>, run_id: i64, overrides: &crate::spec::RunOverrides) -> StoreResult<()> {
+    let value = storable_json(serde_json::to_value(overrides).unwrap_or_default());
+    diesel::update(runs::table.find(run_id))
+        .set(runs::overrides.eq(value))
+        .execute(tx.c())?;
+    Ok(())
+}
+
+/// `value` with every NUL character in its strings and keys replaced.
+pub fn storable_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(storable_text(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (storable_text(&k), storable_json(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 

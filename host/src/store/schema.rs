@@ -124,6 +124,7 @@ diesel::table! {
         definition_id -> Int8,
         process_groups -> Array<Int4>,
         start_deadline -> Nullable<Timestamptz>,
+        overrides -> Nullable<Jsonb>,
     }
 }
 
@@ -165,6 +166,7 @@ diesel::table! {
         cpu_system_ms -> Nullable<Float8>,
         peak_memory_bytes -> Nullable<Int8>,
         peak_processes -> Nullable<Int4>,
+        schema_errors -> Nullable<Jsonb>,
     }
 }
 

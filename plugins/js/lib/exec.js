@@ -146,6 +146,31 @@ class Process {
   }
 
   /**
+   * A JSON Schema its stdin must satisfy, checked before it starts (its
+   * `stdinJson`, JSON piped from the step before, or a manual run's chosen
+   * input). A violation fails it with failure type `schema`. The host refuses
+   * the plugin at upload if the schema is not valid JSON Schema or refers to a
+   * URL or file.
+   * @param {object|boolean} schema
+   * @returns {this}
+   */
+  stdinSchema(schema) {
+    this.spec.stdinSchema = schemaText(schema, "stdinSchema()");
+    return this;
+  }
+
+  /**
+   * A JSON Schema its stdout must satisfy as one JSON document, checked after
+   * it exits 0; a violation fails it with failure type `schema`.
+   * @param {object|boolean} schema
+   * @returns {this}
+   */
+  stdoutSchema(schema) {
+    this.spec.stdoutSchema = schemaText(schema, "stdoutSchema()");
+    return this;
+  }
+
+  /**
    * Limits this process (and everything it starts); fields left out take the
    * task's default limits, then the host's.
    * @param {object} limits e.g. `{ memoryBytes: 256 * 2 ** 20, processes: 64, noNetwork: true }`
@@ -301,4 +326,13 @@ export class Step extends Process {
   toWit() {
     return { name: this.name, exec: super.toWit() };
   }
+}
+
+/** A JSON Schema (an object, or true or false) as JSON text. */
+function schemaText(schema, what) {
+  const isObject = schema !== null && typeof schema === "object" && !Array.isArray(schema);
+  if (!isObject && typeof schema !== "boolean") {
+    throw new TypeError(`${what} needs a JSON Schema object (or true or false), got ${show(schema)}`);
+  }
+  return JSON.stringify(schema);
 }

@@ -72,6 +72,22 @@ class _Options:
         self._exec()._stdin_json = document
         return self
 
+    def stdin_schema(self: _O, schema: Any, *, encoded: bool = False) -> _O:
+        """A JSON Schema its stdin must satisfy, checked before it starts (its
+        ``stdin_json``, JSON piped from the step before, or a manual run's
+        chosen input). A violation fails it with failure type ``schema``.
+        ``schema`` is a ``dict`` (or ``True``/``False``); with ``encoded=True``
+        it is JSON text already. The host refuses the plugin at upload if it is
+        not a valid JSON Schema or refers to a URL or file."""
+        self._exec()._stdin_schema = _schema(schema, encoded, "stdin_schema")
+        return self
+
+    def stdout_schema(self: _O, schema: Any, *, encoded: bool = False) -> _O:
+        """A JSON Schema its stdout must satisfy as one JSON document, checked
+        after it exits 0; a violation fails it with failure type ``schema``."""
+        self._exec()._stdout_schema = _schema(schema, encoded, "stdout_schema")
+        return self
+
     def limits(self: _O, limits: Limits) -> _O:
         """Limits this process (and everything it starts); unset fields take the
         task's default limits, then the host's."""
@@ -130,6 +146,8 @@ class Exec(_Options):
         self._limits = Limits()
         self._resources: List[Tuple[str, str, str, bool]] = []
         self._terminal_output = False
+        self._stdin_schema: Optional[str] = None
+        self._stdout_schema: Optional[str] = None
 
     @classmethod
     def shell(cls, script: str) -> "Exec":
@@ -174,8 +192,8 @@ class Exec(_Options):
                 for url, sha, dest, executable in self._resources
             ],
             terminal_output=self._terminal_output,
-            stdin_schema=None,
-            stdout_schema=None,
+            stdin_schema=self._stdin_schema,
+            stdout_schema=self._stdout_schema,
         )
 
     def __repr__(self) -> str:
@@ -223,3 +241,11 @@ class Step(_Options):
     def __repr__(self) -> str:
         return f"Step({self._name!r}, {self._process!r})"
 
+
+def _schema(schema: Any, encoded: bool, what: str) -> str:
+    """A JSON Schema as JSON text: ``schema`` serialized, or checked as text."""
+    if encoded:
+        return _check.text(schema, what)
+    if not isinstance(schema, (dict, bool)):
+        raise TypeError(f"{what} must be a dict (or True or False), not {type(schema).__name__}")
+    return json.dumps(schema)

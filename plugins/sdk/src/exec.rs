@@ -157,6 +157,25 @@ macro_rules! exec_options {
                 self
             }
 
+            /// A JSON Schema (as JSON text) its stdin must satisfy, checked
+            /// before it starts: its `stdin_json`, JSON piped from the step
+            /// before, or a manual run's chosen input. A violation fails it with
+            /// failure type `schema` and each violation's place. The host
+            /// refuses the plugin at upload if the schema is not valid JSON
+            /// Schema, refers to a URL or file, or its own `stdin_json` breaks it.
+            pub fn stdin_schema(mut self, schema: impl Into<String>) -> Self {
+                self.spec().stdin_schema = Some(schema.into());
+                self
+            }
+
+            /// A JSON Schema its stdout must satisfy as one JSON document,
+            /// checked after it exits 0; a violation fails it with failure type
+            /// `schema`.
+            pub fn stdout_schema(mut self, schema: impl Into<String>) -> Self {
+                self.spec().stdout_schema = Some(schema.into());
+                self
+            }
+
             /// Limits this process (and everything it starts); unset fields
             /// take the task's [`default_limits`](crate::Task::default_limits),
             /// then the host's.

@@ -106,7 +106,7 @@ pub async fn run_now(
     if let Err(refused) = admitted(&req, &state, &form, Some(Role::Admin)) {
         return refused.answer();
     }
-    let outcome = manage::queue_now(&state, id.into_inner()).await;
+    let outcome = manage::queue_now(&state, id.into_inner(), None).await;
     match outcome {
         Ok(run) => redirect(&format!(
             "/ui/runs/{}?{}",

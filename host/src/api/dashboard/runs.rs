@@ -196,6 +196,7 @@ fn run_body(detail: history::RunDetail) -> Value {
         "run": run,
         "took": took(listing.duration_ms), "late": took(listing.run.lateness_ms.map(|v| v as f64)),
         "processes": processes, "attempts": attempts, "events": events,
+        "chosen": listing.run.overrides.as_ref().map(Value::to_string),
         "refresh": running.then_some(2),
     })
 }

@@ -1,8 +1,9 @@
 //! Rules for the fields `pulsehost:plugin@0.2.0` added: limits, remote files,
 //! reservations, concurrency keys; and a refusal, with the reason, of the ones
-//! this host does not implement yet (services, alerts, jitter, schemas), so
+//! this host does not implement yet (services, alerts, jitter), so
 //! that no field a plugin sets is silently ignored.
 
+use crate::schemas::{self, Schema};
 use crate::spec::{ExecSpec, Schedule, StepLimits, TaskSpec};
 
 use super::Problems;
@@ -53,12 +54,7 @@ pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec) {
 /// The fields of one process.
 pub(super) fn exec(p: &mut Problems, at: &str, e: &ExecSpec) {
     limits(p, &format!("{at}.limits"), &e.limits);
-    if e.stdin_schema.is_some() {
-        p.add(&format!("{at}.stdin-schema"), NOT_YET);
-    }
-    if e.stdout_schema.is_some() {
-        p.add(&format!("{at}.stdout-schema"), NOT_YET);
-    }
+    schemas(p, at, e);
     for (i, file) in e.resources.iter().enumerate() {
         if let Some((field, message)) = crate::exec::resources::problem(file) {
             p.add(&format!("{at}.resources[{i}].{field}"), &message);
@@ -69,6 +65,35 @@ pub(super) fn exec(p: &mut Problems, at: &str, e: &ExecSpec) {
             &format!("{at}.resources"),
             "resources are placed in the run's scratch directory: a process with resources cannot set working-dir",
         );
+    }
+}
+
+/// The stdin and stdout schemas compile, and the stdin a process declares
+/// satisfies its own schema.
+fn schemas(p: &mut Problems, at: &str, e: &ExecSpec) {
+    if let Some(text) = &e.stdout_schema {
+        if let Err(problem) = Schema::compile(text) {
+            p.add(&format!("{at}.stdout-schema"), &problem);
+        }
+    }
+    let Some(text) = &e.stdin_schema else {
+        return;
+    };
+    match Schema::compile(text) {
+        Err(problem) => p.add(&format!("{at}.stdin-schema"), &problem),
+        Ok(schema) => {
+            let declared = e
+                .stdin_json
+                .as_deref()
+                .map(str::as_bytes)
+                .map(|b| schema.check_bytes("stdin-json", b));
+            if let Some(Err(violations)) = declared {
+                p.add(
+                    &format!("{at}.stdin-json"),
+                    &format!("{}: make them agree", schemas::summary("stdin-json", &violations)),
+                );
+            }
+        }
     }
 }
 
@@ -123,7 +148,8 @@ mod tests {
             "alerts": [{"events": ["failure"], "webhook": "http://x"}],
             "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}, "terminal_output": true, "stdout_schema": "{}"}}]
         }));
-        for field in ["alerts", "jitter-ms", "stdout-schema"] {
+        assert!(!found.iter().any(|p| p.contains("schema")), "{found:?}");
+        for field in ["alerts", "jitter-ms"] {
             assert!(
                 found
                     .iter()

@@ -1,0 +1,2 @@
+ALTER TABLE step_executions DROP COLUMN schema_errors;
+ALTER TABLE runs DROP COLUMN overrides;
