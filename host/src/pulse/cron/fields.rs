@@ -5,85 +5,9 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use super::CronError;
-
-/// The bounds and names of one field, as users write it.
-#[derive(Debug, Clone, Copy)]
-struct Kind {
-    name: &'static str,
-    min: u32,
-    max: u32,
-    /// Names accepted in place of numbers; index 0 stands for `min`.
-    names: &'static [&'static str],
-    /// Full names accepted too, because stored expressions may use them.
-    long_names: &'static [&'static str],
-    /// What a value of this field is called when one is not recognised.
-    noun: &'static str,
-    hint: &'static str,
-}
-
-const SECOND: Kind = Kind {
-    name: "second",
-    min: 0,
-    max: 59,
-    names: &[],
-    long_names: &[],
-    noun: "a number",
-    hint: "use 0-59",
-};
-const MINUTE: Kind = Kind {
-    name: "minute",
-    hint: "use 0-59",
-    ..SECOND
-};
-const HOUR: Kind = Kind {
-    name: "hour",
-    max: 23,
-    hint: "use 0-23",
-    ..SECOND
-};
-const DAY_OF_MONTH: Kind = Kind {
-    name: "day-of-month",
-    min: 1,
-    max: 31,
-    hint: "use 1-31",
-    ..SECOND
-};
-const MONTH: Kind = Kind {
-    name: "month",
-    min: 1,
-    max: 12,
-    names: &[
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ],
-    long_names: &MONTH_NAMES,
-    noun: "a month",
-    hint: "use 1-12 or JAN-DEC",
-};
-const DAY_OF_WEEK: Kind = Kind {
-    name: "day-of-week",
-    min: 0,
-    max: 7,
-    names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-    long_names: &[],
-    noun: "a day",
-    hint: "use 0-7 (0 and 7 are Sunday) or SUN-SAT",
-};
-
-const MONTH_NAMES: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
+use super::calendar::Calendar;
+use super::kinds::{Kind, DAY_OF_MONTH, DAY_OF_WEEK, HOUR, MINUTE, MONTH, MONTH_NAMES, SECOND};
+use super::{calendar, spread, CronError};
 
 /// The values each field matches, as bit sets (bit `n` set: value `n` matches).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +19,9 @@ pub(super) struct Fields {
     pub months: u64,
     /// Sunday is bit 0; a 7 in the expression has been folded onto it.
     pub days_of_week: u64,
+    /// Days no value list can name (`L`, `LW`, `5L`, `1#2`), matched in
+    /// addition to the day fields' values.
+    pub calendar: Calendar,
     /// Both day fields are restricted, so a day matches if EITHER does (Vixie).
     pub days_either: bool,
     /// The hour field starts with `*`: the schedule follows real time through
@@ -114,19 +41,29 @@ pub(super) struct Written<'a> {
 
 impl Fields {
     /// Reads and checks every field; errors quote `expression` as written.
-    pub fn read(expression: &str, written: &Written) -> Result<Self, CronError> {
+    /// `H` is spread by `identity` (a task's name); without one it is refused.
+    pub fn read(expression: &str, written: &Written, identity: Option<&str>) -> Result<Self, CronError> {
         let field = |kind: Kind, text: &str| {
-            parse_field(kind, text).map_err(|p| CronError(p.message(expression, kind, text)))
+            parse_field(kind, text, identity).map_err(|p| CronError(p.message(expression, kind, text)))
         };
-        let day_of_week = field(DAY_OF_WEEK, written.day_of_week)?;
+        let plain = |kind: Kind, text: &str| field(kind, text).map(|(set, _)| set);
+        // In this order, the first mistake of several is the one reported.
+        let (day_of_week, by_week_day) = field(DAY_OF_WEEK, written.day_of_week)?;
+        let seconds = plain(SECOND, written.second)?;
+        let minutes = plain(MINUTE, written.minute)?;
+        let hours = plain(HOUR, written.hour)?;
+        let (days_of_month, by_month_day) = field(DAY_OF_MONTH, written.day_of_month)?;
+        let restricted = |text: &str, calendar: Calendar| !text.starts_with('*') || !calendar.is_empty();
         let fields = Fields {
-            seconds: field(SECOND, written.second)?,
-            minutes: field(MINUTE, written.minute)?,
-            hours: field(HOUR, written.hour)?,
-            days_of_month: field(DAY_OF_MONTH, written.day_of_month)?,
-            months: field(MONTH, written.month)?,
+            seconds,
+            minutes,
+            hours,
+            days_of_month,
+            months: plain(MONTH, written.month)?,
             days_of_week: (day_of_week | day_of_week >> 7) & 0x7f,
-            days_either: !written.day_of_month.starts_with('*') && !written.day_of_week.starts_with('*'),
+            calendar: by_month_day.union(by_week_day),
+            days_either: restricted(written.day_of_month, by_month_day)
+                && restricted(written.day_of_week, by_week_day),
             hour_wildcard: written.hour.starts_with('*'),
         };
         fields.check_fires(expression, written)?;
@@ -139,8 +76,9 @@ impl Fields {
         if !(1970..=2100).contains(&date.year()) || !has(self.months, date.month()) {
             return false;
         }
-        let by_month_day = has(self.days_of_month, date.day());
-        let by_week_day = has(self.days_of_week, date.weekday().num_days_from_sunday());
+        let by_month_day = has(self.days_of_month, date.day()) || self.calendar.by_month_day(date);
+        let by_week_day =
+            has(self.days_of_week, date.weekday().num_days_from_sunday()) || self.calendar.by_week_day(date);
         if self.days_either {
             by_month_day || by_week_day
         } else {
@@ -170,6 +108,8 @@ impl Fields {
 
     /// The crate's spelling of each field: `*` stays, anything else becomes
     /// an explicit list, with day-of-week renumbered to the crate's 1 = Sunday.
+    /// The crate knows no calendar extensions: with one, it gets `*` for both
+    /// day fields and the walk keeps only the days [`Fields::day_matches`].
     pub fn for_crate(&self, written: &Written) -> Vec<String> {
         let list = |set: u64, text: &str| {
             if text == "*" {
@@ -189,7 +129,9 @@ impl Fields {
         );
         let days_of_month = list(self.days_of_month, written.day_of_month);
         let months = list(self.months, written.month);
-        if self.days_either {
+        if !self.calendar.is_empty() {
+            vec![format!("{time} * {months} *")]
+        } else if self.days_either {
             vec![
                 format!("{time} {days_of_month} {months} *"),
                 format!("{time} * {months} {days_of_week}"),
@@ -202,9 +144,10 @@ impl Fields {
     /// Rejects day-of-month and month fields that never meet, such as the
     /// 31st of February. Under Vixie OR the weekdays always fire, and every
     /// existing date falls on every weekday in some year, so only the
-    /// calendar is checked.
+    /// calendar is checked. Every extension fires in every month of some
+    /// year (`5#5` in February of a leap year starting on a Friday).
     fn check_fires(&self, expression: &str, written: &Written) -> Result<(), CronError> {
-        if self.days_either {
+        if self.days_either || !self.calendar.is_empty() {
             return Ok(());
         }
         let longest = |month: u32| if month == 2 { 29 } else { days_in_month(month) };
@@ -262,19 +205,20 @@ pub(super) fn days_in_month(month: u32) -> u32 {
     }
 }
 
-fn has(set: u64, value: u32) -> bool {
+/// Whether bit `value` of `set` is set.
+pub(super) fn has(set: u64, value: u32) -> bool {
     value < 64 && set >> value & 1 == 1
 }
 
 /// What is wrong with one field: the offending piece of it and why.
 #[derive(Debug)]
-struct Problem {
+pub(super) struct Problem {
     piece: String,
     why: String,
 }
 
 impl Problem {
-    fn new(piece: &str, why: impl Into<String>) -> Self {
+    pub(super) fn new(piece: &str, why: impl Into<String>) -> Self {
         Problem {
             piece: piece.to_string(),
             why: why.into(),
@@ -297,15 +241,17 @@ impl Problem {
 }
 
 /// Reads one field: a comma-separated list of `*`, `n` or `a-b`, each
-/// optionally followed by `/step` (`n/step` runs from `n` to the maximum).
-fn parse_field(kind: Kind, field: &str) -> Result<u64, Problem> {
+/// optionally followed by `/step` (`n/step` runs from `n` to the maximum),
+/// of `H` items (spread by `identity`) and, in the day fields, of calendar
+/// extensions, which are returned apart from the values.
+fn parse_field(kind: Kind, field: &str, identity: Option<&str>) -> Result<(u64, Calendar), Problem> {
     if field.contains('?') {
         return Err(Problem::new(
             field,
             "uses '?', which is not standard cron: use '*'",
         ));
     }
-    let mut set = 0u64;
+    let (mut set, mut days) = (0u64, Calendar::default());
     for item in field.split(',') {
         if item.is_empty() {
             return Err(Problem::new(
@@ -313,24 +259,39 @@ fn parse_field(kind: Kind, field: &str) -> Result<u64, Problem> {
                 "has an empty list item: remove the extra comma",
             ));
         }
-        let (base, step) = match item.split_once('/') {
-            Some((base, step)) => (base, parse_step(item, step)?),
-            None => (item, 1),
-        };
-        let (from, to) = match base.split_once('-') {
-            _ if base == "*" => (kind.min, kind.max),
-            Some((a, b)) => range(kind, base, a, b)?,
-            None if item.contains('/') => (value(kind, base)?, kind.max),
-            None => (value(kind, base)?, value(kind, base)?),
-        };
-        for v in (from..=to).step_by(step) {
-            set |= 1 << v;
+        if item.starts_with('H') {
+            set |= spread::item(kind, item, identity)?;
+        } else if let Some(day) = calendar::item(kind, item)? {
+            days = days.union(day);
+        } else {
+            set |= plain_item(kind, item)?;
         }
     }
-    Ok(set)
+    Ok((set, days))
 }
 
-fn parse_step(item: &str, step: &str) -> Result<usize, Problem> {
+/// Reads one plain item of a list: `*`, `n` or `a-b`, optionally with `/step`.
+fn plain_item(kind: Kind, item: &str) -> Result<u64, Problem> {
+    let (base, step) = match item.split_once('/') {
+        Some((base, step)) => (base, parse_step(item, step)?),
+        None => (item, 1),
+    };
+    let (from, to) = match base.split_once('-') {
+        _ if base == "*" => (kind.min, kind.max),
+        Some((a, b)) => range(kind, base, a, b)?,
+        None if item.contains('/') => (value(kind, base)?, kind.max),
+        None => (value(kind, base)?, value(kind, base)?),
+    };
+    Ok(bits(from, to, step))
+}
+
+/// The set of `from`, `from + step`, ... up to `to`.
+pub(super) fn bits(from: u32, to: u32, step: usize) -> u64 {
+    (from..=to).step_by(step).fold(0, |set, v| set | 1 << v)
+}
+
+/// Reads the step after `/` in `item`.
+pub(super) fn parse_step(item: &str, step: &str) -> Result<usize, Problem> {
     if step.is_empty() {
         return Err(Problem::new(
             item,
@@ -350,7 +311,8 @@ fn parse_step(item: &str, step: &str) -> Result<usize, Problem> {
     }
 }
 
-fn range(kind: Kind, base: &str, a: &str, b: &str) -> Result<(u32, u32), Problem> {
+/// Reads the range `a-b` written as `base`.
+pub(super) fn range(kind: Kind, base: &str, a: &str, b: &str) -> Result<(u32, u32), Problem> {
     if a.is_empty() || b.is_empty() {
         return Err(Problem::new(
             base,
@@ -367,7 +329,8 @@ fn range(kind: Kind, base: &str, a: &str, b: &str) -> Result<(u32, u32), Problem
     Ok((from, to))
 }
 
-fn value(kind: Kind, token: &str) -> Result<u32, Problem> {
+/// Reads one value: a number within the field's bounds, or a name.
+pub(super) fn value(kind: Kind, token: &str) -> Result<u32, Problem> {
     if let Some(n) = digits(token) {
         return if (kind.min..=kind.max).contains(&n) {
             Ok(n)

@@ -17,16 +17,24 @@
 //! * A schedule with a fixed hour (a number, list or range) runs such a time
 //!   once, at its first instant: `30 2 * * *` runs once on the night the clocks
 //!   go back.
+//!
+//! Beyond Vixie cron, a task's schedule may use Jenkins' `H` to spread tasks
+//! over time by their names ([`CronSchedule::for_task`], see `spread`), and
+//! any schedule the calendar extensions `L`, `LW`, `5L` and `1#2` (see
+//! `calendar`).
 
+mod calendar;
 mod count;
 mod fields;
+mod kinds;
+mod spread;
 mod zones;
 
 use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 use fields::{Fields, Written};
@@ -52,7 +60,21 @@ const CLOCK_CHANGE_REACH: Duration = Duration::hours(3);
 
 impl CronSchedule {
     /// Parses `expression` read in `timezone` (IANA name; None is UTC).
+    /// Refuses `H`, which needs a task to spread by: see [`CronSchedule::for_task`].
     pub fn parse(expression: &str, timezone: Option<&str>) -> Result<Self, CronError> {
+        Self::read(expression, timezone, None)
+    }
+
+    /// Parses the schedule of the task `identity` (such as
+    /// "plugin-name/task-name"), which may use Jenkins' `H`: each `H` stands
+    /// for values chosen by a hash of `identity`, the same on every host and
+    /// after every restart, and different from task to task.
+    pub fn for_task(expression: &str, timezone: Option<&str>, identity: &str) -> Result<Self, CronError> {
+        Self::read(expression, timezone, Some(identity))
+    }
+
+    /// Parses `expression` in `timezone`, spreading `H` by `identity` if any.
+    fn read(expression: &str, timezone: Option<&str>, identity: Option<&str>) -> Result<Self, CronError> {
         let tz = match timezone {
             None => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| {
@@ -68,7 +90,7 @@ impl CronSchedule {
         };
         let expanded = expand_shorthand(expression)?;
         let written = split_fields(expression, expanded)?;
-        let fields = Fields::read(expression, &written)?;
+        let fields = Fields::read(expression, &written, identity)?;
         let parts = fields
             .for_crate(&written)
             .iter()
@@ -131,15 +153,13 @@ impl CronSchedule {
 
     /// Matching wall-clock times strictly after `start`, ascending, each once.
     fn walls_after(&self, start: NaiveDateTime) -> WallClock<'_> {
-        // The crate walks wall-clock time when handed it as if it were UTC.
-        let start = Utc.from_utc_datetime(&start);
-        WallClock {
-            streams: self
-                .parts
-                .iter()
-                .map(|part| part.after(&start).peekable())
-                .collect(),
-        }
+        let mut walls = WallClock {
+            parts: &self.parts,
+            streams: Vec::new(),
+            days: (!self.fields.calendar.is_empty()).then_some(&self.fields),
+        };
+        walls.restart(start);
+        walls
     }
 
     /// The instant a wall-clock time fires at, and for a repeated time the
@@ -172,13 +192,27 @@ impl CronSchedule {
 
 /// The wall-clock times of every part of a schedule, merged.
 struct WallClock<'a> {
+    parts: &'a [cron::Schedule],
     streams: Vec<Peekable<cron::ScheduleIterator<'a, Utc>>>,
+    /// Set when the crate walks every day (calendar extensions): only the
+    /// days these fields match are kept.
+    days: Option<&'a Fields>,
 }
 
-impl Iterator for WallClock<'_> {
-    type Item = NaiveDateTime;
+impl WallClock<'_> {
+    /// Walks on from `start` (exclusive), forgetting what was peeked.
+    fn restart(&mut self, start: NaiveDateTime) {
+        // The crate walks wall-clock time when handed it as if it were UTC.
+        let start = Utc.from_utc_datetime(&start);
+        self.streams = self
+            .parts
+            .iter()
+            .map(|part| part.after(&start).peekable())
+            .collect();
+    }
 
-    fn next(&mut self) -> Option<NaiveDateTime> {
+    /// The next time of the merged streams, whatever its day.
+    fn merged(&mut self) -> Option<NaiveDateTime> {
         let next = self.streams.iter_mut().filter_map(|s| s.peek().copied()).min()?;
         for stream in &mut self.streams {
             if stream.peek() == Some(&next) {
@@ -186,6 +220,26 @@ impl Iterator for WallClock<'_> {
             }
         }
         Some(next.naive_utc())
+    }
+}
+
+impl Iterator for WallClock<'_> {
+    type Item = NaiveDateTime;
+
+    fn next(&mut self) -> Option<NaiveDateTime> {
+        loop {
+            let next = self.merged()?;
+            let Some(fields) = self.days else {
+                return Some(next);
+            };
+            if fields.day_matches(next.date()) {
+                return Some(next);
+            }
+            // Rather than every time of a day that does not match, skip to
+            // the first time of the next day that does.
+            let day = fields.next_day(next.date())?;
+            self.restart(day.and_time(NaiveTime::MIN) - Duration::seconds(1));
+        }
     }
 }
 
