@@ -237,6 +237,7 @@ async fn measure_runs(url: &str) -> f64 {
                 priority: 0,
                 skip_reason: None,
                 start_deadline: None,
+                not_before: None,
             })
             .collect();
         claim_and_record(tx, pulse, "manual", base, &candidates, false)

@@ -9,6 +9,7 @@ mod support;
 mod admission;
 mod auth;
 mod browser;
+mod calendar;
 mod cli;
 mod clocks;
 mod compiled_cache;

@@ -52,6 +52,7 @@ pub async fn task(
         Some(expression) => crate::pulse::Pulser::next_fire_times(
             expression,
             t.timezone.as_deref(),
+            &format!("{plugin}/{}", t.name),
             state.db.clock().now(),
             5,
         ),
@@ -81,6 +82,7 @@ fn task_json(plugin: &str, t: crate::store::models::TaskRow) -> serde_json::Valu
         "timezone": t.timezone,
         "enabled": t.enabled,
         "paused_reason": t.paused_reason,
+        "paused_until": t.paused_until,
         "priority": t.priority,
         "plugin_version_id": t.plugin_version_id,
         "updated_at": t.updated_at,

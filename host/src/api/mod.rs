@@ -11,6 +11,7 @@ mod manage;
 mod openapi;
 mod plugins;
 mod pulse;
+mod schedule;
 mod signed;
 
 use std::sync::Arc;
@@ -102,6 +103,10 @@ api! {
     get "/v1/stats" => history::all_stats,
     post "/v1/tasks/{id}/run" => manage::trigger,
     post "/v1/tasks/{id}/resume" => manage::resume,
+    post "/v1/tasks/{id}/pause" => schedule::pause,
+    post "/v1/tasks/{id}/unpause" => schedule::unpause,
+    get "/v1/tasks/{id}/schedule" => schedule::preview,
+    post "/v1/tasks/{id}/backfill" => schedule::backfill,
     post "/v1/runs/{id}/cancel" => manage::cancel,
     post "/v1/pulse" => pulse::pulse,
     get "/v1/pulses" => pulse::list,

@@ -69,7 +69,7 @@ fn report(sha256: &str, manifest: &Manifest, problems: Vec<plugin::Problem>) -> 
     );
     let mut tasks = Vec::new();
     for task in &manifest.tasks {
-        let (schedule, fires) = schedule(task);
+        let (schedule, fires) = schedule(&manifest.name, task);
         let _ = writeln!(text, "\ntask {}: {schedule}", task.name);
         for step in &task.steps {
             let _ = writeln!(text, "  step {}", step.name);
@@ -105,15 +105,17 @@ fn report(sha256: &str, manifest: &Manifest, problems: Vec<plugin::Problem>) -> 
     }
 }
 
-/// The schedule in words and the next fire times in the task's own zone.
-fn schedule(task: &TaskSpec) -> (String, Vec<String>) {
+/// The schedule in words and the next fire times in the task's own zone
+/// (`H` spread by `plugin/task`, as the host will).
+fn schedule(plugin: &str, task: &TaskSpec) -> (String, Vec<String>) {
     match &task.schedule {
         Schedule::Cron {
             expression, timezone, ..
         } => {
             let zone = timezone.as_deref().unwrap_or("UTC");
             let words = format!("cron `{expression}` in {zone}");
-            let Ok(cron) = CronSchedule::parse(expression, timezone.as_deref()) else {
+            let identity = format!("{plugin}/{}", task.name);
+            let Ok(cron) = CronSchedule::for_task(expression, timezone.as_deref(), &identity) else {
                 return (words, Vec::new());
             };
             let tz: chrono_tz::Tz = zone.parse().unwrap_or(chrono_tz::UTC);

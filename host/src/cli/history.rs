@@ -38,8 +38,49 @@ pub enum TasksCommand {
         #[arg(long = "env", value_name = "NAME=VALUE")]
         envs: Vec<String>,
     },
-    /// Resume a task paused after repeated hook failures.
+    /// Resume a task paused after repeated hook failures (same as unpause).
     Resume {
+        /// Task id, name, or plugin/name.
+        task: String,
+    },
+    /// Preview a cron task's occurrences, clock changes marked.
+    Schedule {
+        /// Task id, name, or plugin/name.
+        task: String,
+        /// From (RFC 3339, or a duration before now such as 2h); default now.
+        #[arg(long)]
+        from: Option<String>,
+        /// To (RFC 3339); default seven days after --from.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Create the missing slots of a past range of a cron task and run them.
+    Backfill {
+        /// Task id, name, or plugin/name.
+        task: String,
+        /// First instant of the range (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Last instant of the range (RFC 3339, not later than now).
+        #[arg(long)]
+        to: String,
+        /// Only list what would be created.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Pause a task: nothing of it is due until it is unpaused (or --until).
+    Pause {
+        /// Task id, name, or plugin/name.
+        task: String,
+        /// Why, shown wherever the task is.
+        #[arg(long)]
+        reason: String,
+        /// End the pause by itself then (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Unpause a task; the paused span is not caught up.
+    Unpause {
         /// Task id, name, or plugin/name.
         task: String,
     },
@@ -168,6 +209,19 @@ pub fn tasks(c: &Client, command: Option<TasksCommand>) -> anyhow::Result<Answer
                 output::triggered,
             )
         }
+        Some(TasksCommand::Schedule { task, from, to }) => {
+            super::schedule::preview(c, task_id(c, &task)?, from.as_deref(), to.as_deref())?
+        }
+        Some(TasksCommand::Backfill {
+            task,
+            from,
+            to,
+            dry_run,
+        }) => super::schedule::backfill(c, task_id(c, &task)?, &from, &to, dry_run)?,
+        Some(TasksCommand::Pause { task, reason, until }) => {
+            super::schedule::pause(c, task_id(c, &task)?, &reason, until.as_deref())?
+        }
+        Some(TasksCommand::Unpause { task }) => super::schedule::unpause(c, task_id(c, &task)?)?,
         Some(TasksCommand::Resume { task }) => {
             let id = task_id(c, &task)?;
             (

@@ -6,6 +6,7 @@ mod doctor;
 mod history;
 mod output;
 mod plugin;
+mod schedule;
 mod serve;
 mod spinner;
 mod views;

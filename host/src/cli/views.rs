@@ -41,7 +41,10 @@ pub fn task(v: &Value) -> String {
     let state = match &v["paused_reason"] {
         Value::Null if v["enabled"] == Value::Bool(true) => "enabled".to_owned(),
         Value::Null => "disabled by its plugin".to_owned(),
-        reason => format!("paused: {}", s(reason)),
+        reason => match &v["paused_until"] {
+            Value::Null => format!("paused: {}", s(reason)),
+            until => format!("paused until {}: {}", s(until), s(reason)),
+        },
     };
     out.push_str(&format!("state      {state}\n"));
     let tags: Vec<String> = v["tags"].as_array().into_iter().flatten().map(s).collect();

@@ -2,6 +2,7 @@
 //! the catch-up policy and the starting deadline, as pure functions.
 
 use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::spec::CatchUp;
 
@@ -53,6 +54,21 @@ pub fn classify(occurrences: &[DateTime<Utc>], now: DateTime<Utc>, policy: Polic
             }
         })
         .collect()
+}
+
+/// How late the occurrence `slot` of the task `identity` (`plugin/task`)
+/// starts under a jitter of at most `max_ms`: a hash of both, so every
+/// replica and restart picks the same delay for a slot, and different tasks
+/// due at the same instant spread out.
+pub fn jitter(identity: &str, slot: DateTime<Utc>, max_ms: i64) -> Duration {
+    if max_ms <= 0 {
+        return Duration::zero();
+    }
+    let digest = Sha256::digest(format!("{identity}\n{}", slot.timestamp()));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let spread = u64::from_be_bytes(first) % (max_ms as u64 + 1);
+    Duration::milliseconds(spread as i64)
 }
 
 #[cfg(test)]
@@ -112,6 +128,23 @@ mod tests {
             policy(CatchUp::None),
         );
         assert_eq!(late, [Verdict::Missed(NOT_ON_TIME)]);
+    }
+
+    #[test]
+    fn jitter_is_fixed_per_task_and_slot_within_its_bound() {
+        let slots = minutes(50);
+        let delays: Vec<Duration> = slots.iter().map(|s| jitter("p/a", *s, 30_000)).collect();
+        assert!(delays
+            .iter()
+            .all(|d| *d >= Duration::zero() && *d <= Duration::seconds(30)));
+        // Deterministic: the same slot gets the same delay every time.
+        assert_eq!(delays[7], jitter("p/a", slots[7], 30_000));
+        // Spread: fifty slots do not share one delay, nor do two tasks.
+        assert!(delays.iter().any(|d| *d != delays[0]));
+        assert!(slots
+            .iter()
+            .any(|s| jitter("p/b", *s, 30_000) != jitter("p/a", *s, 30_000)));
+        assert_eq!(jitter("p/a", slots[0], 0), Duration::zero());
     }
 
     #[test]

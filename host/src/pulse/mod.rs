@@ -8,10 +8,12 @@
 //! delays a cron slot. Skipped and missed slots are recorded as runs too:
 //! nothing is dropped silently. The pulse's instant is PostgreSQL's clock.
 
+pub mod backfill;
 pub mod cron;
 pub mod deps;
 pub mod due;
 mod dynamic;
+pub mod preview;
 mod record;
 mod schedules;
 pub mod warm;
@@ -295,14 +297,16 @@ impl Pulser {
             .unwrap_or(PulseAnswer::Replayed(serde_json::Value::Null)))
     }
 
-    /// The next `n` fire times of a cron schedule after `after`.
+    /// The next `n` fire times after `after` of a cron schedule of the task
+    /// `identity` (`plugin/task`, which `H` spreads by).
     pub fn next_fire_times(
         expression: &str,
         timezone: Option<&str>,
+        identity: &str,
         after: DateTime<Utc>,
         n: usize,
     ) -> Vec<DateTime<Utc>> {
-        cron::CronSchedule::parse(expression, timezone)
+        cron::CronSchedule::for_task(expression, timezone, identity)
             .map(|s| s.next_n(after, n))
             .unwrap_or_default()
     }

@@ -197,6 +197,10 @@ fn slot_candidate(task: &SchedulableTask, c: &Candidate, active: &HashMap<i64, V
         start_deadline: task
             .starting_deadline_ms
             .map(|ms| c.scheduled_for + Duration::milliseconds(ms)),
+        not_before: task.jitter_ms.map(|max| {
+            let identity = format!("{}/{}", task.plugin_name, task.name);
+            c.scheduled_for + super::due::jitter(&identity, c.scheduled_for, max)
+        }),
     }
 }
 
@@ -307,6 +311,7 @@ pub async fn trigger(
             priority: task.priority,
             skip_reason: skip.then(|| PREVIOUS_INSTANCE_RUNNING.to_string()),
             start_deadline: None,
+            not_before: None,
         };
         let run = pulses::claim_and_record(tx, pulse_id, "manual", now, &[candidate], false)?
             .pop()

@@ -76,7 +76,8 @@ impl Cache {
         });
         if stale {
             let expression = task.cron_expression.clone()?;
-            let schedule = match CronSchedule::parse(&expression, task.timezone.as_deref()) {
+            let identity = format!("{}/{}", task.plugin_name, task.name);
+            let schedule = match CronSchedule::for_task(&expression, task.timezone.as_deref(), &identity) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(task.id = task.id, error = %e, "stored cron expression no longer parses");

@@ -1,5 +1,5 @@
 //! Fields of `pulsehost:plugin@0.2.0` whose semantics this host does not
-//! implement yet (services, alerts, schedule jitter, I/O schemas): they are
+//! implement yet (services, alerts): they are
 //! read so that an upload using them is refused with a clear error, never
 //! silently ignored.
 

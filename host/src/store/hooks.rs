@@ -72,6 +72,7 @@ pub fn resume(tx: &mut Tx<'_>, task_id: i64) -> StoreResult<TaskRow> {
     let task = diesel::update(tasks::table.find(task_id))
         .set((
             tasks::paused_reason.eq(None::<String>),
+            tasks::paused_until.eq(None::<chrono::DateTime<chrono::Utc>>),
             // Only a task that was paused starts its schedule afresh.
             tasks::schedule_since.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
                 "CASE WHEN paused_reason IS NULL THEN schedule_since ELSE now() END",

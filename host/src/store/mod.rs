@@ -16,6 +16,7 @@ pub mod history;
 pub mod hooks;
 pub mod hosts;
 pub mod models;
+pub mod pauses;
 pub mod plugins;
 pub mod pulses;
 pub mod queue;

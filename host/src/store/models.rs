@@ -47,6 +47,8 @@ pub struct TaskRow {
     pub schedule_since: DateTime<Utc>,
     /// Why the task is paused, when it is.
     pub paused_reason: Option<String>,
+    /// When an operator's pause ends by itself.
+    pub paused_until: Option<DateTime<Utc>>,
     /// First registered.
     pub created_at: DateTime<Utc>,
     /// Last changed.

@@ -311,13 +311,14 @@ fn upsert_tasks(
         "INSERT INTO tasks (plugin_id, plugin_version_id, name, active, schedule_kind, cron_expression, \
              timezone, enabled, priority, definition_id, overlap, catch_up, starting_deadline_ms, \
              depends_on, dynamic_interval_secs, schedule_since, changed_xid, tags, \
-             reserve_memory_bytes, reserve_cpu_millicores, concurrency_key, concurrency_limit) \
+             reserve_memory_bytes, reserve_cpu_millicores, concurrency_key, concurrency_limit, jitter_ms) \
          SELECT $1, $2, i.name, true, i.kind, i.expression, i.timezone, i.enabled, i.priority, i.definition, \
              i.overlap, i.catch_up, i.deadline, i.depends_on::text[], i.interval, i.since, \
              pg_current_xact_id(), ARRAY(SELECT jsonb_array_elements_text(d.definition -> 'tags')), \
              (d.definition #>> '{reservation,memory_bytes}')::int8, \
              (d.definition #>> '{reservation,cpu_millicores}')::int4, \
-             d.definition #>> '{concurrency,key}', (d.definition #>> '{concurrency,limit}')::int4 \
+             d.definition #>> '{concurrency,key}', (d.definition #>> '{concurrency,limit}')::int4, \
+             (d.definition #>> '{schedule,jitter_ms}')::int8 \
          FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::int4[], $9::int8[], \
              $10::text[], $11::text[], $12::int8[], $13::text[], $14::int4[], $15::timestamptz[]) \
              AS i (name, kind, expression, timezone, enabled, priority, definition, overlap, catch_up, \
@@ -334,7 +335,8 @@ fn upsert_tasks(
              changed_xid = EXCLUDED.changed_xid, tags = EXCLUDED.tags, \
              reserve_memory_bytes = EXCLUDED.reserve_memory_bytes, \
              reserve_cpu_millicores = EXCLUDED.reserve_cpu_millicores, \
-             concurrency_key = EXCLUDED.concurrency_key, concurrency_limit = EXCLUDED.concurrency_limit",
+             concurrency_key = EXCLUDED.concurrency_key, concurrency_limit = EXCLUDED.concurrency_limit, \
+             jitter_ms = EXCLUDED.jitter_ms",
     )
     .bind::<Int8, _>(plugin_id)
     .bind::<Int8, _>(version_id)

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Int8, Nullable, Text, Timestamptz};
 
 use super::models::PulseRow;
-use super::schema::{pulses, runs, tasks};
+use super::schema::{plugins, pulses, runs, tasks};
 use super::{StoreResult, Tx};
 
 /// What a pulse needs of a task: identity and policies, never the definition.
@@ -17,6 +17,9 @@ pub struct SchedulableTask {
     pub id: i64,
     /// Owning plugin.
     pub plugin_id: i64,
+    /// Its name (with the task's, what `H` in a schedule spreads by).
+    #[diesel(select_expression = plugins::name)]
+    pub plugin_name: String,
     /// Version whose definition new runs execute.
     pub plugin_version_id: i64,
     /// That definition.
@@ -37,6 +40,8 @@ pub struct SchedulableTask {
     pub catch_up: String,
     /// Starting deadline.
     pub starting_deadline_ms: Option<i64>,
+    /// Each occurrence starts up to this late, by an amount fixed per slot.
+    pub jitter_ms: Option<i64>,
     /// Tasks this one waits for.
     pub depends_on: Vec<String>,
     /// Dynamic: seconds between questions.
@@ -88,7 +93,11 @@ pub fn read(tx: &mut Tx<'_>, known: Option<&str>, at: Option<DateTime<Utc>>) -> 
     .bind::<Nullable<Text>, _>(known)
     .bind::<Nullable<Timestamptz>, _>(at)
     .get_result(tx.c())?;
-    let tasks = head.changed.then(|| schedulable_tasks(tx)).transpose()?;
+    // Pauses that have ended resume their tasks before the tasks are read.
+    let resumed = super::pauses::expire(tx, head.now)? > 0;
+    let tasks = (head.changed || resumed)
+        .then(|| schedulable_tasks(tx))
+        .transpose()?;
     Ok(PulseRead {
         now: head.now,
         previous: head.previous,
@@ -113,6 +122,7 @@ pub fn by_idempotency_key(tx: &mut Tx<'_>, key: &str, window_ms: i64) -> StoreRe
 /// Tasks a pulse evaluates: active, enabled, not paused, cron or dynamic.
 fn schedulable_tasks(tx: &mut Tx<'_>) -> StoreResult<Vec<SchedulableTask>> {
     Ok(tasks::table
+        .inner_join(plugins::table)
         .filter(tasks::active.eq(true))
         .filter(tasks::enabled.eq(true))
         .filter(tasks::paused_reason.is_null())
@@ -193,6 +203,8 @@ pub struct SlotCandidate {
     pub skip_reason: Option<String>,
     /// When a queued run that has not started is recorded as missed instead.
     pub start_deadline: Option<DateTime<Utc>>,
+    /// Not to start before this (jitter); None: at once.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// A slot this pulse won and the run recorded for it.
@@ -240,9 +252,9 @@ pub fn claim_and_record(
     Ok(diesel::sql_query(
         "WITH input AS ( \
              SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::int8[], $4::int8[], $5::text[], \
-                 $6::int4[], $7::text[], $8::timestamptz[]) \
+                 $6::int4[], $7::text[], $8::timestamptz[], $13::timestamptz[]) \
                  AS i (task_id, scheduled_for, plugin_version_id, definition_id, status, priority, \
-                       skip_reason, start_deadline) \
+                       skip_reason, start_deadline, not_before) \
          ), claimed AS ( \
              INSERT INTO slots (task_id, scheduled_for, pulse_id, trigger) \
              SELECT i.task_id, i.scheduled_for, $9, $10 FROM input i \
@@ -253,7 +265,7 @@ pub fn claim_and_record(
          INSERT INTO runs (slot_id, task_id, plugin_version_id, definition_id, status, priority, \
                            scheduled_for, not_before, skip_reason, finished_at, start_deadline) \
          SELECT c.id, i.task_id, i.plugin_version_id, i.definition_id, i.status, i.priority, \
-                i.scheduled_for, $11, i.skip_reason, CASE WHEN i.status = 'queued' THEN NULL ELSE $11 END, \
+                i.scheduled_for, GREATEST($11, i.not_before), i.skip_reason, CASE WHEN i.status = 'queued' THEN NULL ELSE $11 END, \
                 i.start_deadline \
          FROM claimed c JOIN input i ON i.task_id = c.task_id AND i.scheduled_for = c.scheduled_for \
          RETURNING id AS run_id, slot_id, task_id, scheduled_for, status, skip_reason",
@@ -275,6 +287,7 @@ pub fn claim_and_record(
     .bind::<Text, _>(trigger)
     .bind::<Timestamptz, _>(now)
     .bind::<diesel::sql_types::Bool, _>(live_only)
+    .bind::<Array<Nullable<Timestamptz>>, _>(candidates.iter().map(|c| c.not_before).collect::<Vec<_>>())
     .load(tx.c())?)
 }
 

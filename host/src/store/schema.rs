@@ -59,6 +59,8 @@ diesel::table! {
         reserve_cpu_millicores -> Nullable<Int4>,
         concurrency_key -> Nullable<Text>,
         concurrency_limit -> Nullable<Int4>,
+        paused_until -> Nullable<Timestamptz>,
+        jitter_ms -> Nullable<Int8>,
     }
 }
 

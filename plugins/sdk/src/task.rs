@@ -174,6 +174,21 @@ impl Task {
         self
     }
 
+    /// Starts each occurrence up to `jitter` late, by an amount the host fixes
+    /// per task and slot (the same on every replica): tasks due at the same
+    /// instant spread out. At most an hour, and below the starting deadline.
+    ///
+    /// # Panics
+    ///
+    /// If the task does not have a [cron](Task::cron) schedule.
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        match &mut self.0.schedule {
+            wit::Schedule::Cron(cron) => cron.jitter_ms = Some(jitter.as_millis() as u64),
+            _ => panic!("jitter() applies only to cron tasks"),
+        }
+        self
+    }
+
     /// Registers the task but never makes it due (`false`), until a new version
     /// of the plugin enables it. Tasks are enabled by default.
     pub fn enabled(mut self, enabled: bool) -> Self {

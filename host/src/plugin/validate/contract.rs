@@ -1,6 +1,6 @@
 //! Rules for the fields `pulsehost:plugin@0.2.0` added: limits, remote files,
 //! reservations, concurrency keys; and a refusal, with the reason, of the ones
-//! this host does not implement yet (services, alerts, jitter), so
+//! this host does not implement yet (services, alerts), so
 //! that no field a plugin sets is silently ignored.
 
 use crate::schemas::{self, Schema};
@@ -45,8 +45,9 @@ pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec) {
     match &t.schedule {
         Schedule::Service(_) => p.add(&format!("{at}.schedule.service"), NOT_YET),
         Schedule::Cron {
-            jitter_ms: Some(_), ..
-        } => p.add(&format!("{at}.schedule.cron.jitter-ms"), NOT_YET),
+            jitter_ms: Some(jitter),
+            ..
+        } => jitter_fits(p, at, *jitter, t.starting_deadline_ms),
         _ => {}
     }
 }
@@ -124,6 +125,26 @@ fn limits(p: &mut Problems, at: &str, l: &StepLimits) {
     }
 }
 
+/// Most jitter a cron task may ask for.
+const MAX_JITTER_MS: u64 = 3_600_000;
+
+/// A jitter within an hour, and within the starting deadline (a run delayed
+/// past it would always be missed).
+fn jitter_fits(p: &mut Problems, at: &str, jitter_ms: u64, deadline_ms: Option<u64>) {
+    let field = format!("{at}.schedule.cron.jitter-ms");
+    if jitter_ms == 0 || jitter_ms > MAX_JITTER_MS {
+        p.add(
+            &field,
+            &format!("must be 1 to {MAX_JITTER_MS} (one hour); leave it out to start on time"),
+        );
+    } else if let Some(deadline) = deadline_ms.filter(|d| jitter_ms >= *d) {
+        p.add(
+            &field,
+            &format!("is {jitter_ms}, not below the starting deadline of {deadline} ms: a run that late would be missed; lower the jitter or raise starting-deadline-ms"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,14 +170,39 @@ mod tests {
             "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}, "terminal_output": true, "stdout_schema": "{}"}}]
         }));
         assert!(!found.iter().any(|p| p.contains("schema")), "{found:?}");
-        for field in ["alerts", "jitter-ms"] {
-            assert!(
-                found
-                    .iter()
-                    .any(|p| p.contains(field) && p.contains("does not implement")),
-                "{field}: {found:?}"
-            );
-        }
+        assert!(!found.iter().any(|p| p.contains("jitter")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("alerts") && p.contains("does not implement")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn jitter_must_fit_within_an_hour_and_the_starting_deadline() {
+        let task = |jitter: u64, deadline: Option<u64>| {
+            problems(serde_json::json!({
+                "name": "t",
+                "schedule": {"kind": "cron", "expression": "* * * * *", "timezone": null, "jitter_ms": jitter},
+                "starting_deadline_ms": deadline,
+                "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}}}]
+            }))
+        };
+        assert!(task(30_000, None).is_empty());
+        assert!(task(30_000, Some(60_000)).is_empty());
+        let too_long = task(3_600_001, None);
+        assert!(
+            too_long
+                .iter()
+                .any(|p| p.contains("jitter-ms") && p.contains("one hour")),
+            "{too_long:?}"
+        );
+        let past_deadline = task(60_000, Some(60_000));
+        assert!(
+            past_deadline.iter().any(|p| p.contains("starting deadline")),
+            "{past_deadline:?}"
+        );
     }
 
     #[test]

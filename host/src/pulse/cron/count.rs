@@ -140,6 +140,30 @@ impl CronSchedule {
 
     /// The clock changes in `[from, to]`, found by sampling the offset every
     /// few hours and bisecting where it differs to the second.
+    /// The zone's clock changes in `[from, to]`: each one's first instant with
+    /// the new offset, and the offsets from UTC before and after it.
+    pub fn clock_changes_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, Duration, Duration)> {
+        let changes = self.clock_changes(from, to).into_iter();
+        changes
+            .filter(|c| from <= c.at && c.at <= to)
+            .map(|c| (c.at, c.before, c.after))
+            .collect()
+    }
+
+    /// Whether the wall-clock time of `at` in the schedule's zone happens
+    /// twice (it lies in the hour the clocks go back).
+    pub fn repeated_wall_time(&self, at: DateTime<Utc>) -> bool {
+        let wall = at.with_timezone(&self.tz).naive_local();
+        matches!(
+            self.tz.from_local_datetime(&wall),
+            chrono::LocalResult::Ambiguous(..)
+        )
+    }
+
     pub(super) fn clock_changes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<ClockChange> {
         let mut changes = Vec::new();
         if self.tz == chrono_tz::Tz::UTC {

@@ -1,0 +1,65 @@
+//! An operator's pause of a task, which may end by itself, and the slots a
+//! backfill finds already claimed.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use super::models::TaskRow;
+use super::schema::{slots, tasks};
+use super::{StoreError, StoreResult, Tx};
+
+/// Pauses a task with `reason` until `until` (None: until unpaused); a task
+/// already paused (by an operator or by hook failures) takes the new reason
+/// and end.
+pub fn pause(
+    tx: &mut Tx<'_>,
+    task_id: i64,
+    reason: &str,
+    until: Option<DateTime<Utc>>,
+) -> StoreResult<TaskRow> {
+    diesel::update(tasks::table.find(task_id))
+        .set((
+            tasks::paused_reason.eq(reason),
+            tasks::paused_until.eq(until),
+            tasks::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(TaskRow::as_returning())
+        .get_result(tx.c())
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))
+}
+
+/// Ends every pause whose end has come by `now`; the schedule takes effect
+/// from the pause's end, so the paused span is never caught up. Returns how
+/// many tasks it resumed.
+pub fn expire(tx: &mut Tx<'_>, now: DateTime<Utc>) -> StoreResult<usize> {
+    Ok(diesel::update(
+        tasks::table
+            .filter(tasks::paused_until.is_not_null())
+            .filter(tasks::paused_until.le(now)),
+    )
+    .set((
+        tasks::paused_reason.eq(None::<String>),
+        tasks::schedule_since.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+            "GREATEST(schedule_since, paused_until)",
+        )),
+        tasks::paused_until.eq(None::<DateTime<Utc>>),
+        tasks::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(tx.c())?)
+}
+
+/// The instants of `task_id`'s slots between `from` and `to`, inclusive.
+pub fn claimed_between(
+    tx: &mut Tx<'_>,
+    task_id: i64,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<DateTime<Utc>>> {
+    Ok(slots::table
+        .filter(slots::task_id.eq(task_id))
+        .filter(slots::scheduled_for.ge(from))
+        .filter(slots::scheduled_for.le(to))
+        .select(slots::scheduled_for)
+        .load(tx.c())?)
+}
