@@ -190,7 +190,9 @@ pub async fn run_observed(
     if let Some(confinement) = &spec.confinement {
         confinement.kill_all();
     }
-    reap_group(group).await;
+    if child.leaves_group_to_host() {
+        reap_group(group).await;
+    }
     let usage = spec.confinement.as_ref().map(|c| c.usage());
     let stdout = capture::finish(stdout, DRAIN_AFTER_EXIT).await;
     let stderr = capture::finish(stderr, DRAIN_AFTER_EXIT).await;

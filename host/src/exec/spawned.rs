@@ -29,6 +29,15 @@ impl Child {
         }
     }
 
+    /// Whether what it left in its process group is the host's to reap
+    /// (not when it lives in a PID namespace of its own, which reaps it).
+    pub fn leaves_group_to_host(&self) -> bool {
+        match self {
+            Child::Plain(_) => true,
+            Child::Confined(started) => !started.namespace_reaps(),
+        }
+    }
+
     /// Waits for it to end.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
         match self {

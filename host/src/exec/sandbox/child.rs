@@ -116,6 +116,10 @@ pub(super) struct Launch {
     /// Write end of the pipe that tells the host whether the program started:
     /// end of file when it did, a [`Failure`] when not.
     pub ready: RawFd,
+    /// Write end of the pipe init writes one byte to once `status` holds the
+    /// program's (so the host need not wait for the namespaces to be torn
+    /// down); -1 when the host waits for init's exit instead.
+    pub done: RawFd,
     pub program_stack: Stack,
     /// The program's wait status, stored by init before it exits.
     pub status: AtomicI32,
@@ -222,6 +226,9 @@ unsafe fn run_init(launch: &Launch) -> ! {
             Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == program => {
                 launch.status.store(status.as_raw(), Ordering::SeqCst);
                 launch.reported.store(true, Ordering::SeqCst);
+                if launch.done >= 0 {
+                    let _ = rustix::io::write(BorrowedFd::borrow_raw(launch.done), b"1");
+                }
                 libc::_exit(0);
             }
             Ok(_) | Err(Errno::INTR) => {}
@@ -408,15 +415,15 @@ unsafe fn wire_descriptors(launch: &Launch) -> Result<(), Errno> {
         // dup2 onto itself keeps close-on-exec: clear it either way.
         rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
     }
-    close_from(3, launch.ready);
+    close_from(3, [launch.ready, launch.done]);
     Ok(())
 }
 
-/// Closes every descriptor from `first` up except `keep` (one by one up to
-/// the open-files limit where the kernel lacks `close_range`, Linux < 5.9).
-unsafe fn close_from(first: RawFd, keep: RawFd) {
-    let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
-    for (low, high) in ranges.into_iter().filter(|(low, high)| low <= high) {
+/// Closes every descriptor from `first` up except the two in `keep` (-1
+/// keeps nothing): one by one up to the open-files limit where the kernel
+/// lacks `close_range` (Linux < 5.9).
+unsafe fn close_from(first: RawFd, keep: [RawFd; 2]) {
+    for (low, high) in ranges_around(first, keep) {
         let closed = syscalls::syscall!(Sysno::close_range, low as u32, high as u32, 0);
         if closed == Err(syscalls::Errno::ENOSYS) {
             let limit = rustix::process::getrlimit(Resource::Nofile)
@@ -427,6 +434,17 @@ unsafe fn close_from(first: RawFd, keep: RawFd) {
             }
         }
     }
+}
+
+/// The ranges of descriptors from `first` up without the two in `keep`.
+fn ranges_around(first: RawFd, keep: [RawFd; 2]) -> impl Iterator<Item = (RawFd, RawFd)> {
+    let (low_keep, high_keep) = (keep[0].min(keep[1]), keep[0].max(keep[1]));
+    let ranges = [
+        (first, low_keep.max(first) - 1),
+        (low_keep.max(first - 1) + 1, high_keep.max(first) - 1),
+        (high_keep.max(first - 1) + 1, RawFd::MAX),
+    ];
+    ranges.into_iter().filter(|(low, high)| low <= high)
 }
 
 /// Brings `lo` up in a fresh network namespace.
@@ -471,4 +489,21 @@ pub(super) fn close_raw(fd: std::os::fd::OwnedFd) {
     use std::os::fd::IntoRawFd;
     // SAFETY: the descriptor is ours and closed once.
     unsafe { rustix::io::close(fd.into_raw_fd()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges_around;
+
+    #[test]
+    fn descriptors_are_closed_around_the_two_kept() {
+        let all = |first, keep| ranges_around(first, keep).collect::<Vec<_>>();
+        let max = i32::MAX;
+        assert_eq!(all(3, [5, 9]), [(3, 4), (6, 8), (10, max)]);
+        assert_eq!(all(3, [9, 5]), [(3, 4), (6, 8), (10, max)]);
+        assert_eq!(all(3, [5, -1]), [(3, 4), (6, max)]);
+        assert_eq!(all(3, [-1, -1]), [(3, max)]);
+        assert_eq!(all(3, [3, 4]), [(5, max)]);
+        assert_eq!(all(3, [7, 7]), [(3, 6), (8, max)]);
+    }
 }

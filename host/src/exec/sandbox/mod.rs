@@ -28,6 +28,7 @@ pub mod cgroup;
 mod child;
 #[allow(unsafe_code)]
 mod clone3;
+mod linger;
 pub mod plan;
 pub mod probe;
 #[allow(unsafe_code)]

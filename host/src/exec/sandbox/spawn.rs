@@ -93,25 +93,44 @@ impl Drop for Stack {
     }
 }
 
-/// A confined process that started; waiting for it waits for its init, which
-/// exits when the program does.
+/// A confined process that started; waiting for it waits until its init
+/// reports the program's exit status (in a PID namespace of its own, where
+/// init's exit, which tears the namespaces down, can follow on its own time),
+/// or until init has exited.
 pub struct Started {
     /// Read end of the start-up pipe, until [`Started::await_exec`] read it.
     ready: Option<OwnedFd>,
     pid: i32,
     pidfd: Option<OwnedFd>,
     exited: Option<AsyncFd<OwnedFd>>,
-    // Init reads the launch and runs on this stack until it is reaped.
-    launch: Box<Launch>,
-    _strings: Vec<CString>,
-    _init_stack: Stack,
+    /// Read end of the pipe init writes to once it stored the program's status.
+    done: Option<OwnedFd>,
+    reporting: Option<AsyncFd<OwnedFd>>,
+    /// The program's status, as init reported it before exiting.
+    reported: Option<ExitStatus>,
+    /// Init reads the launch and runs on this stack until it has exited
+    /// (taken only by `drop`).
+    memory: Option<InitMemory>,
     reaped: Option<ExitStatus>,
+}
+
+/// The memory init runs on and reads: it must outlive init.
+pub(super) struct InitMemory {
+    pub launch: Box<Launch>,
+    pub _strings: Vec<CString>,
+    pub _stack: Stack,
 }
 
 impl Started {
     /// Init's process id, which is also the process group of everything in it.
     pub fn id(&self) -> i32 {
         self.pid
+    }
+
+    /// Whether everything the program started lives in init's PID namespace
+    /// and dies with it: nothing of it is the host's to reap.
+    pub fn namespace_reaps(&self) -> bool {
+        self.done.is_some() || self.reporting.is_some()
     }
 
     /// Blocks until the program has exec'd; the error of whatever failed
@@ -134,31 +153,42 @@ impl Started {
         }
     }
 
-    /// Waits until init has exited; the program's exit status, or init's own
-    /// when it was killed before the program ended.
+    /// Waits until init has reported the program's exit status or has
+    /// exited; the program's status, or init's own when it was killed before
+    /// the program ended.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(pidfd) = self.pidfd.take() {
+            // SAFETY: the pidfd is owned by the AsyncFd from here on.
+            self.exited = Some(unsafe { AsyncFd::register(pidfd) }?);
+        }
+        if let Some(done) = self.done.take() {
+            // SAFETY: as above, for the pipe's read end.
+            self.reporting = Some(unsafe { AsyncFd::register(done) }?);
+        }
         loop {
-            if let Some(status) = self.reaped {
+            if let Some(status) = self.reaped.or(self.reported) {
                 return Ok(status);
-            }
-            if let Some(pidfd) = self.pidfd.take() {
-                // SAFETY: the pidfd is owned by the AsyncFd from here on.
-                self.exited = Some(unsafe { AsyncFd::register(pidfd) }?);
             }
             let Some(exited) = &self.exited else {
                 return Err(io::Error::other("the process's pidfd is gone"));
             };
-            let init_status = {
-                let mut ready = exited.readable().await?;
-                match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG))? {
-                    ended @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => raw_status(ended),
-                    _ => {
-                        ready.clear_ready();
-                        continue;
-                    }
-                }
+            let woke = match &self.reporting {
+                Some(reporting) => tokio::select! {
+                    biased;
+                    ready = reporting.readable() => ready.map(|_| Woke::Reported)?,
+                    ready = exited.readable() => Woke::exited(ready?, self.pid)?,
+                },
+                None => Woke::exited(exited.readable().await?, self.pid)?,
             };
-            self.reaped = Some(self.status_or(init_status));
+            match woke {
+                // End of file without a report: init died first; its exit says.
+                Woke::Reported if !self.launch().reported.load(Ordering::SeqCst) => self.reporting = None,
+                Woke::Reported => {
+                    self.reported = Some(ExitStatus::from_raw(self.launch().status.load(Ordering::SeqCst)))
+                }
+                Woke::Exited(Some(init_status)) => self.reaped = Some(self.status_or(init_status)),
+                Woke::Exited(None) => {}
+            }
         }
     }
 
@@ -172,9 +202,18 @@ impl Started {
         Ok(status)
     }
 
+    fn launch(&self) -> &Launch {
+        // Taken only when the Started is dropped.
+        &self
+            .memory
+            .as_ref()
+            .expect("init's memory is kept while it is waited for")
+            .launch
+    }
+
     fn status_or(&self, init_status: i32) -> ExitStatus {
-        let raw = if self.launch.reported.load(Ordering::SeqCst) {
-            self.launch.status.load(Ordering::SeqCst)
+        let raw = if self.launch().reported.load(Ordering::SeqCst) {
+            self.launch().status.load(Ordering::SeqCst)
         } else {
             init_status
         };
@@ -182,14 +221,51 @@ impl Started {
     }
 }
 
+/// What woke a wait.
+enum Woke {
+    /// The report pipe is readable: a report, or end of file.
+    Reported,
+    /// Init's pidfd is readable: its wait status once reaped.
+    Exited(Option<i32>),
+}
+
+impl Woke {
+    /// Reaps init if it has exited (clearing the pidfd's readiness if not).
+    fn exited(mut ready: tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>, pid: i32) -> io::Result<Woke> {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))? {
+            ended @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
+                Ok(Woke::Exited(Some(raw_status(ended))))
+            }
+            _ => {
+                ready.clear_ready();
+                Ok(Woke::Exited(None))
+            }
+        }
+    }
+}
+
 impl Drop for Started {
     fn drop(&mut self) {
-        if self.reaped.is_none() {
-            // Its memory is about to go: it must be gone first.
-            let pid = Pid::from_raw(self.pid);
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+        if self.reaped.is_some() {
+            return;
         }
+        if self.reported.is_some() {
+            // The program is done and init is on its way out: it is reaped,
+            // and its stack and launch freed, off the caller's path.
+            let exited = self
+                .exited
+                .take()
+                .map(AsyncFd::into_inner)
+                .or_else(|| self.pidfd.take());
+            if let (Some(pidfd), Some(memory)) = (exited, self.memory.take()) {
+                super::linger::reap_later(pidfd, memory);
+                return;
+            }
+        }
+        // Its memory is about to go: it must be gone first.
+        let pid = Pid::from_raw(self.pid);
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
     }
 }
 
@@ -198,6 +274,14 @@ impl Drop for Started {
 #[allow(unsafe_code)]
 pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Result<Started> {
     let (ready_read, ready_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // Init may report the program's exit before its own when the namespace
+    // dies with it: nothing of the step outlives init's exit then.
+    let report = if confinement.setup.pid_namespace {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        (Some(read), Some(write))
+    } else {
+        (None, None)
+    };
     let strings = strings(&command)?;
     let (argv, envp) = pointers(&strings, command.argv.len());
     let launch = Box::new(Launch {
@@ -208,6 +292,7 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
         working_dir: c_string(command.working_dir.as_os_str().as_bytes())?,
         stdio: command.stdio.each_ref().map(|fd| fd.as_raw_fd()),
         ready: ready_write.as_raw_fd(),
+        done: report.1.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
         program_stack: Stack::new(STACK_BYTES)?,
         status: AtomicI32::new(0),
         reported: AtomicBool::new(false),
@@ -235,6 +320,7 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
     // The child's copies are init's now; the host's must close for the
     // start-up pipe and the output pipes to end.
     drop(ready_write);
+    drop(report.1);
     drop(command.stdio);
     if pid < 0 {
         return Err(clone_error);
@@ -246,9 +332,14 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
         pid,
         pidfd: Some(pidfd),
         exited: None,
-        launch,
-        _strings: strings,
-        _init_stack: init_stack,
+        done: report.0,
+        reporting: None,
+        reported: None,
+        memory: Some(InitMemory {
+            launch,
+            _strings: strings,
+            _stack: init_stack,
+        }),
         reaped: None,
     };
     started.ready = Some(ready_read);
