@@ -182,10 +182,10 @@ impl Started {
             };
             match woke {
                 // End of file without a report: init died first; its exit says.
-                Woke::Reported if !self.launch().reported.load(Ordering::SeqCst) => self.reporting = None,
-                Woke::Reported => {
-                    self.reported = Some(ExitStatus::from_raw(self.launch().status.load(Ordering::SeqCst)))
-                }
+                Woke::Reported => match self.reported_status() {
+                    Some(raw) => self.reported = Some(ExitStatus::from_raw(raw)),
+                    None => self.reporting = None,
+                },
                 Woke::Exited(Some(init_status)) => self.reaped = Some(self.status_or(init_status)),
                 Woke::Exited(None) => {}
             }
@@ -202,22 +202,17 @@ impl Started {
         Ok(status)
     }
 
-    fn launch(&self) -> &Launch {
-        // Taken only when the Started is dropped.
-        &self
-            .memory
-            .as_ref()
-            .expect("init's memory is kept while it is waited for")
-            .launch
+    /// The program's wait status, once init has stored it.
+    fn reported_status(&self) -> Option<i32> {
+        let launch = &self.memory.as_ref()?.launch;
+        launch
+            .reported
+            .load(Ordering::SeqCst)
+            .then(|| launch.status.load(Ordering::SeqCst))
     }
 
     fn status_or(&self, init_status: i32) -> ExitStatus {
-        let raw = if self.launch().reported.load(Ordering::SeqCst) {
-            self.launch().status.load(Ordering::SeqCst)
-        } else {
-            init_status
-        };
-        ExitStatus::from_raw(raw)
+        ExitStatus::from_raw(self.reported_status().unwrap_or(init_status))
     }
 }
 
