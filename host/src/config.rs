@@ -2,6 +2,7 @@
 //! is listed in the README's configuration table; a malformed value is an error
 //! that names the variable, never a silent default.
 
+mod alerts;
 mod sandbox;
 
 use std::path::PathBuf;
@@ -87,6 +88,8 @@ pub struct Config {
     pub sandbox: SandboxSettings,
     /// Keys and window of signed pulses.
     pub pulse_signing: PulseSigning,
+    /// Host-wide alerts and the key alerts are signed with.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// Signed pulses: `POST /v1/pulse` with an HMAC-SHA256 signature instead of a
@@ -269,6 +272,7 @@ impl Config {
                 as u32,
             sandbox: sandbox::read(&get)?,
             pulse_signing: pulse_signing(&get)?,
+            alerts: alerts::read(&get, duration(&get, "PULSEHOST_EXPECTED_PULSE_INTERVAL", 300)?)?,
         })
     }
 }

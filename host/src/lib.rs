@@ -16,6 +16,7 @@
 //! authors (new, build, check); [`config`] and [`spec`] are shared.
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod author;
 pub mod cli;

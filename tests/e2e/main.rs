@@ -7,6 +7,7 @@
 mod support;
 
 mod admission;
+mod alerts;
 mod auth;
 mod browser;
 mod calendar;

@@ -1,6 +1,7 @@
 //! HTTP: the only module that speaks actix-web. Routes, authentication, request
 //! and response shapes, and the mapping of every stage's errors to statuses.
 
+mod alerts;
 mod auth;
 mod dashboard;
 mod error;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub keep_versions: u32,
     /// Evaluates pulses.
     pub pulser: Arc<crate::pulse::Pulser>,
+    /// Records and delivers alerts.
+    pub alerter: Arc<crate::alerts::Alerter>,
     /// Longest a `?wait=true` pulse holds its answer.
     pub pulse_wait_max: std::time::Duration,
     /// Set when the host is shutting down: pulses are refused with 503.
@@ -110,6 +113,7 @@ api! {
     post "/v1/runs/{id}/cancel" => manage::cancel,
     post "/v1/pulse" => pulse::pulse,
     get "/v1/pulses" => pulse::list,
+    get "/v1/alerts" => alerts::list,
     get "/v1/runs" => history::runs,
     get "/v1/runs/{id}" => history::run,
 }

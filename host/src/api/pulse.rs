@@ -66,6 +66,10 @@ pub async fn pulse(
     let wake = move || runner.wake();
     let started = std::time::Instant::now();
     let answer = state.pulser.pulse(source, key, &wake).await;
+    // A pulse is a contact: an overdue pulse it ends, and whatever it
+    // recorded as missed, is notified now rather than at the next tick.
+    let alerter = std::sync::Arc::clone(&state.alerter);
+    tokio::spawn(async move { alerter.round().await });
     let outcome = match &answer {
         Ok(PulseAnswer::Fresh(_)) => "ok",
         Ok(PulseAnswer::Replayed(_)) => "replayed",

@@ -55,6 +55,12 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+    /// Recent alerts and how their delivery went.
+    Alerts {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
     /// Run history: list (filtered), show, logs, cancel.
     #[command(subcommand)]
     Runs(history::RunsCommand),
@@ -107,6 +113,10 @@ fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Resul
         Command::Pulse { sign: false } => (c.post("/v1/pulse", Need::Pulse)?, output::pulse),
         Command::Pulse { sign: true } => (c.post_signed("/v1/pulse")?, output::pulse),
         Command::Pulses { limit } => history::pulses(c, limit)?,
+        Command::Alerts { limit } => (
+            c.get(&format!("/v1/alerts?limit={limit}"), Need::Read)?,
+            schedule::alerts,
+        ),
         Command::Runs(command) => history::runs(c, command)?,
         Command::Stats { task, window } => history::stats(c, task, &window)?,
         Command::Serve

@@ -1,5 +1,5 @@
 //! `pulsehost tasks schedule | backfill | pause | unpause`: steering a task's
-//! schedule over the API, and how each answer is printed.
+//! schedule over the API, how each answer is printed, and `pulsehost alerts`.
 
 use serde_json::{json, Value};
 
@@ -112,4 +112,32 @@ fn print_paused(v: &Value) -> String {
         s(&v["name"]),
         s(&v["paused_reason"])
     )
+}
+
+/// `alerts`: one line per alert, with how its delivery went.
+pub fn alerts(v: &Value) -> String {
+    let mut out = String::new();
+    for a in v["alerts"].as_array().into_iter().flatten() {
+        let about = match (&a["payload"]["plugin"], &a["payload"]["task"]) {
+            (Value::String(p), Value::String(t)) => format!("{p}/{t}"),
+            _ => "host".to_string(),
+        };
+        let error = match &a["last_error"] {
+            Value::Null => String::new(),
+            e => format!(" ({})", s(e)),
+        };
+        out.push_str(&format!(
+            "{}  {} {}  {}  {} after {} attempt(s){error}\n",
+            s(&a["id"]),
+            s(&a["kind"]),
+            about,
+            s(&a["created_at"]),
+            s(&a["status"]),
+            s(&a["attempts"])
+        ));
+    }
+    if out.is_empty() {
+        out.push_str("no alerts\n");
+    }
+    out
 }

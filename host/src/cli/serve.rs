@@ -68,6 +68,8 @@ pub fn serve() -> anyhow::Result<()> {
             .start(shutdown.clone())
             .await
             .map_err(|e| std::io::Error::other(format!("cannot register this host: {e}")))?;
+        let alerter = Arc::new(crate::alerts::Alerter::new(db.clone(), config.alerts.clone()));
+        tokio::spawn(Arc::clone(&alerter).run(shutdown.clone()));
         let draining = Arc::new(AtomicBool::new(false));
         let warmed = Arc::new(AtomicBool::new(false));
         crate::pulse::warm::active(db.clone(), plugins.clone(), Arc::clone(&warmed));
@@ -86,6 +88,7 @@ pub fn serve() -> anyhow::Result<()> {
             warmed,
             metrics_public: config.metrics_public,
             expected_pulse_interval: config.expected_pulse_interval,
+            alerter,
         };
         let served = match api::serve(state, &config.listen) {
             Ok(server) => {

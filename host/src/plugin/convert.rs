@@ -203,7 +203,19 @@ pub(crate) mod v2 {
                 .alerts
                 .iter()
                 .map(|a| spec::AlertRule {
-                    events: a.events.iter().map(|e| format!("{e:?}").to_lowercase()).collect(),
+                    events: a
+                        .events
+                        .iter()
+                        .map(|e| {
+                            match e {
+                                wit::AlertEvent::Failure => "failure",
+                                wit::AlertEvent::Recovery => "recovery",
+                                wit::AlertEvent::Missed => "missed",
+                                wit::AlertEvent::Paused => "paused",
+                            }
+                            .to_string()
+                        })
+                        .collect(),
                     webhook: a.webhook.clone(),
                 })
                 .collect(),

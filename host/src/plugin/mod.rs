@@ -36,7 +36,7 @@ use wasmtime::{Config, Engine};
 use crate::spec::Manifest;
 pub use cache::Readiness;
 pub use error::PluginError;
-pub use validate::{Problem, Rules};
+pub use validate::{webhook_problem, Problem, Rules};
 
 use artifacts::{ArtifactDir, Found};
 use cache::{Begin, Cache};

@@ -50,6 +50,9 @@ pub fn pause(tx: &mut Tx<'_>, task_id: i64, reason: &str) -> StoreResult<bool> {
         .filter(tasks::paused_reason.is_null())
         .set((
             tasks::paused_reason.eq(reason),
+            tasks::paused_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("now()")),
             tasks::updated_at.eq(diesel::dsl::now),
         ))
         .execute(tx.c())?;
@@ -73,6 +76,7 @@ pub fn resume(tx: &mut Tx<'_>, task_id: i64) -> StoreResult<TaskRow> {
         .set((
             tasks::paused_reason.eq(None::<String>),
             tasks::paused_until.eq(None::<chrono::DateTime<chrono::Utc>>),
+            tasks::paused_at.eq(None::<chrono::DateTime<chrono::Utc>>),
             // Only a task that was paused starts its schedule afresh.
             tasks::schedule_since.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
                 "CASE WHEN paused_reason IS NULL THEN schedule_since ELSE now() END",

@@ -6,6 +6,7 @@
 //! see a Diesel type. `store/` persists what the other stages decide; it makes
 //! no scheduling decisions of its own.
 
+pub mod alerts;
 pub mod asks;
 mod clock;
 pub mod deps;

@@ -21,6 +21,9 @@ pub fn pause(
         .set((
             tasks::paused_reason.eq(reason),
             tasks::paused_until.eq(until),
+            tasks::paused_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("COALESCE(paused_at, now())")),
             tasks::updated_at.eq(diesel::dsl::now),
         ))
         .returning(TaskRow::as_returning())
@@ -44,6 +47,7 @@ pub fn expire(tx: &mut Tx<'_>, now: DateTime<Utc>) -> StoreResult<usize> {
             "GREATEST(schedule_since, paused_until)",
         )),
         tasks::paused_until.eq(None::<DateTime<Utc>>),
+        tasks::paused_at.eq(None::<DateTime<Utc>>),
         tasks::updated_at.eq(diesel::dsl::now),
     ))
     .execute(tx.c())?)

@@ -61,6 +61,7 @@ diesel::table! {
         concurrency_limit -> Nullable<Int4>,
         paused_until -> Nullable<Timestamptz>,
         jitter_ms -> Nullable<Int8>,
+        paused_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -301,3 +302,33 @@ diesel::allow_tables_to_appear_in_same_query!(
     step_output_live,
     task_marks,
 );
+
+diesel::table! {
+    alerts (id) {
+        id -> Int8,
+        kind -> Text,
+        dedupe_key -> Text,
+        task_id -> Nullable<Int8>,
+        run_id -> Nullable<Int8>,
+        webhook -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    alert_attempts (id) {
+        id -> Int8,
+        alert_id -> Int8,
+        attempt -> Int4,
+        at -> Timestamptz,
+        status_code -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        duration_ms -> Float8,
+    }
+}

@@ -50,7 +50,7 @@ pub use exec::{Exec, Step};
 pub use limits::Limits;
 pub use std::time::Duration;
 pub use task::{Manifest, Retry, Task};
-pub use wit::{CatchUp, Overlap, RunContext, RunOutcome, RunStatus, SandboxPolicy};
+pub use wit::{AlertEvent, CatchUp, Overlap, RunContext, RunOutcome, RunStatus, SandboxPolicy};
 
 /// The generated bindings of the `pulsehost:plugin/plugin` world. Used by
 /// [`export_plugin!`]; plugin code uses the builders and [`wit`] instead.
@@ -77,8 +77,8 @@ pub mod wit {
 /// Everything a plugin usually needs: `use pulsehost_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CatchUp, Duration, Exec, Limits, Manifest, Overlap, Plugin, Retry, RunContext, RunOutcome, RunStatus,
-        SandboxPolicy, Step, Task,
+        AlertEvent, CatchUp, Duration, Exec, Limits, Manifest, Overlap, Plugin, Retry, RunContext,
+        RunOutcome, RunStatus, SandboxPolicy, Step, Task,
     };
 }
 

@@ -1,7 +1,7 @@
 //! Builders for what a plugin describes: the [`Manifest`], its [`Task`]s and
 //! their [`Retry`] policies.
 
-use crate::{millis, wit, CatchUp, Duration, Exec, Overlap, SandboxPolicy, Step};
+use crate::{millis, wit, AlertEvent, CatchUp, Duration, Exec, Overlap, SandboxPolicy, Step};
 
 /// Everything a plugin describes: its name, version, description and tasks.
 ///
@@ -151,6 +151,16 @@ impl Task {
         self.0.concurrency = Some(wit::Concurrency {
             key: key.into(),
             limit,
+        });
+        self
+    }
+
+    /// Sends `events` of this task to `webhook` (an `http://` or `https://`
+    /// address) as JSON POSTs signed with HMAC-SHA256; may be repeated.
+    pub fn alert(mut self, events: impl IntoIterator<Item = AlertEvent>, webhook: impl Into<String>) -> Self {
+        self.0.alerts.push(wit::AlertRule {
+            events: events.into_iter().collect(),
+            webhook: webhook.into(),
         });
         self
     }

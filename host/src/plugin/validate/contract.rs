@@ -39,9 +39,7 @@ pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec) {
             );
         }
     }
-    if !t.alerts.is_empty() {
-        p.add(&format!("{at}.alerts"), NOT_YET);
-    }
+    alert_rules(p, at, &t.alerts);
     match &t.schedule {
         Schedule::Service(_) => p.add(&format!("{at}.schedule.service"), NOT_YET),
         Schedule::Cron {
@@ -125,6 +123,34 @@ fn limits(p: &mut Problems, at: &str, l: &StepLimits) {
     }
 }
 
+/// Most alert rules a task may have.
+const MAX_ALERT_RULES: usize = 10;
+
+/// Each rule names at least one event, each once, and an http(s) receiver.
+fn alert_rules(p: &mut Problems, at: &str, rules: &[crate::spec::AlertRule]) {
+    if rules.len() > MAX_ALERT_RULES {
+        p.add(
+            &format!("{at}.alerts"),
+            &format!(
+                "has {} rules; at most {MAX_ALERT_RULES}: send one rule's events to a receiver that fans out",
+                rules.len()
+            ),
+        );
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let here = format!("{at}.alerts[{i}]");
+        if rule.events.is_empty() {
+            p.add(
+                &format!("{here}.events"),
+                "is empty: name failure, recovery, missed or paused",
+            );
+        }
+        if let Some(problem) = super::webhook_problem(&rule.webhook) {
+            p.add(&format!("{here}.webhook"), &problem);
+        }
+    }
+}
+
 /// Most jitter a cron task may ask for.
 const MAX_JITTER_MS: u64 = 3_600_000;
 
@@ -162,21 +188,23 @@ mod tests {
     }
 
     #[test]
-    fn fields_a_later_host_implements_are_refused_by_name_never_ignored() {
+    fn implemented_fields_are_accepted_and_alert_rules_are_checked() {
         let found = problems(serde_json::json!({
             "name": "t",
             "schedule": {"kind": "cron", "expression": "* * * * *", "timezone": null, "jitter_ms": 5000},
-            "alerts": [{"events": ["failure"], "webhook": "http://x"}],
+            "alerts": [{"events": ["failure", "recovery"], "webhook": "https://hooks.example.com/x"}],
             "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}, "terminal_output": true, "stdout_schema": "{}"}}]
         }));
-        assert!(!found.iter().any(|p| p.contains("schema")), "{found:?}");
-        assert!(!found.iter().any(|p| p.contains("jitter")), "{found:?}");
-        assert!(
-            found
-                .iter()
-                .any(|p| p.contains("alerts") && p.contains("does not implement")),
-            "{found:?}"
-        );
+        assert!(found.is_empty(), "{found:?}");
+        let bad = problems(serde_json::json!({
+            "name": "t",
+            "schedule": {"kind": "manual"},
+            "alerts": [{"events": [], "webhook": "ftp://x"}, {"events": ["paused"], "webhook": "http://"}],
+            "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}}}]
+        }));
+        for field in ["alerts[0].events", "alerts[0].webhook", "alerts[1].webhook"] {
+            assert!(bad.iter().any(|p| p.contains(field)), "{field}: {bad:?}");
+        }
     }
 
     #[test]
