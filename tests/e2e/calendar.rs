@@ -209,6 +209,31 @@ fn a_backfill_creates_the_missing_slots_of_a_past_range_once_and_runs_them() {
         assert_eq!(run["scheduled_for"], slot["scheduled_for"], "{run}");
     }
 
+    // An earlier range right after: its runs queue behind the others (the
+    // task's overlap is `skip`, which a backfill never uses a slot up for).
+    let (earlier_from, earlier_to) = (
+        from - chrono::Duration::hours(3),
+        from - chrono::Duration::minutes(1),
+    );
+    let (status, earlier) = post(
+        &server,
+        &format!("/v1/tasks/{id}/backfill"),
+        &json!({"from": earlier_from, "to": earlier_to}),
+    );
+    assert_eq!(status, 200, "{earlier}");
+    let earlier_slots = earlier["slots"].as_array().unwrap();
+    assert!(!earlier_slots.is_empty());
+    assert!(earlier_slots.iter().all(|s| s["status"] == "queued"), "{earlier}");
+    for slot in earlier_slots {
+        let run = server.finished_run(slot["run_id"].as_i64().unwrap(), LIMIT);
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert!(
+            run["lateness_ms"].is_null(),
+            "a backfilled run is not late: {run}"
+        );
+    }
+    let hours = hours + earlier_slots.len();
+
     // Again: every slot exists and is left as it is; nothing new is recorded.
     let (status, again) = post(&server, &format!("/v1/tasks/{id}/backfill"), &range);
     assert_eq!(status, 200, "{again}");
@@ -220,6 +245,7 @@ fn a_backfill_creates_the_missing_slots_of_a_past_range_once_and_runs_them() {
             .all(|s| s["state"] == "exists"),
         "{again}"
     );
+    let hours_in_range = again["slots"].as_array().unwrap().len();
     let runs = server.get(&format!("/v1/runs?task_id={id}&limit=100"));
     assert_eq!(runs["runs"].as_array().unwrap().len(), hours, "{runs}");
     let printed = cli(
@@ -236,7 +262,7 @@ fn a_backfill_creates_the_missing_slots_of_a_past_range_once_and_runs_them() {
         ],
     );
     assert!(
-        printed.contains(&format!("0 would be created, {hours} already claimed")),
+        printed.contains(&format!("0 would be created, {hours_in_range} already claimed")),
         "{printed}"
     );
 
@@ -310,6 +336,19 @@ fn a_paused_task_is_not_due_and_its_paused_span_is_never_caught_up() {
     std::thread::sleep(Duration::from_millis(2500));
     assert!(slots_of(&server.pulse(), "every-second").is_empty());
 
+    // Runs queued while it is paused (here by a backfill) wait for the unpause.
+    let past = Utc::now() - chrono::Duration::seconds(30);
+    let (status, held) = post(
+        &server,
+        &format!("/v1/tasks/{id}/backfill"),
+        &json!({"from": past, "to": past + chrono::Duration::seconds(1)}),
+    );
+    assert_eq!(status, 200, "{held}");
+    let held_run = held["slots"][0]["run_id"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let waiting = server.get(&format!("/v1/runs/{held_run}"));
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+
     let unpaused_at = Utc::now();
     let printed = cli(&server, &["tasks", "unpause", "every-second"]);
     assert!(printed.contains("resumed"), "{printed}");
@@ -322,6 +361,7 @@ fn a_paused_task_is_not_due_and_its_paused_span_is_never_caught_up() {
             .all(|s| *s > unpaused_at - chrono::Duration::seconds(1)),
         "{slots:?} vs {unpaused_at}"
     );
+    assert_eq!(server.finished_run(held_run, LIMIT)["status"], "succeeded");
 
     // A pause with an end resumes by itself then, and its span is not caught up.
     let until = Utc::now() + chrono::Duration::seconds(2);

@@ -76,7 +76,7 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
                 ),
             );
         }
-        task(&mut p, &at, t, &names, rules);
+        task(&mut p, &at, &m.name, t, &names, rules);
     }
     check_storable(&mut p, m);
     if let Some((index, cycle)) = dependency_cycle(&m.tasks) {
@@ -180,7 +180,7 @@ fn check_description(p: &mut Problems, field: &str, text: &str) {
     }
 }
 
-fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: &Rules) {
+fn task(p: &mut Problems, at: &str, plugin: &str, t: &TaskSpec, names: &HashSet<&str>, rules: &Rules) {
     check_name(p, &format!("{at}.name"), &t.name);
     contract::task(p, at, t);
     check_description(p, &format!("{at}.description"), &t.description);
@@ -188,8 +188,9 @@ fn task(p: &mut Problems, at: &str, t: &TaskSpec, names: &HashSet<&str>, rules: 
         expression, timezone, ..
     } = &t.schedule
     {
-        // Whether it is valid does not depend on whose name `H` spreads by.
-        if let Err(e) = CronSchedule::for_task(expression, timezone.as_deref(), &t.name) {
+        // `H` picks its values by this name, as the pulse will.
+        let identity = format!("{plugin}/{}", t.name);
+        if let Err(e) = CronSchedule::for_task(expression, timezone.as_deref(), &identity) {
             p.add(&format!("{at}.schedule.cron"), &e.to_string());
         }
     }
@@ -384,6 +385,34 @@ mod tests {
             concurrency: None,
             alerts: vec![],
         }
+    }
+
+    #[test]
+    fn h_is_checked_with_the_name_the_pulse_spreads_by() {
+        // `0 0 30 H *`: the 30th of a month H picks; February never has one.
+        let (plugin, name, expression) = ("ops", "archive", "0 0 30 H *");
+        let fires = CronSchedule::for_task(expression, None, &format!("{plugin}/{name}")).is_ok();
+        let mut t = task(name, &[]);
+        t.steps.clear();
+        t.schedule = Schedule::Cron {
+            expression: expression.into(),
+            timezone: None,
+            jitter_ms: None,
+        };
+        let m = Manifest {
+            name: plugin.into(),
+            version: "1".into(),
+            description: String::new(),
+            tasks: vec![t],
+        };
+        let rules = Rules {
+            binary_dirs: BinaryDirs::new(Vec::new()),
+            max_tasks: 10,
+        };
+        let refused = manifest(&m, &rules)
+            .iter()
+            .any(|p| p.field.contains("schedule.cron"));
+        assert_eq!(refused, !fires);
     }
 
     #[test]

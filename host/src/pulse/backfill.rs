@@ -1,16 +1,15 @@
 //! Backfill: the slots of a past range of a cron task, claimed once (slots
-//! that exist are left as they are) and run under the task's overlap policy.
+//! that exist are left as they are) and queued; the queue runs them under
+//! the task's overlap policy (one at a time unless it is `allow`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::cron::CronSchedule;
 use super::preview;
-use super::PREVIOUS_INSTANCE_RUNNING;
-use crate::runner::settle;
 use crate::store::models::TaskRow;
 use crate::store::pulses::{self, PulseSummary, SlotCandidate};
-use crate::store::{pauses, plugins, runs, Db, StoreError, StoreResult, Tx};
+use crate::store::{pauses, plugins, Db, StoreError, StoreResult, Tx};
 
 /// A backfill covers at most this many occurrences; narrow a longer range.
 pub const BACKFILL_MAX: usize = 1000;
@@ -26,7 +25,7 @@ pub struct BackfillSlot {
     /// The run recorded now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
-    /// That run's status: `queued`, or `skipped` under overlap `skip`.
+    /// That run's status: `queued`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
 }
@@ -152,9 +151,10 @@ fn slot(at: DateTime<Utc>, state: &'static str) -> BackfillSlot {
     }
 }
 
-/// Claims the slots at `fresh` and records their runs under the task's
-/// overlap policy: `skip` records them skipped while a run is going, and
-/// `replace` asks the running ones to stop. Slots claimed meanwhile by
+/// Claims the slots at `fresh` and queues their runs. The queue holds the
+/// task's overlap: runs of a task that is not `allow` start one at a time,
+/// after the one going; none is skipped or cancelled for being a backfill
+/// (skipping would use a slot up for good). Slots claimed meanwhile by
 /// someone else are left to them.
 fn record(
     tx: &mut Tx<'_>,
@@ -165,14 +165,6 @@ fn record(
     if fresh.is_empty() {
         return Ok(Vec::new());
     }
-    if task.overlap != "allow" {
-        pulses::lock_tasks(tx, &[task.id])?;
-    }
-    let running: Vec<i64> = pulses::active_runs(tx, &[task.id])?
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let skip = task.overlap == "skip" && !running.is_empty();
     let pulse_id = pulses::insert_pulse(tx, "backfill", Some("backfill"), None, now, 0, true)?
         .ok_or_else(|| StoreError::NotFound("a pulse id".into()))?;
     let candidates: Vec<SlotCandidate> = fresh
@@ -182,26 +174,18 @@ fn record(
             scheduled_for: *at,
             plugin_version_id: task.plugin_version_id,
             definition_id: task.definition_id,
-            status: if skip { "skipped" } else { "queued" }.into(),
+            status: "queued".into(),
             priority: task.priority,
-            skip_reason: skip.then(|| PREVIOUS_INSTANCE_RUNNING.to_string()),
+            skip_reason: None,
             // A deliberate backfill of the past is never too late to start.
             start_deadline: None,
             not_before: None,
         })
         .collect();
     let recorded = pulses::claim_and_record(tx, pulse_id, "backfill", now, &candidates, true)?;
-    if task.overlap == "replace" && !recorded.is_empty() {
-        for previous in &running {
-            runs::request_cancel(tx, *previous)?;
-        }
-        settle::cascade(tx, &running)?;
-    }
-    let queued = recorded.iter().filter(|r| r.status == "queued").count() as i32;
     let summary = PulseSummary {
         due: recorded.len() as i32,
-        claimed: queued,
-        skipped: recorded.len() as i32 - queued,
+        claimed: recorded.len() as i32,
         errors: serde_json::json!([]),
         ..Default::default()
     };

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use super::models::TaskRow;
-use super::schema::{slots, tasks};
+use super::schema::{hook_failures, slots, tasks};
 use super::{StoreError, StoreResult, Tx};
 
 /// Pauses a task with `reason` until `until` (None: until unpaused); a task
@@ -36,6 +36,18 @@ pub fn pause(
 /// from the pause's end, so the paused span is never caught up. Returns how
 /// many tasks it resumed.
 pub fn expire(tx: &mut Tx<'_>, now: DateTime<Utc>) -> StoreResult<usize> {
+    let ending: Vec<i64> = tasks::table
+        .filter(tasks::paused_until.is_not_null())
+        .filter(tasks::paused_until.le(now))
+        .select(tasks::id)
+        .load(tx.c())?;
+    if ending.is_empty() {
+        return Ok(0);
+    }
+    // As an unpause does: the hooks start counting failures afresh.
+    diesel::update(hook_failures::table.filter(hook_failures::task_id.eq_any(&ending)))
+        .set(hook_failures::consecutive.eq(0))
+        .execute(tx.c())?;
     Ok(diesel::update(
         tasks::table
             .filter(tasks::paused_until.is_not_null())
@@ -44,7 +56,8 @@ pub fn expire(tx: &mut Tx<'_>, now: DateTime<Utc>) -> StoreResult<usize> {
     .set((
         tasks::paused_reason.eq(None::<String>),
         tasks::schedule_since.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
-            "GREATEST(schedule_since, paused_until)",
+            // An occurrence at the pause's end is due (the window opens just before it).
+            "GREATEST(schedule_since, paused_until - interval '1 millisecond')",
         )),
         tasks::paused_until.eq(None::<DateTime<Utc>>),
         tasks::paused_at.eq(None::<DateTime<Utc>>),

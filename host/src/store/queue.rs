@@ -97,6 +97,8 @@ pub fn candidates(tx: &mut Tx<'_>, limit: usize) -> StoreResult<Vec<Candidate>> 
                 t.reserve_memory_bytes, t.reserve_cpu_millicores \
          FROM runs r JOIN tasks t ON t.id = r.task_id \
          WHERE r.status = 'queued' AND r.not_before <= now() \
+           AND (t.paused_reason IS NULL OR EXISTS (SELECT 1 FROM slots s \
+                WHERE s.id = r.slot_id AND s.trigger = 'manual')) \
            AND (t.concurrency_key IS NULL OR NOT EXISTS (SELECT 1 FROM concurrency_holds h \
                 WHERE h.key = t.concurrency_key AND h.until > now())) \
            AND (r.depends_on_runs = '{}' OR NOT EXISTS (SELECT 1 FROM runs d \
@@ -121,7 +123,9 @@ pub fn start(tx: &mut Tx<'_>, host_id: &str, ids: &[i64]) -> StoreResult<Vec<Cla
             runs::status.eq("running"),
             runs::started_at.eq(diesel::dsl::now),
             runs::lateness_ms.eq(sql::<Nullable<Int8>>(
-                "GREATEST(0, (extract(epoch FROM now() - scheduled_for) * 1000)::int8)",
+                // A backfilled slot is late by design: it has no lateness.
+                "CASE WHEN EXISTS (SELECT 1 FROM slots s WHERE s.id = slot_id AND s.trigger = 'backfill') \
+                 THEN NULL ELSE GREATEST(0, (extract(epoch FROM now() - scheduled_for) * 1000)::int8) END",
             )),
             runs::host_id.eq(host_id),
         ))
