@@ -71,6 +71,11 @@ fn from_nothing_to_a_run(lang: &str, extra: &[&str]) {
     let server = Server::start(&db.url);
     let pushed = pulsehost(&project, Some(&server), &["plugin", "push", &component]);
     assert!(pushed.contains(&format!("pushed {name} version 1")), "{pushed}");
+    let hello = server.get(&format!("/v1/tasks/{}", server.task_id("hello")));
+    assert_eq!(
+        hello["definition"]["schedule"]["jitter_ms"], 5000,
+        "the SDK's jitter reached the host: {hello}"
+    );
     let pulse = server.pulse();
     let asked = recorded_in(&pulse, "catch-up");
     assert_eq!(

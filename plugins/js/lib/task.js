@@ -170,6 +170,32 @@ export class Task {
   }
 
   /**
+   * Starts each occurrence up to `ms` milliseconds late, by an amount the host
+   * fixes per task and slot. Throws if the task is not a cron task.
+   * @param {number} ms
+   * @returns {this}
+   */
+  jitter(ms) {
+    if (this.task.schedule.tag !== "cron") throw new Error(`jitter() applies only to cron tasks (task ${this.task.name})`);
+    this.task.schedule.val.jitterMs = u64(ms, "jitter() milliseconds");
+    return this;
+  }
+
+  /**
+   * Sends `events` of this task (`"failure"`, `"recovery"`, `"missed"`,
+   * `"paused"`) to `webhook` as signed JSON POSTs.
+   * @param {string[]} events
+   * @param {string} webhook
+   * @returns {this}
+   */
+  alert(events, webhook) {
+    const chosen = strings(events, "alert() events");
+    for (const e of chosen) oneOf(e, ["failure", "recovery", "missed", "paused"], "alert() event");
+    this.task.alerts.push({ events: chosen, webhook: str(webhook, "alert() webhook") });
+    return this;
+  }
+
+  /**
    * Reads the cron expression in this IANA time zone, e.g. `Europe/Berlin`.
    * Throws if the task is not a cron task.
    * @param {string} zone

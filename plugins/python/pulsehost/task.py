@@ -108,6 +108,8 @@ class Task:
         self._sandbox_policy = SandboxPolicy.BEST_EFFORT
         self._reservation: Optional[Tuple[int, int]] = None
         self._concurrency: Optional[Tuple[str, int]] = None
+        self._jitter_ms: Optional[int] = None
+        self._alerts: List[Tuple[List[str], str]] = []
 
     @classmethod
     def cron(cls, name: str, expression: str, timezone: Optional[str] = None) -> "Task":
@@ -143,6 +145,24 @@ class Task:
         if self._schedule[0] != "cron":
             raise ValueError(f"timezone() applies only to cron tasks, not to {self._schedule[0]} task {self._name!r}")
         self._schedule = ("cron", self._schedule[1], _check.text(timezone, "timezone"))
+        return self
+
+    def jitter(self, jitter: Seconds) -> "Task":
+        """Starts each occurrence up to this late (a ``timedelta`` or seconds),
+        by an amount the host fixes per task and slot. Cron tasks only."""
+        if self._schedule[0] != "cron":
+            raise ValueError(f"jitter() applies only to cron tasks, not to {self._schedule[0]} task {self._name!r}")
+        self._jitter_ms = _check.millis(jitter, "jitter")
+        return self
+
+    def alert(self, events: Iterable[str], webhook: str) -> "Task":
+        """Sends ``events`` of this task (``"failure"``, ``"recovery"``,
+        ``"missed"``, ``"paused"``) to ``webhook`` as signed JSON POSTs."""
+        chosen = [str(e) for e in events]
+        for event in chosen:
+            if event not in ("failure", "recovery", "missed", "paused"):
+                raise ValueError(f"alert event {event!r}: use failure, recovery, missed or paused")
+        self._alerts.append((chosen, _check.text(webhook, "webhook")))
         return self
 
     def enabled(self, enabled: bool) -> "Task":
@@ -286,7 +306,7 @@ class Task:
         """The WIT ``task``; ``w`` is the generated ``types`` module."""
         kind = self._schedule[0]
         if kind == "cron":
-            schedule = w.Schedule_Cron(w.CronSchedule(expression=self._schedule[1], timezone=self._schedule[2], jitter_ms=None))
+            schedule = w.Schedule_Cron(w.CronSchedule(expression=self._schedule[1], timezone=self._schedule[2], jitter_ms=self._jitter_ms))
         elif kind == "dynamic":
             schedule = w.Schedule_Dynamic(self._schedule[1])
         else:
@@ -312,7 +332,10 @@ class Task:
             sandbox_policy=w.SandboxPolicy[self._sandbox_policy.name],
             reservation=w.Reservation(*self._reservation) if self._reservation else None,
             concurrency=w.Concurrency(*self._concurrency) if self._concurrency else None,
-            alerts=[],
+            alerts=[
+                w.AlertRule(events=[w.AlertEvent[e.upper()] for e in events], webhook=url)
+                for events, url in self._alerts
+            ],
         )
 
     def __repr__(self) -> str:
