@@ -124,7 +124,7 @@ fn run_with(server: &Server, task: &str, body: Value) -> Value {
 
 #[test]
 fn a_tasks_failure_recovery_missed_slots_and_pause_are_posted_signed_and_retried() {
-    let receiver = Receiver::start(47391, 1);
+    let receiver = Receiver::start(47393, 1);
     let db = TestDb::new();
     let server = Server::start_with(Some(&db.url), &[("PULSEHOST_ALERT_SIGNING_KEY", KEY)]);
     assert_eq!(server.push(&component("fixture-alerts")).0, 201);

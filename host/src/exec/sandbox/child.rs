@@ -105,7 +105,9 @@ impl ChildSetup {
 /// What init and the program read, prepared and owned by the host until init
 /// has been reaped. The pointers point into its own strings.
 pub(super) struct Launch {
-    pub confinement: std::sync::Arc<super::Confinement>,
+    /// What init and the program do, shared with the confinement (never its
+    /// cgroups: dropping a launch late, after init, kills nothing).
+    pub setup: std::sync::Arc<ChildSetup>,
     pub program: CString,
     pub argv: Vec<*const u8>,
     pub envp: Vec<*const u8>,
@@ -243,7 +245,7 @@ unsafe fn run_init(launch: &Launch) -> ! {
 /// the program then joins that cgroup itself. Returns its process id.
 unsafe fn start_program(launch: &Launch) -> Result<c_int, Errno> {
     let arg = launch as *const Launch as *mut c_void;
-    if let Some(entry) = &launch.confinement.setup.clone_into {
+    if let Some(entry) = &launch.setup.clone_into {
         // Set before the clone: the program reads it before init runs again.
         launch.cloned_into_cgroup.store(true, Ordering::SeqCst);
         if let Ok(pid) = clone3::into_cgroup(&entry.dir, &launch.program_stack, program, arg) {
@@ -279,7 +281,7 @@ unsafe fn run_program(launch: &Launch) -> ! {
     // host's size) would kill every process sharing that memory, the host
     // included. Until it execs, the program is a vfork child, which the
     // out-of-memory killer never chooses.
-    let setup = &launch.confinement.setup;
+    let setup = &launch.setup;
     let by_hand = setup
         .clone_into
         .as_ref()
@@ -339,7 +341,7 @@ unsafe fn reset_signals() {
 
 /// Everything init does before it starts the program.
 unsafe fn prepare(launch: &Launch) -> Result<(), Failure> {
-    let setup = &launch.confinement.setup;
+    let setup = &launch.setup;
     if let Some((uid_map, gid_map)) = &setup.user_namespace {
         let at = |e| (Stage::UserNamespace, e);
         write_file(c"/proc/self/setgroups", b"deny").map_err(at)?;

@@ -82,7 +82,7 @@ pub struct Usage {
 /// One process's confinement: its cgroups and what its child does before exec.
 pub struct Confinement {
     cgroups: Vec<(PathBuf, cgroup::Powers, bool)>,
-    setup: child::ChildSetup,
+    setup: std::sync::Arc<child::ChildSetup>,
     /// What protects it, and what could not.
     pub plan: Plan,
 }

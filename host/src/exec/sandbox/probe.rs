@@ -164,7 +164,7 @@ impl Sandbox {
         };
         let confinement = Arc::new(Confinement {
             cgroups: Vec::new(),
-            setup,
+            setup: Arc::new(setup),
             plan: Plan::default(),
         });
         let what = if self.user_maps.is_some() {
@@ -207,7 +207,7 @@ impl Sandbox {
         if !self.enabled {
             return Ok(Arc::new(Confinement {
                 cgroups: Vec::new(),
-                setup: ChildSetup::default(),
+                setup: Arc::new(ChildSetup::default()),
                 plan: Plan::default(),
             }));
         }
@@ -269,7 +269,11 @@ impl Sandbox {
             private_tmp,
             credentials: self.run_as.as_ref().map(|u| (u.uid.as_raw(), u.gid.as_raw())),
         };
-        Ok(Arc::new(Confinement { cgroups, setup, plan }))
+        Ok(Arc::new(Confinement {
+            cgroups,
+            setup: Arc::new(setup),
+            plan,
+        }))
     }
 
     /// Kills what is left of run `run_id` of host `host_id` on this machine

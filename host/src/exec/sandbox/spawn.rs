@@ -280,7 +280,7 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
     let strings = strings(&command)?;
     let (argv, envp) = pointers(&strings, command.argv.len());
     let launch = Box::new(Launch {
-        confinement: Arc::clone(confinement),
+        setup: Arc::clone(&confinement.setup),
         program: c_string(command.program.as_os_str().as_bytes())?,
         argv,
         envp,
