@@ -220,10 +220,13 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// The name of the build's cgroup: unique per build directory.
-    fn cgroup_name(&self) -> String {
+    /// The cgroup of one build command: unique per build directory and
+    /// command (a command's cgroup is removed off its path, so the next one
+    /// must never reuse it).
+    fn cgroup_name(&self, what: &str) -> String {
         let dir = self.home.file_name().unwrap_or_default().to_string_lossy();
-        format!("venv{}", dir.trim_start_matches('.'))
+        let command: String = what.chars().filter(char::is_ascii_alphanumeric).collect();
+        format!("venv{}-{command}", dir.trim_start_matches('.'))
     }
 }
 
@@ -238,7 +241,7 @@ impl Builder<'_> {
         env.push(("HOME".into(), self.home.to_string_lossy().into_owned()));
         let confinement = self
             .sandbox
-            .confine(0, &self.cgroup_name(), self.limits, Policy::BestEffort)
+            .confine(0, &self.cgroup_name(what), self.limits, Policy::BestEffort)
             .map_err(|message| VenvError {
                 message,
                 output: String::new(),

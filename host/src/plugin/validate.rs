@@ -3,6 +3,8 @@
 
 mod contract;
 
+pub use contract::webhook_problem;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -336,24 +338,6 @@ impl Problems {
             field: field.to_string(),
             message: message.to_string(),
         });
-    }
-}
-
-/// What is wrong with a webhook address, if anything: it must be an
-/// `http://` or `https://` address with a host, at most 2000 characters.
-pub fn webhook_problem(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    match host {
-        _ if url.len() > 2000 => Some("is longer than 2000 characters".into()),
-        None => Some(format!("{url:?} must be an http:// or https:// address")),
-        Some("") => Some(format!("{url:?} names no host: write it as https://host/path")),
-        Some(h) if h.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            Some(format!("{url:?} holds a space or control character"))
-        }
-        Some(_) => None,
     }
 }
 

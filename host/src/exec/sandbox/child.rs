@@ -35,7 +35,6 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use nix::libc;
-use rustix::fs::{Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags};
 use rustix::process::{Resource, Rlimit, WaitOptions};
@@ -43,6 +42,7 @@ use rustix::process::{Resource, Rlimit, WaitOptions};
 use syscalls::Sysno;
 
 use super::clone3;
+use super::raw::{close_from, enter_directory, loopback_up, write_file};
 use super::spawn::Stack;
 
 /// Everything the init process does for a confinement, prepared once.
@@ -391,21 +391,6 @@ unsafe fn prepare_namespaces(setup: &ChildSetup, working_dir: &CStr) -> Result<(
     Ok(())
 }
 
-/// Enters `dir` without following symbolic links (`openat2` with
-/// `RESOLVE_NO_SYMLINKS`; a plain `chdir` where the kernel lacks it).
-fn enter_directory(dir: &CStr) -> Result<(), Errno> {
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    match rustix::fs::openat2(CWD, dir, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
-        Ok(fd) => {
-            let entered = rustix::process::fchdir(&fd);
-            close_raw(fd);
-            entered
-        }
-        Err(Errno::NOSYS) => rustix::process::chdir(dir),
-        Err(e) => Err(e),
-    }
-}
-
 /// The child's ends as stdin, stdout and stderr; every other descriptor but
 /// the start-up pipe closed (the host's sockets and files never reach a step).
 unsafe fn wire_descriptors(launch: &Launch) -> Result<(), Errno> {
@@ -421,91 +406,10 @@ unsafe fn wire_descriptors(launch: &Launch) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Closes every descriptor from `first` up except the two in `keep` (-1
-/// keeps nothing): one by one up to the open-files limit where the kernel
-/// lacks `close_range` (Linux < 5.9).
-unsafe fn close_from(first: RawFd, keep: [RawFd; 2]) {
-    for (low, high) in ranges_around(first, keep) {
-        let closed = syscalls::syscall!(Sysno::close_range, low as u32, high as u32, 0);
-        if closed == Err(syscalls::Errno::ENOSYS) {
-            let limit = rustix::process::getrlimit(Resource::Nofile)
-                .current
-                .unwrap_or(65536);
-            for fd in low..=high.min(limit.min(1 << 20) as RawFd) {
-                rustix::io::close(fd);
-            }
-        }
-    }
-}
-
-/// The ranges of descriptors from `first` up without the two in `keep`.
-fn ranges_around(first: RawFd, keep: [RawFd; 2]) -> impl Iterator<Item = (RawFd, RawFd)> {
-    let (low_keep, high_keep) = (keep[0].min(keep[1]), keep[0].max(keep[1]));
-    let ranges = [
-        (first, low_keep.max(first) - 1),
-        (low_keep.max(first - 1) + 1, high_keep.max(first) - 1),
-        (high_keep.max(first - 1) + 1, RawFd::MAX),
-    ];
-    ranges.into_iter().filter(|(low, high)| low <= high)
-}
-
-/// Brings `lo` up in a fresh network namespace.
-unsafe fn loopback_up() -> Result<(), Errno> {
-    use rustix::ioctl::{ioctl, Setter, Updater};
-    use rustix::net::{socket, AddressFamily, SocketType};
-    let socket = socket(AddressFamily::INET, SocketType::DGRAM, None)?;
-    let mut request: libc::ifreq = std::mem::zeroed();
-    for (i, b) in b"lo\0".iter().enumerate() {
-        request.ifr_name[i] = *b as libc::c_char;
-    }
-    const GET: rustix::ioctl::Opcode = libc::SIOCGIFFLAGS as rustix::ioctl::Opcode;
-    const SET: rustix::ioctl::Opcode = libc::SIOCSIFFLAGS as rustix::ioctl::Opcode;
-    if let Err(e) = ioctl(&socket, Updater::<GET, libc::ifreq>::new(&mut request)) {
-        close_raw(socket);
-        return Err(e);
-    }
-    request.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    let up = ioctl(&socket, Setter::<SET, libc::ifreq>::new(request));
-    close_raw(socket);
-    up
-}
-
 /// Tells the host where starting the program failed.
 unsafe fn report(ready: RawFd, stage: Stage, errno: Errno) {
     let mut message = [0u8; 8];
     message[..4].copy_from_slice(&(stage as i32).to_ne_bytes());
     message[4..].copy_from_slice(&errno.raw_os_error().to_ne_bytes());
     let _ = rustix::io::write(BorrowedFd::borrow_raw(ready), &message);
-}
-
-fn write_file(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
-    let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let written = rustix::io::write(&fd, bytes).map(|_| ());
-    close_raw(fd);
-    written
-}
-
-/// Closes `fd` with a raw system call (dropping it would call libc's `close`,
-/// which touches the spawning thread's state).
-pub(super) fn close_raw(fd: std::os::fd::OwnedFd) {
-    use std::os::fd::IntoRawFd;
-    // SAFETY: the descriptor is ours and closed once.
-    unsafe { rustix::io::close(fd.into_raw_fd()) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ranges_around;
-
-    #[test]
-    fn descriptors_are_closed_around_the_two_kept() {
-        let all = |first, keep| ranges_around(first, keep).collect::<Vec<_>>();
-        let max = i32::MAX;
-        assert_eq!(all(3, [5, 9]), [(3, 4), (6, 8), (10, max)]);
-        assert_eq!(all(3, [9, 5]), [(3, 4), (6, 8), (10, max)]);
-        assert_eq!(all(3, [5, -1]), [(3, 4), (6, max)]);
-        assert_eq!(all(3, [-1, -1]), [(3, max)]);
-        assert_eq!(all(3, [3, 4]), [(5, max)]);
-        assert_eq!(all(3, [7, 7]), [(3, 6), (8, max)]);
-    }
 }

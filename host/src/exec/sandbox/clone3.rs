@@ -68,7 +68,7 @@ pub(super) unsafe fn into_cgroup(
         ..CloneArgs::default()
     };
     let started = raw_clone3(&args, entry, arg);
-    super::child::close_raw(cgroup);
+    super::raw::close_raw(cgroup);
     started
 }
 

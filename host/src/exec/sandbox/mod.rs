@@ -32,6 +32,8 @@ mod linger;
 pub mod plan;
 pub mod probe;
 #[allow(unsafe_code)]
+mod raw;
+#[allow(unsafe_code)]
 mod spawn;
 pub mod user;
 

@@ -145,7 +145,7 @@ fn alert_rules(p: &mut Problems, at: &str, rules: &[crate::spec::AlertRule]) {
                 "is empty: name failure, recovery, missed or paused",
             );
         }
-        if let Some(problem) = super::webhook_problem(&rule.webhook) {
+        if let Some(problem) = webhook_problem(&rule.webhook) {
             p.add(&format!("{here}.webhook"), &problem);
         }
     }
@@ -168,6 +168,24 @@ fn jitter_fits(p: &mut Problems, at: &str, jitter_ms: u64, deadline_ms: Option<u
             &field,
             &format!("is {jitter_ms}, not below the starting deadline of {deadline} ms: a run that late would be missed; lower the jitter or raise starting-deadline-ms"),
         );
+    }
+}
+
+/// What is wrong with a webhook address, if anything: it must be an
+/// `http://` or `https://` address with a host, at most 2000 characters.
+pub fn webhook_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        _ if url.len() > 2000 => Some("is longer than 2000 characters".into()),
+        None => Some(format!("{url:?} must be an http:// or https:// address")),
+        Some("") => Some(format!("{url:?} names no host: write it as https://host/path")),
+        Some(h) if h.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Some(format!("{url:?} holds a space or control character"))
+        }
+        Some(_) => None,
     }
 }
 
