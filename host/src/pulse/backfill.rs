@@ -70,7 +70,10 @@ pub async fn backfill(
             Ok(o) => o,
             Err(refused) => return Ok(Err(refused)),
         };
-        let claimed = pauses::claimed_between(tx, task_id, from, to)?;
+        let claimed: std::collections::HashSet<DateTime<Utc>> =
+            pauses::claimed_at(tx, task_id, &occurrences)?
+                .into_iter()
+                .collect();
         let (fresh, existing): (Vec<_>, Vec<_>) = occurrences.into_iter().partition(|o| !claimed.contains(o));
         let mut slots: Vec<BackfillSlot> = existing.iter().map(|at| slot(*at, "exists")).collect();
         if dry_run {
@@ -78,9 +81,9 @@ pub async fn backfill(
         } else {
             let created = record(tx, &task, &fresh, now)?;
             // A slot claimed meanwhile by a pulse is left to it.
-            let taken = fresh
-                .iter()
-                .filter(|at| !created.iter().any(|c| c.scheduled_for == **at));
+            let made: std::collections::HashSet<DateTime<Utc>> =
+                created.iter().map(|c| c.scheduled_for).collect();
+            let taken = fresh.iter().filter(|at| !made.contains(*at));
             slots.extend(taken.map(|at| slot(*at, "exists")));
             slots.extend(created);
         }

@@ -66,17 +66,16 @@ pub fn expire(tx: &mut Tx<'_>, now: DateTime<Utc>) -> StoreResult<usize> {
     .execute(tx.c())?)
 }
 
-/// The instants of `task_id`'s slots between `from` and `to`, inclusive.
-pub fn claimed_between(
+/// Which of `instants` already have a slot of `task_id` (looked up by the
+/// instants, never by scanning the range between them).
+pub fn claimed_at(
     tx: &mut Tx<'_>,
     task_id: i64,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    instants: &[DateTime<Utc>],
 ) -> StoreResult<Vec<DateTime<Utc>>> {
     Ok(slots::table
         .filter(slots::task_id.eq(task_id))
-        .filter(slots::scheduled_for.ge(from))
-        .filter(slots::scheduled_for.le(to))
+        .filter(slots::scheduled_for.eq_any(instants))
         .select(slots::scheduled_for)
         .load(tx.c())?)
 }
