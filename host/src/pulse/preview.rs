@@ -16,9 +16,9 @@ pub struct Occurrence {
     pub at: DateTime<Utc>,
     /// The same instant in the schedule's zone.
     pub local: String,
-    /// `clock_change`: it falls on the instant the clocks go forward (a
-    /// wall-clock time the jump skipped fires then); `repeated_hour`: its
-    /// wall-clock time happens twice, the clocks going back.
+    /// `clock_change`: a wall-clock time the clocks skipped going forward
+    /// fires here, at the end of the gap; `repeated_hour`: its wall-clock
+    /// time happens twice, the clocks going back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dst: Option<&'static str>,
 }
@@ -72,10 +72,16 @@ pub fn preview(
     let occurrences = listed
         .into_iter()
         .map(|at| {
-            let forward = clock_changes
-                .iter()
-                .any(|c| c.at == at && c.direction == "forward");
-            let dst = if forward {
+            let shifted = clock_changes.iter().any(|c| {
+                c.at == at
+                    && c.direction == "forward"
+                    && schedule.fires_in_gap(
+                        at,
+                        Duration::seconds(c.offset_before_s),
+                        Duration::seconds(c.offset_after_s),
+                    )
+            });
+            let dst = if shifted {
                 Some("clock_change")
             } else if schedule.repeated_wall_time(at) {
                 Some("repeated_hour")
@@ -150,6 +156,22 @@ mod tests {
             }]
         );
         assert!(!got.truncated);
+    }
+
+    #[test]
+    fn a_time_that_exists_at_the_jump_is_not_marked_as_skipped() {
+        // 03:00 exists on 2027-03-14 in New York (the clocks jump from 02:00 to 03:00).
+        let tz = Some("America/New_York");
+        let schedule = CronSchedule::parse("0 3 * * *", tz).unwrap();
+        let got = preview(
+            &schedule,
+            tz,
+            at("2027-03-14T00:00:00Z"),
+            at("2027-03-15T00:00:00Z"),
+            10,
+        );
+        assert_eq!(got.occurrences[0].at, at("2027-03-14T07:00:00Z"));
+        assert_eq!(got.occurrences[0].dst, None);
     }
 
     #[test]

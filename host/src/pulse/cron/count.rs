@@ -154,6 +154,21 @@ impl CronSchedule {
             .collect()
     }
 
+    /// Whether the schedule names a wall-clock time the clocks skipped when
+    /// they went forward from offset `before` to `after` at `at` (such a time
+    /// fires at `at`, the end of the gap).
+    pub fn fires_in_gap(&self, at: DateTime<Utc>, before: Duration, after: Duration) -> bool {
+        use super::fields::has;
+        let start = at.naive_utc() + before;
+        let seconds = (after - before).num_seconds().max(0);
+        (0..seconds).map(|s| start + Duration::seconds(s)).any(|wall| {
+            self.fields.day_matches(wall.date())
+                && has(self.fields.hours, wall.hour())
+                && has(self.fields.minutes, wall.minute())
+                && has(self.fields.seconds, wall.second())
+        })
+    }
+
     /// Whether the wall-clock time of `at` in the schedule's zone happens
     /// twice (it lies in the hour the clocks go back).
     pub fn repeated_wall_time(&self, at: DateTime<Utc>) -> bool {
