@@ -1,6 +1,6 @@
-//! Fields of `pulsehost:plugin@0.2.0` whose semantics this host does not
-//! implement yet (services, alerts): they are
-//! read so that an upload using them is refused with a clear error, never
+//! Fields `pulsehost:plugin@0.2.0` added for services and alerts. Alert
+//! rules are carried out (see `crate::alerts`); a service is read only so
+//! that an upload asking for one is refused with a clear error, never
 //! silently ignored.
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ pub struct ServiceSpec {
     pub on_shutdown: Option<Box<super::ExecSpec>>,
 }
 
-/// A notification rule.
+/// A notification rule: which events of the task go to which receiver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertRule {
     /// failure, recovery, missed, paused.
