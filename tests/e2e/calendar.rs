@@ -270,7 +270,14 @@ fn a_backfill_creates_the_missing_slots_of_a_past_range_once_and_runs_them() {
     let later = now + chrono::Duration::hours(2);
     let every = server.task_id("every-second");
     let manual = server.task_id("by-hand");
+    let off = server.task_id("switched-off");
     for (path, body, status, expected) in [
+        (
+            format!("/v1/tasks/{off}/backfill"),
+            range.clone(),
+            422,
+            "disabled by its plugin",
+        ),
         (
             format!("/v1/tasks/{id}/backfill"),
             json!({"from": from, "to": later}),

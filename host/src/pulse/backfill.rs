@@ -113,6 +113,12 @@ fn occurrences(
             task.name
         ));
     }
+    if !task.enabled {
+        return refuse(format!(
+            "task {} is disabled by its plugin: enable it in a new version of the plugin to backfill it",
+            task.name
+        ));
+    }
     let Some(expression) = task
         .cron_expression
         .as_deref()
