@@ -127,6 +127,8 @@ fn a_tasks_failure_recovery_missed_slots_and_pause_are_posted_signed_and_retried
     let receiver = Receiver::start(47393, 1);
     let db = TestDb::new();
     let server = Server::start_with(Some(&db.url), &[("PULSEHOST_ALERT_SIGNING_KEY", KEY)]);
+    // A second replica evaluates and delivers the same alerts all along.
+    let _replica = Server::start_with(Some(&db.url), &[("PULSEHOST_ALERT_SIGNING_KEY", KEY)]);
     assert_eq!(server.push(&component("fixture-alerts")).0, 201);
 
     // A failure: the receiver fails the first attempt; the second delivers it.
@@ -181,7 +183,8 @@ fn a_tasks_failure_recovery_missed_slots_and_pause_are_posted_signed_and_retried
     assert_eq!(missed[0].body["task"], "every-second");
     assert!(missed[0].body["missed"].as_i64().unwrap() >= 1, "{:?}", missed[0]);
 
-    // Each was recorded once, whatever the number of rounds since.
+    // Each was recorded once and, once delivered, not sent again, whatever
+    // the number of rounds on either replica since.
     std::thread::sleep(Duration::from_secs(3));
     let all = alerts(&server);
     for kind in ["failure", "recovery", "paused"] {
@@ -192,6 +195,13 @@ fn a_tasks_failure_recovery_missed_slots_and_pause_are_posted_signed_and_retried
         );
     }
     assert!(!all.iter().any(|a| a["payload"]["task"] == "quiet"), "{all:?}");
+    assert_eq!(
+        receiver.of("failure").len(),
+        2,
+        "one failed attempt, one delivery"
+    );
+    assert_eq!(receiver.of("recovery").len(), 1);
+    assert_eq!(receiver.of("paused").len(), 1);
     let printed = cli(&server, &["alerts"]);
     assert!(
         printed.contains("failure fixture-alerts/flaky") && printed.contains("delivered"),
