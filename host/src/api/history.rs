@@ -52,7 +52,7 @@ pub async fn task(
         Some(expression) => crate::pulse::Pulser::next_fire_times(
             expression,
             t.timezone.as_deref(),
-            &format!("{plugin}/{}", t.name),
+            &crate::pulse::cron::task_identity(&plugin, &t.name),
             state.db.clock().now(),
             5,
         ),

@@ -60,7 +60,7 @@ pub async fn preview(
             task.name, task.schedule_kind
         )));
     };
-    let identity = format!("{plugin}/{}", task.name);
+    let identity = crate::pulse::cron::task_identity(&plugin, &task.name);
     let timezone = task.timezone.as_deref();
     let schedule =
         CronSchedule::for_task(expression, timezone, &identity).map_err(|e| unprocessable(e.to_string()))?;

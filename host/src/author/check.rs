@@ -114,7 +114,7 @@ fn schedule(plugin: &str, task: &TaskSpec) -> (String, Vec<String>) {
         } => {
             let zone = timezone.as_deref().unwrap_or("UTC");
             let words = format!("cron `{expression}` in {zone}");
-            let identity = format!("{plugin}/{}", task.name);
+            let identity = crate::pulse::cron::task_identity(plugin, &task.name);
             let Ok(cron) = CronSchedule::for_task(expression, timezone.as_deref(), &identity) else {
                 return (words, Vec::new());
             };

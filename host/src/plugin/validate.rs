@@ -191,7 +191,7 @@ fn task(p: &mut Problems, at: &str, plugin: &str, t: &TaskSpec, names: &HashSet<
     } = &t.schedule
     {
         // `H` picks its values by this name, as the pulse will.
-        let identity = format!("{plugin}/{}", t.name);
+        let identity = crate::pulse::cron::task_identity(plugin, &t.name);
         if let Err(e) = CronSchedule::for_task(expression, timezone.as_deref(), &identity) {
             p.add(&format!("{at}.schedule.cron"), &e.to_string());
         }

@@ -137,7 +137,7 @@ fn occurrences(
             "to ({to}) is later than now ({now}): a backfill covers past occurrences; later ones run on schedule"
         ));
     }
-    let identity = format!("{plugin}/{}", task.name);
+    let identity = super::cron::task_identity(plugin, &task.name);
     let schedule = CronSchedule::for_task(expression, task.timezone.as_deref(), &identity)
         .map_err(|e| BackfillError::Refused(e.to_string()))?;
     let found: Vec<_> = preview::occurrences(&schedule, from, to)

@@ -198,7 +198,7 @@ fn slot_candidate(task: &SchedulableTask, c: &Candidate, active: &HashMap<i64, V
             .starting_deadline_ms
             .map(|ms| c.scheduled_for + Duration::milliseconds(ms)),
         not_before: task.jitter_ms.map(|max| {
-            let identity = format!("{}/{}", task.plugin_name, task.name);
+            let identity = super::cron::task_identity(&task.plugin_name, &task.name);
             c.scheduled_for + super::due::jitter(&identity, c.scheduled_for, max)
         }),
     }

@@ -76,7 +76,7 @@ impl Cache {
         });
         if stale {
             let expression = task.cron_expression.clone()?;
-            let identity = format!("{}/{}", task.plugin_name, task.name);
+            let identity = super::cron::task_identity(&task.plugin_name, &task.name);
             let schedule = match CronSchedule::for_task(&expression, task.timezone.as_deref(), &identity) {
                 Ok(s) => s,
                 Err(e) => {

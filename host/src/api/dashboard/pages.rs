@@ -138,7 +138,7 @@ pub async fn tasks(req: HttpRequest, state: web::Data<AppState>, q: web::Query<T
         let rows: Vec<Value> = tasks
             .iter()
             .map(|(plugin, t)| {
-                let next = t.cron_expression.as_deref().map(|e| crate::pulse::Pulser::next_fire_times(e, t.timezone.as_deref(), &format!("{plugin}/{}", t.name), now, 1)).unwrap_or_default();
+                let next = t.cron_expression.as_deref().map(|e| crate::pulse::Pulser::next_fire_times(e, t.timezone.as_deref(), &crate::pulse::cron::task_identity(plugin, &t.name), now, 1)).unwrap_or_default();
                 let st = day.get(&t.id);
                 let strip: Vec<Value> = strips.iter().filter(|s| s.0 == t.id).rev().map(|s| json!({ "id": s.1, "status": s.2 })).collect();
                 json!({

@@ -288,6 +288,12 @@ impl Iterator for Occurrences<'_> {
     }
 }
 
+/// What a task's `H` values and jitter are picked by: its plugin's name and
+/// its own, the same on every replica, restart and version.
+pub fn task_identity(plugin: &str, task: &str) -> String {
+    format!("{plugin}/{task}")
+}
+
 /// The five-field form of an `@`-shorthand, or the expression itself.
 fn expand_shorthand(expression: &str) -> Result<&str, CronError> {
     let trimmed = expression.trim();
