@@ -25,10 +25,7 @@ pub async fn list(
     q: web::Query<AlertsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500"));
-    }
+    let limit = super::filters::page_limit(q.limit)?;
     let before = q.before;
     let rows = state.db.run(move |tx| alerts::list(tx, limit, before)).await?;
     let next_before = (rows.len() as i64 == limit)

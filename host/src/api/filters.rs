@@ -107,6 +107,15 @@ fn boolean(key: &str, value: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// The page size of a listing paged by id: 1 to 500, 50 when not given.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
+    Ok(limit)
+}
+
 /// An RFC 3339 instant, or a duration before `now`.
 pub fn instant(key: &str, value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(at) = DateTime::parse_from_rfc3339(value) {

@@ -99,13 +99,11 @@ pub async fn backfill(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
-    let request: BackfillRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_backfill",
-            format!("the body must be {{\"from\": RFC 3339, \"to\": RFC 3339, \"dry_run\": bool}}: {e}"),
-        )
-    })?;
+    let request: BackfillRequest = json_body(
+        &body,
+        "invalid_backfill",
+        r#"{"from": RFC 3339, "to": RFC 3339, "dry_run": bool}"#,
+    )?;
     check_range(request.from, request.to)?;
     let done = backfill::backfill(
         &state.db,
@@ -147,13 +145,11 @@ pub async fn pause(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
-    let request: PauseRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_pause",
-            format!("the body must be {{\"reason\": \"why\", \"until\": RFC 3339 (optional)}}: {e}"),
-        )
-    })?;
+    let request: PauseRequest = json_body(
+        &body,
+        "invalid_pause",
+        r#"{"reason": "why", "until": RFC 3339 (optional)}"#,
+    )?;
     let reason = request.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > REASON_MAX {
         return Err(ApiError::new(
@@ -195,6 +191,21 @@ pub async fn unpause(
 ) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Admin)?;
     Ok(HttpResponse::Ok().json(super::manage::unpause(&state, id.into_inner()).await?))
+}
+
+/// `body` read as `T`; a 400 with `code` saying what it must look like otherwise.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    code: &'static str,
+    shape: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("the body must be {shape}: {e}"),
+        )
+    })
 }
 
 fn check_range(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<(), ApiError> {

@@ -48,6 +48,8 @@ pub fn expire(tx: &mut Tx<'_>, now: DateTime<Utc>) -> StoreResult<usize> {
     diesel::update(hook_failures::table.filter(hook_failures::task_id.eq_any(&ending)))
         .set(hook_failures::consecutive.eq(0))
         .execute(tx.c())?;
+    // The end is checked again, row by row, as the update takes each: a task
+    // paused anew meanwhile keeps its new pause.
     Ok(diesel::update(
         tasks::table
             .filter(tasks::paused_until.is_not_null())
