@@ -108,6 +108,7 @@ fn trivial(program: &str, args: &[&str], cap: usize) -> ProcessSpec {
         grace: Duration::from_secs(1),
         output_cap: cap,
         confinement: None,
+        rolling: false,
         terminal: false,
     }
 }
@@ -269,6 +270,8 @@ async fn measure_runs(url: &str) -> f64 {
             1 << 20,
             1 << 20,
         ),
+        service_lease: None,
+        serverless: false,
         capacity: pulsehost::runner::policy::Room {
             memory_bytes: i64::MAX,
             cpu_millicores: i64::MAX,

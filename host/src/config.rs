@@ -3,11 +3,13 @@
 //! that names the variable, never a silent default.
 
 mod alerts;
+mod mode;
 mod sandbox;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use mode::Mode;
 pub use sandbox::SandboxSettings;
 
 /// Everything `pulsehost serve` can be told.
@@ -90,6 +92,10 @@ pub struct Config {
     pub pulse_signing: PulseSigning,
     /// Host-wide alerts and the key alerts are signed with.
     pub alerts: crate::alerts::AlertSettings,
+    /// Server or serverless (`PULSEHOST_MODE`).
+    pub mode: Mode,
+    /// How long a service's lease lasts without renewal (`PULSEHOST_SERVICE_LEASE_MS`).
+    pub service_lease: Duration,
 }
 
 /// Signed pulses: `POST /v1/pulse` with an HMAC-SHA256 signature instead of a
@@ -193,6 +199,7 @@ impl Config {
         };
         let data_dir = PathBuf::from(get("PULSEHOST_DATA_DIR").unwrap_or_else(|| "./.pulsehost".into()));
         let retain_days = positive(&get, "PULSEHOST_RETAIN_DAYS", DEFAULT_RETAIN_DAYS)?.min(100 * 365);
+        let (mode, service_lease) = mode::read(&get)?;
         Ok(Config {
             listen: get("PULSEHOST_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
             data_dir: data_dir.clone(),
@@ -273,6 +280,8 @@ impl Config {
             sandbox: sandbox::read(&get)?,
             pulse_signing: pulse_signing(&get)?,
             alerts: alerts::read(&get, duration(&get, "PULSEHOST_EXPECTED_PULSE_INTERVAL", 300)?)?,
+            mode,
+            service_lease,
         })
     }
 }

@@ -104,7 +104,7 @@ pub struct TaskSpec {
     /// A shared concurrency limit.
     #[serde(default)]
     pub concurrency: Option<Concurrency>,
-    /// Notification rules (`0.2.0`; not implemented yet).
+    /// Notification rules (`0.2.0`).
     #[serde(default)]
     pub alerts: Vec<AlertRule>,
 }
@@ -133,7 +133,7 @@ pub enum Schedule {
         expression: String,
         /// IANA name; None means UTC.
         timezone: Option<String>,
-        /// Up to this much later, per slot (`0.2.0`; not implemented yet).
+        /// Up to this much later, per slot (`0.2.0`).
         #[serde(default)]
         jitter_ms: Option<u64>,
     },
@@ -144,7 +144,7 @@ pub enum Schedule {
     },
     /// Only when triggered by hand.
     Manual,
-    /// Always running (`0.2.0`; not implemented yet).
+    /// Always running, on one host at a time (`0.2.0`).
     Service(ServiceSpec),
 }
 
@@ -271,10 +271,10 @@ pub struct ExecSpec {
     /// Runs under a pseudo-terminal.
     #[serde(default)]
     pub terminal_output: bool,
-    /// JSON Schema of stdin (`0.2.0`; not implemented yet).
+    /// JSON Schema of stdin (`0.2.0`).
     #[serde(default)]
     pub stdin_schema: Option<String>,
-    /// JSON Schema of stdout (`0.2.0`; not implemented yet).
+    /// JSON Schema of stdout (`0.2.0`).
     #[serde(default)]
     pub stdout_schema: Option<String>,
 }

@@ -17,6 +17,7 @@ fn shell(script: &str) -> ProcessSpec {
         grace: Duration::from_millis(300),
         output_cap: 1 << 20,
         confinement: None,
+        rolling: false,
         terminal: false,
     }
 }

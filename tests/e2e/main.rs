@@ -36,6 +36,7 @@ mod runs;
 mod sandbox;
 mod schedule_edges;
 mod scheduling;
+mod services;
 mod signed_pulses;
 mod simulations;
 mod stored_definitions;

@@ -18,7 +18,7 @@ use crate::store::runs::{self, CancelOutcome};
 /// optional body chooses the run's input: `{"stdin_json": <JSON>, "envs":
 /// {"NAME": "value"}}` (stdin for its first step, variables for every
 /// process), recorded with the run.
-#[utoipa::path(post, path = "/v1/tasks/{id}/run", tag = "tasks", security(("admin" = [])), params(("id" = i64, Path, description = "Task id")), request_body(content = Option<serde_json::Value>, description = "Optional: {\"stdin_json\": <any JSON>, \"envs\": {\"NAME\": \"value\"}}", content_type = "application/json"), responses((status = 202, description = "Queued", body = serde_json::Value), (status = 409, description = "Overlap skip: a run is still going", body = ErrorBody), (status = 404, description = "No such task", body = ErrorBody), (status = 400, description = "Malformed request or overrides", body = ErrorBody), (status = 422, description = "stdin_json does not satisfy the first step's stdin-schema", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tasks/{id}/run", tag = "tasks", security(("admin" = [])), params(("id" = i64, Path, description = "Task id")), request_body(content = Option<serde_json::Value>, description = "Optional: {\"stdin_json\": <any JSON>, \"envs\": {\"NAME\": \"value\"}}", content_type = "application/json"), responses((status = 202, description = "Queued", body = serde_json::Value), (status = 409, description = "Overlap skip: a run is still going", body = ErrorBody), (status = 404, description = "No such task", body = ErrorBody), (status = 400, description = "Malformed request or overrides", body = ErrorBody), (status = 422, description = "stdin_json does not satisfy the first step's stdin-schema, or the task is a service", body = ErrorBody), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn trigger(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -28,11 +28,32 @@ pub async fn trigger(
     require(&req, &state.tokens, Role::Admin)?;
     let overrides = overrides(&body)?;
     let id = id.into_inner();
+    refuse_service(&state, id).await?;
     if let Some(stdin) = &overrides.stdin_json {
         check_first_stdin(&state, id, stdin).await?;
     }
     let overrides = (!overrides.is_empty()).then_some(overrides);
     Ok(HttpResponse::Accepted().json(queue_now(&state, id, overrides).await?))
+}
+
+/// A service is never run on request: it runs by itself, on one host.
+async fn refuse_service(state: &AppState, id: i64) -> Result<(), ApiError> {
+    let (_, task, _) = state
+        .db
+        .run(move |tx| crate::store::plugins::get_task(tx, id))
+        .await?;
+    if task.schedule_kind != "service" {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "service",
+        format!(
+            "task {:?} is a service: it runs by itself on one host and is never run on request; \
+             see its state in GET /v1/services, restart it by cancelling its current run, stop it by pausing it",
+            task.name
+        ),
+    ))
 }
 
 /// The body of a run request: empty, or [`RunOverrides`] that make sense.

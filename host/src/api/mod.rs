@@ -13,6 +13,7 @@ mod openapi;
 mod plugins;
 mod pulse;
 mod schedule;
+mod services;
 mod signed;
 
 use std::sync::Arc;
@@ -114,6 +115,8 @@ api! {
     post "/v1/pulse" => pulse::pulse,
     get "/v1/pulses" => pulse::list,
     get "/v1/alerts" => alerts::list,
+    get "/v1/services" => services::list,
+    get "/v1/services/{id}/log" => services::log,
     get "/v1/runs" => history::runs,
     get "/v1/runs/{id}" => history::run,
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{alerts, health, history, manage, plugins, pulse, schedule};
+use super::{alerts, health, history, manage, plugins, pulse, schedule, services};
 use crate::store::stats::{Mark, Spread, Stats};
 
 /// Every error: `{"error": {"code", "message", "problems"}}`.
@@ -70,7 +70,7 @@ pub struct TaskStatsBody {
         history::tasks, history::task, history::task_stats, history::all_stats, history::runs, history::run,
         manage::trigger, manage::resume, manage::cancel,
         schedule::pause, schedule::unpause, schedule::preview, schedule::backfill,
-        pulse::pulse, pulse::list, alerts::list,
+        pulse::pulse, pulse::list, alerts::list, services::list, services::log,
     ),
     components(schemas(ErrorBody, StatsBody, TaskStatsBody, Stats, Spread, Mark)),
     modifiers(&Tokens),

@@ -67,9 +67,18 @@ pub async fn pulse(
     let started = std::time::Instant::now();
     let answer = state.pulser.pulse(source, key, &wake).await;
     // A pulse is a contact: an overdue pulse it ends, and whatever it
-    // recorded as missed, is notified now rather than at the next tick.
+    // recorded as missed, is notified now rather than at the next tick. In
+    // serverless mode nothing works after the answer: the pulse executes
+    // what it can start, then notifies, before answering.
     let alerter = std::sync::Arc::clone(&state.alerter);
-    tokio::spawn(async move { alerter.round().await });
+    if state.runner.serverless() {
+        if matches!(answer, Ok(PulseAnswer::Fresh(_))) {
+            state.runner.work_now().await;
+        }
+        alerter.round().await;
+    } else {
+        tokio::spawn(async move { alerter.round().await });
+    }
     let outcome = match &answer {
         Ok(PulseAnswer::Fresh(_)) => "ok",
         Ok(PulseAnswer::Replayed(_)) => "replayed",

@@ -8,6 +8,7 @@ mod output;
 mod plugin;
 mod schedule;
 mod serve;
+mod services;
 mod spinner;
 mod views;
 
@@ -60,6 +61,11 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: i64,
+    },
+    /// Services: where each runs, restarts, last exit; a service's log.
+    Services {
+        #[command(subcommand)]
+        action: Option<services::ServicesCommand>,
     },
     /// Run history: list (filtered), show, logs, cancel.
     #[command(subcommand)]
@@ -118,6 +124,7 @@ fn run_client(c: &client::Client, command: Command, json: bool) -> anyhow::Resul
             schedule::alerts,
         ),
         Command::Runs(command) => history::runs(c, command)?,
+        Command::Services { action } => services::run(c, action)?,
         Command::Stats { task, window } => history::stats(c, task, &window)?,
         Command::Serve
         | Command::Migrate

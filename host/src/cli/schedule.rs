@@ -118,7 +118,13 @@ fn print_paused(v: &Value) -> String {
 pub fn alerts(v: &Value) -> String {
     let mut out = String::new();
     for a in v["alerts"].as_array().into_iter().flatten() {
-        let about = match (&a["payload"]["plugin"], &a["payload"]["task"]) {
+        let payload = &a["payload"];
+        let name = if payload["task"].is_string() {
+            &payload["task"]
+        } else {
+            &payload["service"]
+        };
+        let about = match (&payload["plugin"], name) {
             (Value::String(p), Value::String(t)) => format!("{p}/{t}"),
             _ => "host".to_string(),
         };

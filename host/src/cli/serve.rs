@@ -69,7 +69,9 @@ pub fn serve() -> anyhow::Result<()> {
             .await
             .map_err(|e| std::io::Error::other(format!("cannot register this host: {e}")))?;
         let alerter = Arc::new(crate::alerts::Alerter::new(db.clone(), config.alerts.clone()));
-        tokio::spawn(Arc::clone(&alerter).run(shutdown.clone()));
+        if config.mode == crate::config::Mode::Server {
+            tokio::spawn(Arc::clone(&alerter).run(shutdown.clone()));
+        }
         let draining = Arc::new(AtomicBool::new(false));
         let warmed = Arc::new(AtomicBool::new(false));
         crate::pulse::warm::active(db.clone(), plugins.clone(), Arc::clone(&warmed));
@@ -206,6 +208,8 @@ fn runner_config(config: &Config) -> anyhow::Result<RunnerConfig> {
             settings.resource_max_bytes,
             settings.resource_cache_bytes,
         ),
+        service_lease: (config.mode == crate::config::Mode::Server).then_some(config.service_lease),
+        serverless: config.mode == crate::config::Mode::Serverless,
         capacity: crate::runner::policy::Room {
             memory_bytes: settings.capacity_memory_bytes.min(i64::MAX as u64) as i64,
             cpu_millicores: settings.capacity_cpu_millicores.min(i64::MAX as u64) as i64,

@@ -12,7 +12,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// What was kept of one stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Captured {
-    /// The first `cap` bytes.
+    /// The first `cap` bytes (the last ones for a rolling log).
     pub bytes: Vec<u8>,
     /// Every byte the process wrote (kept or not).
     pub total: u64,
@@ -52,9 +52,14 @@ impl LiveOutput {
     }
 }
 
-/// Starts reading `pipe` to its end, keeping at most `cap` bytes and discarding
-/// the rest so the writer never blocks.
-pub(super) fn start<R: AsyncRead + Unpin + Send + 'static>(mut pipe: R, cap: usize) -> Capture {
+/// Starts reading `pipe` to its end, keeping at most `cap` bytes (the first,
+/// or with `rolling` the last) and discarding the rest so the writer never
+/// blocks.
+pub(super) fn start<R: AsyncRead + Unpin + Send + 'static>(
+    mut pipe: R,
+    cap: usize,
+    rolling: bool,
+) -> Capture {
     let shared = Arc::new(Mutex::new(Captured::default()));
     let sink = Arc::clone(&shared);
     let reader = tokio::spawn(async move {
@@ -66,12 +71,27 @@ pub(super) fn start<R: AsyncRead + Unpin + Send + 'static>(mut pipe: R, cap: usi
             };
             let mut out = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             out.total += n as u64;
+            if rolling {
+                keep_last(&mut out, &chunk[..n], cap);
+                continue;
+            }
             let room = cap.saturating_sub(out.bytes.len());
             out.bytes.extend_from_slice(&chunk[..n.min(room)]);
             out.truncated |= n > room;
         }
     });
     Capture { shared, reader }
+}
+
+/// Appends `new` and drops what is older than the last `cap` bytes (marking
+/// the stream truncated when something was dropped).
+fn keep_last(out: &mut Captured, new: &[u8], cap: usize) {
+    out.bytes.extend_from_slice(new);
+    if out.bytes.len() > cap {
+        let excess = out.bytes.len() - cap;
+        out.bytes.drain(..excess);
+        out.truncated = true;
+    }
 }
 
 /// Waits up to `deadline` for the reader to reach the end of its pipe. A reader

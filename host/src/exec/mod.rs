@@ -68,6 +68,8 @@ pub struct ProcessSpec {
     pub grace: Duration,
     /// Bytes kept per stream.
     pub output_cap: usize,
+    /// Keep the last `output_cap` bytes of each stream (a rolling log), not the first.
+    pub rolling: bool,
     /// Its cgroups, namespaces, user and limits; None runs it in its process
     /// group only.
     pub confinement: Option<Arc<sandbox::Confinement>>,
@@ -168,8 +170,8 @@ pub async fn run_observed(
         stderr,
     } = started;
     let group = child.group().map(Pid::from_raw);
-    let stdout = stdout.map(|pipe| capture::start(pipe, spec.output_cap));
-    let stderr = stderr.map(|pipe| capture::start(pipe, spec.output_cap));
+    let stdout = stdout.map(|pipe| capture::start(pipe, spec.output_cap, spec.rolling));
+    let stderr = stderr.map(|pipe| capture::start(pipe, spec.output_cap, spec.rolling));
     if let Some(pgid) = group {
         on_spawn(pgid.as_raw(), LiveOutput::of(stdout.as_ref(), stderr.as_ref()));
     }

@@ -256,6 +256,7 @@ impl Builder<'_> {
             grace: Duration::from_secs(5),
             output_cap: PIP_OUTPUT_CAP,
             confinement: Some(confinement),
+            rolling: false,
             terminal: false,
         };
         judge(run(&spec, &CancellationToken::new()).await, what)

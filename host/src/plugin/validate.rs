@@ -2,6 +2,7 @@
 //! names the field (by path) and says how to fix it.
 
 mod contract;
+mod service;
 
 pub use contract::webhook_problem;
 
@@ -65,7 +66,13 @@ pub fn manifest(m: &Manifest, rules: &Rules) -> Vec<Problem> {
         );
     }
     check_description(&mut p, "description", &m.description);
-    let names: HashSet<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
+    // A service has no runs in a pulse to wait for: it cannot be depended on.
+    let names: HashSet<&str> = m
+        .tasks
+        .iter()
+        .filter(|t| !matches!(t.schedule, Schedule::Service(_)))
+        .map(|t| t.name.as_str())
+        .collect();
     let mut seen = HashSet::new();
     for (i, t) in m.tasks.iter().enumerate() {
         let at = format!("tasks[{i}] {:?}", t.name);
@@ -196,6 +203,17 @@ fn task(p: &mut Problems, at: &str, plugin: &str, t: &TaskSpec, names: &HashSet<
             p.add(&format!("{at}.schedule.cron"), &e.to_string());
         }
     }
+    if let Schedule::Service(service) = &t.schedule {
+        service::task(p, at, t, service);
+        if let Some(on_shutdown) = &service.on_shutdown {
+            exec(
+                p,
+                &format!("{at}.schedule.service.on-shutdown"),
+                on_shutdown,
+                rules,
+            );
+        }
+    }
     check_duration(p, &format!("{at}.timeout-ms"), t.timeout_ms);
     check_duration(p, &format!("{at}.starting-deadline-ms"), t.starting_deadline_ms);
     if let Some(r) = &t.retry {
@@ -216,7 +234,7 @@ fn task(p: &mut Problems, at: &str, plugin: &str, t: &TaskSpec, names: &HashSet<
         if dep == &t.name || !names.contains(dep.as_str()) {
             p.add(
                 &format!("{at}.depends-on[{d}]"),
-                &format!("{dep:?} is not another task of this plugin"),
+                &format!("{dep:?} is not another task (other than a service) of this plugin"),
             );
         }
     }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::spec::{RunOverrides, TaskSpec};
 use crate::store::finish::RunEnd;
 use crate::store::models::RunRow;
+use crate::store::queue::ClaimedRun;
 use crate::store::{hosts, queue, StoreError, Tx};
 
 use super::journal::{Entry, Recorded};
@@ -77,6 +78,33 @@ pub(super) async fn run(runner: Arc<Runner>, shutdown: CancellationToken) {
     }
 }
 
+/// Serverless mode: takes and executes runs until none can start and none
+/// executes here any more (a run that ends may let the next one start).
+pub(super) async fn until_idle(runner: Arc<Runner>) {
+    let mut executing = tokio::task::JoinSet::new();
+    loop {
+        let mut permits = Vec::new();
+        while let Ok(p) = Arc::clone(&runner.slots).try_acquire_owned() {
+            permits.push(p);
+        }
+        let taken = match permits.len() {
+            0 => Vec::new(),
+            free => claim(&runner, free).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not take runs from the queue");
+                Vec::new()
+            }),
+        };
+        let started = !taken.is_empty();
+        for (run, permit) in taken.into_iter().zip(permits.drain(..)) {
+            executing.spawn(execute(Arc::clone(&runner), run, permit));
+        }
+        drop(permits);
+        if !started && executing.join_next().await.is_none() {
+            return;
+        }
+    }
+}
+
 /// One transaction (see [`take`]).
 async fn claim(runner: &Runner, limit: usize) -> Result<Vec<Taken>, StoreError> {
     let host = runner.config.host_id.clone();
@@ -128,22 +156,11 @@ fn take(
     let mut taken = Vec::with_capacity(claimed.len());
     let mut unreadable = Vec::new();
     for c in claimed {
-        let overrides = c
-            .run
-            .overrides
-            .clone()
-            .map(serde_json::from_value::<RunOverrides>);
-        let overrides = overrides
-            .transpose()
-            .map_err(|e| format!("its chosen input (stdin_json, envs) does not decode: {e}"));
-        match TaskSpec::decode(c.format, c.definition).and_then(|task| Ok((task, overrides?))) {
-            Ok((task, overrides)) => taken.push(Taken {
-                overrides: overrides.unwrap_or_default(),
-                run: c.run,
-                plugin: c.plugin,
-                task,
-            }),
-            Err(reason) => unreadable.push(unreadable_ending(&c.run, &c.task_name, host, reason, now)),
+        match decode(c) {
+            Ok(t) => taken.push(t),
+            Err((run, task_name, reason)) => {
+                unreadable.push(unreadable_ending(&run, &task_name, host, reason, now))
+            }
         }
     }
     if !unreadable.is_empty() {
@@ -152,7 +169,28 @@ fn take(
     Ok(taken)
 }
 
-fn unreadable_ending(
+/// The run with its definition and chosen input decoded; or the run, its
+/// task's name and why it cannot be.
+pub(super) fn decode(c: ClaimedRun) -> Result<Taken, (RunRow, String, String)> {
+    let overrides = c
+        .run
+        .overrides
+        .clone()
+        .map(serde_json::from_value::<RunOverrides>)
+        .transpose()
+        .map_err(|e| format!("its chosen input (stdin_json, envs) does not decode: {e}"));
+    match TaskSpec::decode(c.format, c.definition).and_then(|task| Ok((task, overrides?))) {
+        Ok((task, overrides)) => Ok(Taken {
+            overrides: overrides.unwrap_or_default(),
+            run: c.run,
+            plugin: c.plugin,
+            task,
+        }),
+        Err(reason) => Err((c.run, c.task_name, reason)),
+    }
+}
+
+pub(super) fn unreadable_ending(
     run: &RunRow,
     task: &str,
     host: &str,
@@ -183,11 +221,7 @@ fn unreadable_ending(
 async fn execute(runner: Arc<Runner>, taken: Taken, permit: tokio::sync::OwnedSemaphorePermit) {
     let run_id = taken.run.id;
     let cancel = runner.cancel_all.child_token();
-    runner
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(run_id, cancel.clone());
+    runner.track(run_id, cancel.clone());
     tracing::info!(run.id = run_id, plugin = %taken.plugin, task = %taken.task.name, attempt = taken.run.attempt, "run started");
     let finished = lifecycle::execute(&runner, &taken, &cancel).await;
     let end = finished.end;
@@ -220,9 +254,5 @@ async fn execute(runner: Arc<Runner>, taken: Taken, permit: tokio::sync::OwnedSe
             "the run's outcome could not be recorded; it stays running until recovered as host_lost"
         ),
     }
-    runner
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&run_id);
+    runner.untrack(run_id);
 }

@@ -13,7 +13,7 @@ use super::journal::Entry;
 use super::process::{run_one, Executed, Invocation, Phase};
 use super::Runner;
 use crate::exec::ExitKind;
-use crate::spec::ExecSpec;
+use crate::spec::{ExecSpec, Schedule, ServiceSpec};
 use crate::store::finish::RunEnd;
 
 /// Failure type of a run whose process exceeded its memory limit.
@@ -21,6 +21,9 @@ pub const MEMORY_LIMIT: &str = "memory_limit";
 
 /// Failure type of a run whose process's stdin or stdout broke its JSON Schema.
 pub const SCHEMA: &str = "schema";
+
+/// A service runs until it is stopped; this only keeps the deadline finite.
+const SERVICE_HORIZON: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// Cleanup gets its own budget: it must run even when the run's time is up.
 const CLEANUP_BUDGET: Duration = Duration::from_secs(300);
@@ -54,10 +57,13 @@ pub(super) struct Finished {
 pub(super) async fn execute(runner: &Runner, claimed: &Taken, cancel: &CancellationToken) -> Finished {
     let groups = &Groups::new(claimed.run.id, runner.journal.clone());
     let task = &claimed.task;
-    let timeout = task
-        .timeout_ms
-        .map(Duration::from_millis)
-        .unwrap_or(runner.config.default_run_timeout);
+    let timeout = match &task.schedule {
+        Schedule::Service(_) => SERVICE_HORIZON,
+        _ => task
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(runner.config.default_run_timeout),
+    };
     let deadline = Instant::now() + timeout;
     let workdir = match prepare_workdir(runner, claimed).await {
         Ok(dir) => dir,
@@ -229,6 +235,9 @@ impl Ctx<'_> {
 
     async fn steps(&self) -> Option<Failure> {
         let task = &self.claimed.task;
+        if let Schedule::Service(service) = &task.schedule {
+            return self.service(service).await;
+        }
         let mut piped: Option<Vec<u8>> = None;
         for (i, step) in task.steps.iter().enumerate() {
             let done = self
@@ -245,6 +254,34 @@ impl Ctx<'_> {
             }
         }
         None
+    }
+
+    /// A service's one process, until it exits or the run is stopped: then
+    /// it gets SIGTERM, its on-shutdown process runs beside it for up to the
+    /// grace, and SIGKILL ends whatever is left of it.
+    async fn service(&self, service: &ServiceSpec) -> Option<Failure> {
+        let step = &self.claimed.task.steps[0];
+        let stop = CancellationToken::new();
+        let running = self.process(Phase::Step, 0, &step.name, &step.exec, None, Some(&stop));
+        tokio::pin!(running);
+        let done = tokio::select! {
+            done = &mut running => done,
+            _ = self.cancel.cancelled() => {
+                stop.cancel();
+                let grace = Duration::from_millis(service.shutdown_grace_ms);
+                let on_shutdown = async {
+                    let Some(spec) = &service.on_shutdown else { return };
+                    let token = CancellationToken::new();
+                    let ctx = Ctx { cancel: &token, deadline: Instant::now() + grace, ..*self };
+                    ctx.process(Phase::Shutdown, 0, "on-shutdown", spec, None, None).await;
+                };
+                tokio::join!(running, on_shutdown).0
+            }
+        };
+        judge(&done, "step").map(|f| Failure {
+            error: format!("service {:?}: {}", step.name, f.error),
+            ..f
+        })
     }
 
     async fn process(

@@ -11,11 +11,14 @@ mod groups;
 mod heartbeat;
 mod io_contract;
 mod journal;
+mod keeper;
 mod lifecycle;
 pub mod policy;
 mod process;
 mod recovery;
 mod retention;
+mod serverless;
+mod services;
 pub mod settle;
 mod watch;
 
@@ -74,6 +77,11 @@ pub struct RunnerConfig {
     pub capacity: policy::Room,
     /// Where processes' remote files are cached.
     pub resources: crate::exec::resources::ResourceCache,
+    /// The lease of the services this host runs; None: it runs none
+    /// (serverless mode).
+    pub service_lease: Option<Duration>,
+    /// Serverless mode: no tickers; requests do the work ([`Runner::work_now`]).
+    pub serverless: bool,
 }
 
 /// Executes queued runs.
@@ -95,6 +103,12 @@ pub struct Runner {
     journal: journal::Journal,
     /// Memory and CPU reserved by the runs executing here.
     reserved: Mutex<policy::Room>,
+    /// The services this host keeps running.
+    services: services::Keepers,
+    /// Serverless mode: one request works at a time.
+    working: tokio::sync::Mutex<()>,
+    /// Serverless mode: when history retention last ran.
+    retention_pass: Mutex<Option<std::time::Instant>>,
 }
 
 impl Runner {
@@ -131,6 +145,9 @@ impl Runner {
                 memory_bytes: 0,
                 cpu_millicores: 0,
             }),
+            services: services::Keepers::default(),
+            working: tokio::sync::Mutex::new(()),
+            retention_pass: Mutex::new(None),
             config,
         })
     }
@@ -154,13 +171,18 @@ impl Runner {
 
     /// Registers this host, then starts the heartbeat, the watcher of cancel
     /// requests, the housekeeping (recovery of lost hosts' runs, the sweeper and
-    /// the statistics rollup, every [`HOUSEKEEPING_EVERY`]) and the dispatcher; all stop when
-    /// `shutdown` is cancelled. The handle is the dispatcher's.
+    /// the statistics rollup, every [`HOUSEKEEPING_EVERY`]), the services'
+    /// supervisor (when it runs services) and the dispatcher; all stop when
+    /// `shutdown` is cancelled. The handle is the dispatcher's. In serverless
+    /// mode it only registers: requests do the work ([`Runner::work_now`]).
     pub async fn start(
         self: &Arc<Self>,
         shutdown: CancellationToken,
     ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
         heartbeat::register(self).await?;
+        if self.config.serverless {
+            return Ok(tokio::spawn(async {}));
+        }
         tokio::spawn(heartbeat::run(Arc::clone(self), shutdown.clone()));
         tokio::spawn(watch::run(Arc::clone(self), shutdown.clone()));
         tokio::spawn(retention::run(
@@ -179,6 +201,9 @@ impl Runner {
                 me.housekeeping().await;
             }
         });
+        if let Some(lease) = self.config.service_lease {
+            tokio::spawn(services::supervise(Arc::clone(self), lease, shutdown.clone()));
+        }
         let me = Arc::clone(self);
         Ok(tokio::spawn(async move { dispatch::run(me, shutdown).await }))
     }
@@ -228,6 +253,8 @@ impl Runner {
     /// writes every record, and tells the database this host stopped.
     pub async fn drain(&self, grace: Duration) {
         self.stop_claiming.cancel();
+        // Services stop beside the draining runs, each within its own grace.
+        let services = self.services.stop_all();
         let all = self.config.max_concurrent_runs as u32;
         let running = self.local_runs().len();
         tracing::info!(
@@ -246,6 +273,7 @@ impl Runner {
             self.cancel_all.cancel();
             let _ = self.slots.acquire_many(all).await;
         }
+        services.await;
         if tokio::time::timeout(DRAIN_WRITE_LIMIT, self.journal.flushed())
             .await
             .is_err()
@@ -281,6 +309,22 @@ impl Runner {
         }
     }
 
+    /// Registers a run executing here, cancellable by `token`.
+    fn track(&self, run_id: i64, token: CancellationToken) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id, token);
+    }
+
+    /// Forgets a run that no longer executes here.
+    fn untrack(&self, run_id: i64) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&run_id);
+    }
+
     fn local_runs(&self) -> Vec<i64> {
         self.running
             .lock()
@@ -293,6 +337,16 @@ impl Runner {
     /// The database (for callers composing their own transactions).
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Whether this host runs services (server mode).
+    pub fn runs_services(&self) -> bool {
+        self.config.service_lease.is_some()
+    }
+
+    /// Whether requests do the work ([`Runner::work_now`]) rather than tickers.
+    pub fn serverless(&self) -> bool {
+        self.config.serverless
     }
 
     /// This host's id.

@@ -23,6 +23,8 @@ pub(super) enum Phase {
     Background,
     Step,
     Cleanup,
+    /// A service's on-shutdown process.
+    Shutdown,
 }
 
 impl Phase {
@@ -32,6 +34,7 @@ impl Phase {
             Phase::Background => "background",
             Phase::Step => "step",
             Phase::Cleanup => "cleanup",
+            Phase::Shutdown => "shutdown",
         }
     }
 }
@@ -284,6 +287,10 @@ async fn resolve(
         .unwrap_or(inv.budget)
         .min(inv.budget);
     let name = format!("{}-{}", inv.phase.as_str(), inv.index);
+    let service = match &run.task.schedule {
+        crate::spec::Schedule::Service(service) if inv.phase == Phase::Step => Some(service),
+        _ => None,
+    };
     let limits = effective_limits(&spec.limits.or(&run.task.default_limits), &config.step_limits);
     let policy = match run.task.sandbox_policy {
         SandboxPolicy::Strict => Policy::Strict,
@@ -309,8 +316,13 @@ async fn resolve(
         working_dir,
         stdin,
         timeout,
-        grace: config.kill_grace,
+        // A service's process gets its own grace, and its output is a
+        // rolling log: what it printed last is what operators need.
+        grace: service
+            .map(|s| Duration::from_millis(s.shutdown_grace_ms))
+            .unwrap_or(config.kill_grace),
         output_cap: config.output_cap_bytes,
+        rolling: service.is_some(),
         confinement: Some(confinement),
         terminal: spec.terminal_output,
     })

@@ -34,7 +34,7 @@ pub struct RecoveredRun {
 }
 
 /// What recovery found to clean up on a machine.
-struct Leftover {
+pub(super) struct Leftover {
     run_id: i64,
     host_id: String,
     machine: Option<String>,
@@ -58,6 +58,12 @@ pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreE
     for run in &recovered {
         tracing::warn!(run.id = run.run_id, host = ?run.host_id, retry = ?run.retry.as_ref().map(|r| r.run_id), "run lost with its host: finished as host_lost");
     }
+    kill_leftovers(runner, leftovers);
+    Ok(recovered)
+}
+
+/// Kills, on this machine, what each of `leftovers` left behind.
+pub(super) fn kill_leftovers(runner: &Runner, leftovers: Vec<Leftover>) {
     for leftover in leftovers {
         if leftover
             .machine
@@ -75,7 +81,6 @@ pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreE
             kill_left_behind(&leftover);
         }
     }
-    Ok(recovered)
 }
 
 /// One transaction: declares silent hosts lost, then finishes every run of a
@@ -115,16 +120,20 @@ fn settle_lost(
             retry: settled.retries.iter().find(|r| r.retry_of == l.run.id).cloned(),
         })
         .collect();
-    let leftovers = lost
-        .into_iter()
-        .map(|l| Leftover {
+    let leftovers = lost.into_iter().map(Leftover::of).collect();
+    Ok((recovered, leftovers))
+}
+
+impl Leftover {
+    /// What a stranded run may have left.
+    pub(super) fn of(l: LostRun) -> Leftover {
+        Leftover {
             run_id: l.run.id,
             host_id: l.run.host_id.unwrap_or_default(),
             machine: l.machine,
             groups: l.run.process_groups,
-        })
-        .collect();
-    Ok((recovered, leftovers))
+        }
+    }
 }
 
 /// How a stranded run held by `host` ends: `failed`/`host_lost`, retried by

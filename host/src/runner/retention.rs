@@ -36,7 +36,8 @@ pub(super) async fn run(runner: Arc<Runner>, retention: Retention, shutdown: Can
     }
 }
 
-async fn pass(runner: &Runner, retention: Retention) {
+/// Deletes history older than `retention`, in batches.
+pub(super) async fn pass(runner: &Runner, retention: Retention) {
     let now = runner.db.clock().now();
     let cutoff = now - Span::days(i64::from(retention.days));
     let missed_cutoff = now - Span::days(i64::from(retention.missed_days));

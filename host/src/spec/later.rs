@@ -1,11 +1,9 @@
-//! Fields `pulsehost:plugin@0.2.0` added for services and alerts. Alert
-//! rules are carried out (see `crate::alerts`); a service is read only so
-//! that an upload asking for one is refused with a clear error, never
-//! silently ignored.
+//! Fields `pulsehost:plugin@0.2.0` added for services and alerts, carried
+//! out by `crate::runner` (services) and `crate::alerts`.
 
 use serde::{Deserialize, Serialize};
 
-/// A long-running process the host would keep running.
+/// A long-running process the host keeps running on one host at a time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     /// First restart delay.

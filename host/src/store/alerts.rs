@@ -27,7 +27,8 @@ const FINAL: &str = "NOT EXISTS (SELECT 1 FROM runs n WHERE n.slot_id = r.slot_i
 /// out), recoveries (a success whose task's previous final run failed),
 /// missed slots (one per task and pulse), pauses (one per pause) and, when
 /// `host_webhook` is set, a pulse overdue (a gap longer than
-/// `expected_ms` between pulses, or since the last one). Returns how many.
+/// `expected_ms` between pulses, or since the last one) and services that
+/// started flapping. Returns how many.
 pub fn evaluate(
     tx: &mut Tx<'_>,
     since: DateTime<Utc>,
@@ -56,6 +57,10 @@ pub fn evaluate(
             .bind::<Timestamptz, _>(now)
             .bind::<Text, _>(webhook)
             .bind::<Int8, _>(expected_ms)
+            .execute(tx.c())?;
+        recorded += diesel::sql_query(FLAPPING)
+            .bind::<Timestamptz, _>(since)
+            .bind::<Text, _>(webhook)
             .execute(tx.c())?;
     }
     Ok(recorded)
@@ -102,6 +107,20 @@ const PAUSES: &str = "INSERT INTO alerts (kind, dedupe_key, task_id, webhook, pa
      JOIN task_definitions d ON d.id = t.definition_id \
      CROSS JOIN LATERAL jsonb_array_elements(COALESCE(d.definition -> 'alerts', '[]'::jsonb)) AS e (rule) \
      WHERE t.paused_at > $1 AND t.paused_reason IS NOT NULL AND e.rule -> 'events' ? 'paused' \
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// A service that started flapping (see `services::exited`), once per
+/// episode: the key carries the moment it started.
+const FLAPPING: &str = "INSERT INTO alerts (kind, dedupe_key, task_id, run_id, webhook, payload) \
+     SELECT 'service_flapping', 'service_flapping:' || s.id || ':' || extract(epoch FROM s.flapping_since), \
+         s.task_id, s.run_id, $2, \
+         jsonb_build_object('event', 'service_flapping', 'plugin', p.name, 'service', s.name, \
+             'service_id', s.id, 'task_id', s.task_id, 'host', s.host_id, 'restarts', s.restarts, \
+             'exits', cardinality(s.recent_exits), 'flapping_since', s.flapping_since, \
+             'last_exit_status', s.last_exit_status, 'last_exit_code', s.last_exit_code, \
+             'last_error', s.last_error) \
+     FROM services s JOIN plugins p ON p.id = s.plugin_id \
+     WHERE s.flapping_since > $1 \
      ON CONFLICT (dedupe_key) DO NOTHING";
 
 /// A gap between two complete pulses longer than expected, or a silence

@@ -24,6 +24,7 @@ pub mod queue;
 pub mod retention;
 pub mod runs;
 pub mod schema;
+pub mod services;
 pub mod signatures;
 pub mod stats;
 pub mod versions;

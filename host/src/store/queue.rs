@@ -123,8 +123,9 @@ pub fn start(tx: &mut Tx<'_>, host_id: &str, ids: &[i64]) -> StoreResult<Vec<Cla
             runs::status.eq("running"),
             runs::started_at.eq(diesel::dsl::now),
             runs::lateness_ms.eq(sql::<Nullable<Int8>>(
-                // A backfilled slot is late by design: it has no lateness.
-                "CASE WHEN EXISTS (SELECT 1 FROM slots s WHERE s.id = slot_id AND s.trigger = 'backfill') \
+                // A backfilled slot is late by design, and a service's incarnation
+                // starts when it is made: neither has a lateness.
+                "CASE WHEN EXISTS (SELECT 1 FROM slots s WHERE s.id = slot_id AND s.trigger IN ('backfill', 'service')) \
                  THEN NULL ELSE GREATEST(0, (extract(epoch FROM now() - scheduled_for) * 1000)::int8) END",
             )),
             runs::host_id.eq(host_id),

@@ -332,3 +332,26 @@ diesel::table! {
         duration_ms -> Float8,
     }
 }
+
+diesel::table! {
+    services (id) {
+        id -> Int8,
+        plugin_id -> Int8,
+        name -> Text,
+        task_id -> Int8,
+        host_id -> Nullable<Text>,
+        lease_until -> Nullable<Timestamptz>,
+        acquired_at -> Nullable<Timestamptz>,
+        state -> Text,
+        state_since -> Timestamptz,
+        run_id -> Nullable<Int8>,
+        restarts -> Int4,
+        backoff_until -> Nullable<Timestamptz>,
+        last_exit_at -> Nullable<Timestamptz>,
+        last_exit_status -> Nullable<Text>,
+        last_exit_code -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        recent_exits -> Array<Timestamptz>,
+        flapping_since -> Nullable<Timestamptz>,
+    }
+}

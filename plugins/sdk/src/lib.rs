@@ -44,10 +44,12 @@
 
 mod exec;
 mod limits;
+mod service;
 mod task;
 
 pub use exec::{Exec, Step};
 pub use limits::Limits;
+pub use service::Service;
 pub use std::time::Duration;
 pub use task::{Manifest, Retry, Task};
 pub use wit::{AlertEvent, CatchUp, Overlap, RunContext, RunOutcome, RunStatus, SandboxPolicy};
@@ -78,7 +80,7 @@ pub mod wit {
 pub mod prelude {
     pub use crate::{
         AlertEvent, CatchUp, Duration, Exec, Limits, Manifest, Overlap, Plugin, Retry, RunContext,
-        RunOutcome, RunStatus, SandboxPolicy, Step, Task,
+        RunOutcome, RunStatus, SandboxPolicy, Service, Step, Task,
     };
 }
 

@@ -93,6 +93,13 @@ impl Task {
         Self::new(name, wit::Schedule::Manual)
     }
 
+    /// A service: its one step is a long-running process that the host
+    /// keeps running on one host of the cluster (hosts in server mode only),
+    /// restarted by `service`'s backoff when it exits.
+    pub fn service(name: impl Into<String>, service: crate::Service) -> Self {
+        Self::new(name, wit::Schedule::Service(service.into()))
+    }
+
     fn new(name: impl Into<String>, schedule: wit::Schedule) -> Self {
         Self(wit::Task {
             name: name.into(),

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod cluster;
 pub mod db;
 pub mod procs;
+pub mod receiver;
 pub mod server;
 
 use std::path::PathBuf;

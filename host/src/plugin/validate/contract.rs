@@ -1,7 +1,6 @@
 //! Rules for the fields `pulsehost:plugin@0.2.0` added: limits, remote files,
-//! reservations, concurrency keys; and a refusal, with the reason, of the ones
-//! this host does not implement yet (services, alerts), so
-//! that no field a plugin sets is silently ignored.
+//! reservations, concurrency keys, alert rules and jitter (a service's are in
+//! `service.rs`).
 
 use crate::schemas::{self, Schema};
 use crate::spec::{ExecSpec, Schedule, StepLimits, TaskSpec};
@@ -12,10 +11,6 @@ use super::Problems;
 const MIN_MEMORY_BYTES: u64 = 4 << 20;
 /// Smallest process limit: the program and init of its namespace.
 const MIN_PROCESSES: u32 = 2;
-
-/// What a later host version implements.
-const NOT_YET: &str = "is part of pulsehost:plugin@0.2.0 but this host does not implement it yet: \
-                       remove it (or upgrade the host)";
 
 /// The task-level fields.
 pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec) {
@@ -41,7 +36,6 @@ pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec) {
     }
     alert_rules(p, at, &t.alerts);
     match &t.schedule {
-        Schedule::Service(_) => p.add(&format!("{at}.schedule.service"), NOT_YET),
         Schedule::Cron {
             jitter_ms: Some(jitter),
             ..
