@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::client::{Client, Need};
+use super::history::Answer;
 use super::views::s;
 
 /// What to do with services.
@@ -20,7 +21,7 @@ pub enum ServicesCommand {
 }
 
 /// Fetches what `command` asks for and says how to print it.
-pub fn run(c: &Client, command: Option<ServicesCommand>) -> anyhow::Result<(Value, fn(&Value) -> String)> {
+pub fn run(c: &Client, command: Option<ServicesCommand>) -> anyhow::Result<Answer> {
     Ok(match command.unwrap_or(ServicesCommand::List) {
         ServicesCommand::List => (c.get("/v1/services", Need::Read)?, list),
         ServicesCommand::Log { id } => (c.get(&format!("/v1/services/{id}/log"), Need::Read)?, log),

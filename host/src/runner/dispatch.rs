@@ -158,7 +158,8 @@ fn take(
     for c in claimed {
         match decode(c) {
             Ok(t) => taken.push(t),
-            Err((run, task_name, reason)) => {
+            Err(bad) => {
+                let (run, task_name, reason) = *bad;
                 unreadable.push(unreadable_ending(&run, &task_name, host, reason, now))
             }
         }
@@ -171,7 +172,7 @@ fn take(
 
 /// The run with its definition and chosen input decoded; or the run, its
 /// task's name and why it cannot be.
-pub(super) fn decode(c: ClaimedRun) -> Result<Taken, (RunRow, String, String)> {
+pub(super) fn decode(c: ClaimedRun) -> Result<Taken, Box<(RunRow, String, String)>> {
     let overrides = c
         .run
         .overrides
@@ -186,7 +187,7 @@ pub(super) fn decode(c: ClaimedRun) -> Result<Taken, (RunRow, String, String)> {
             plugin: c.plugin,
             task,
         }),
-        Err(reason) => Err((c.run, c.task_name, reason)),
+        Err(reason) => Err(Box::new((c.run, c.task_name, reason))),
     }
 }
 

@@ -167,7 +167,8 @@ async fn incarnation(
     let run_id = claimed.run.id;
     let taken = match dispatch::decode(claimed) {
         Ok(taken) => taken,
-        Err((run, task_name, reason)) => {
+        Err(bad) => {
+            let (run, task_name, reason) = *bad;
             let now = runner.db.clock().now();
             let ending = dispatch::unreadable_ending(&run, &task_name, &runner.config.host_id, reason, now);
             settled(runner, id, run_id, ending, (!stop.is_cancelled(), false)).await;

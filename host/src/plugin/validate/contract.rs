@@ -35,12 +35,12 @@ pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec) {
         }
     }
     alert_rules(p, at, &t.alerts);
-    match &t.schedule {
-        Schedule::Cron {
-            jitter_ms: Some(jitter),
-            ..
-        } => jitter_fits(p, at, *jitter, t.starting_deadline_ms),
-        _ => {}
+    if let Schedule::Cron {
+        jitter_ms: Some(jitter),
+        ..
+    } = &t.schedule
+    {
+        jitter_fits(p, at, *jitter, t.starting_deadline_ms);
     }
 }
 
