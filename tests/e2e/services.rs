@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::browser::Browser;
 use crate::support::procs::{marked, with_command_line};
 use crate::support::receiver::Receiver;
 use crate::support::{cli, component, eventually, free_port, recorded_in, Server, TestDb, ADMIN};
@@ -17,10 +18,15 @@ const LIMIT: Duration = Duration::from_secs(90);
 const LEASE_MS: i64 = 1500;
 const BEAT: &str = "svc-beat-marker";
 
-/// The shells of the `beat` incarnation `run` still alive on this machine.
-fn beats(run: &Value) -> Vec<i32> {
-    let marker = format!("PULSEHOST_RUN_ID={run}");
-    let of_run = marked(&[&marker]);
+/// The shells of the `beat` incarnation of service row `row` still alive
+/// on this machine (by run and host: run ids repeat across tests' databases).
+fn beats(row: &Value) -> Vec<i32> {
+    let run = format!("PULSEHOST_RUN_ID={}", row["run_id"]);
+    let host = format!(
+        "PULSEHOST_HOST_ID={}",
+        row["host_id"].as_str().unwrap_or_default()
+    );
+    let of_run = marked(&[&run, &host]);
     with_command_line(BEAT)
         .into_iter()
         .filter(|p| of_run.contains(p))
@@ -82,7 +88,7 @@ fn exactly_one_of_two_hosts_runs_a_service_and_the_other_takes_it_over_within_tw
         still["run_id"], first["run_id"],
         "the service was restarted: {still}"
     );
-    assert_eq!(beats(&first["run_id"]).len(), 1, "its one instance runs");
+    assert_eq!(beats(&first).len(), 1, "its one instance runs");
     let log = eventually(LIMIT, "the rolling log to show beats", || {
         let log = a.get(&format!("/v1/services/{}/log", first["id"]));
         log["stdout"]
@@ -114,9 +120,9 @@ fn exactly_one_of_two_hosts_runs_a_service_and_the_other_takes_it_over_within_tw
     assert_eq!(old["status"], "failed", "{old}");
     assert_eq!(old["failure_type"], "host_lost", "{old}");
     eventually(LIMIT, "the dead host's instance to be killed", || {
-        beats(&first["run_id"]).is_empty().then_some(())
+        beats(&first).is_empty().then_some(())
     });
-    assert_eq!(beats(&taken["run_id"]).len(), 1, "the new instance runs");
+    assert_eq!(beats(&taken).len(), 1, "the new instance runs");
 }
 
 #[test]
@@ -161,11 +167,29 @@ fn exits_are_restarted_with_a_doubling_backoff_that_resets_and_flapping_is_alert
         "flapping is alerted once per episode"
     );
 
-    // Operators see it; a service is never run on request.
+    // Operators see it, in the CLI and on the dashboard; a service is never run on request.
     let listed = cli(&server, &["services"]);
     assert!(
         listed.contains("fixture-services/crashy") && listed.contains("FLAPPING"),
         "{listed}"
+    );
+    let log = cli(
+        &server,
+        &["services", "log", &service(&server, "beat")["id"].to_string()],
+    );
+    assert!(log.contains("beat "), "{log}");
+    let browser = Browser::start();
+    browser.open(&format!("{}/ui/login", server.url));
+    browser.type_into("#token", ADMIN);
+    browser.click("#sign-in");
+    browser.arrive("the overview", |here| here == "/");
+    browser.open(&format!("{}/ui/services", server.url));
+    let beat = browser.text("tr.service[data-name=beat] td.state");
+    assert_eq!(beat, "running");
+    assert!(browser.text("tr.service[data-name=crashy]").contains("flapping"));
+    assert!(
+        browser.texts("pre.log").iter().any(|l| l.contains("beat ")),
+        "the rolling log is shown"
     );
     let id = server.task_id("beat");
     let (status, body) = server.request("POST", &format!("/v1/tasks/{id}/run"), Some(ADMIN), None);
@@ -241,7 +265,7 @@ fn sigterm_gives_a_service_its_signal_its_on_shutdown_process_and_its_grace_then
     let after = service(&reader, "beat");
     assert_eq!(after["state"], "stopped", "{after}");
     assert!(after["host_id"].is_null(), "the lease is given up: {after}");
-    assert!(beats(&beat["run_id"]).is_empty(), "nothing of it is left");
+    assert!(beats(&beat).is_empty(), "nothing of it is left");
 }
 
 #[test]

@@ -109,3 +109,35 @@ pub(super) async fn finish(capture: Option<Capture>, deadline: Duration) -> Capt
     out.truncated |= !complete;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_rolling_capture_keeps_the_last_bytes_and_a_plain_one_the_first() {
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let last = finish(
+            Some(start(std::io::Cursor::new(text.clone()), 1000, true)),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(last.bytes, text[text.len() - 1000..]);
+        assert_eq!(last.total, text.len() as u64);
+        assert!(last.truncated);
+        let first = finish(
+            Some(start(std::io::Cursor::new(text.clone()), 1000, false)),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(first.bytes, text[..1000]);
+        let short = finish(
+            Some(start(std::io::Cursor::new(b"hi".to_vec()), 1000, true)),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!((short.bytes.as_slice(), short.truncated), (&b"hi"[..], false));
+    }
+}

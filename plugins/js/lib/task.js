@@ -90,7 +90,7 @@ export class Retry {
 /**
  * One schedulable unit of work: when it is due, how it behaves, and the steps
  * it runs. Create it with {@link Task.cron}, {@link Task.dynamic} or
- * {@link Task.manual}.
+ * {@link Task.manual} or {@link Task.service}.
  *
  * Defaults: enabled, no description, UTC, the host's default timeout,
  * priority 0, no retry, `"skip"` overlap, `"latest"` catch-up, no starting
@@ -157,6 +157,33 @@ export class Task {
    */
   static manual(name) {
     return new Task(name, { tag: "manual" });
+  }
+
+  /**
+   * A service: its one step is a long-running process the host keeps running
+   * on one host of the cluster (hosts in server mode only), restarted when it
+   * exits after a delay that doubles from `restartBackoffMs` (default 1000)
+   * up to `maxRestartBackoffMs` (60000) and resets once it stayed up
+   * `stableAfterMs` (60000). On shutdown it gets SIGTERM, `onShutdown` (an
+   * {@link Exec}) runs beside it, and SIGKILL follows after
+   * `shutdownGraceMs` (10000).
+   * @param {string} name
+   * @param {{restartBackoffMs?: number, maxRestartBackoffMs?: number, stableAfterMs?: number, shutdownGraceMs?: number, onShutdown?: Exec}} [options]
+   * @returns {Task}
+   */
+  static service(name, options = {}) {
+    const o = options ?? {};
+    const ms = (value, fallback, what) => u64(value ?? fallback, `Task.service() ${what}`);
+    return new Task(name, {
+      tag: "service",
+      val: {
+        restartBackoffMs: ms(o.restartBackoffMs, 1000, "restartBackoffMs"),
+        maxRestartBackoffMs: ms(o.maxRestartBackoffMs, 60000, "maxRestartBackoffMs"),
+        stableAfterMs: ms(o.stableAfterMs, 60000, "stableAfterMs"),
+        shutdownGraceMs: ms(o.shutdownGraceMs, 10000, "shutdownGraceMs"),
+        onShutdown: o.onShutdown === undefined ? undefined : instance(o.onShutdown, Exec, "Task.service() onShutdown").toWit(),
+      },
+    });
   }
 
   /**

@@ -79,7 +79,8 @@ class Retry:
 
 class Task:
     """One schedulable unit of work: when it is due, how it behaves, and the
-    steps it runs. Build one with :meth:`cron`, :meth:`dynamic` or :meth:`manual`.
+    steps it runs. Build one with :meth:`cron`, :meth:`dynamic`, :meth:`manual`
+    or :meth:`service`.
 
     Defaults: enabled, no description, UTC, the host's default timeout, priority
     0, no retry, :attr:`Overlap.SKIP`, :attr:`CatchUp.LATEST`, no starting
@@ -133,6 +134,34 @@ class Task:
         """A task that is never due by itself: only an operator or an API client
         triggers it."""
         return cls(name, ("manual",))
+
+    @classmethod
+    def service(
+        cls,
+        name: str,
+        restart_backoff: Seconds = 1,
+        max_restart_backoff: Seconds = 60,
+        stable_after: Seconds = 60,
+        shutdown_grace: Seconds = 10,
+        on_shutdown: Optional[Exec] = None,
+    ) -> "Task":
+        """A service: its one step is a long-running process the host keeps
+        running on one host of the cluster (hosts in server mode only). When
+        it exits it is restarted after ``restart_backoff``, doubled for each
+        further restart up to ``max_restart_backoff``, back to the first once
+        it stayed up ``stable_after``. On shutdown it gets SIGTERM,
+        ``on_shutdown`` runs beside it, and SIGKILL follows after
+        ``shutdown_grace``. Durations are ``timedelta``\\ s or seconds."""
+        if on_shutdown is not None and not isinstance(on_shutdown, Exec):
+            raise TypeError(f"on_shutdown takes an Exec, not {type(on_shutdown).__name__}")
+        spec = (
+            _check.millis(restart_backoff, "restart_backoff"),
+            _check.millis(max_restart_backoff, "max_restart_backoff"),
+            _check.millis(stable_after, "stable_after"),
+            _check.millis(shutdown_grace, "shutdown_grace"),
+            on_shutdown,
+        )
+        return cls(name, ("service", spec))
 
     def description(self, description: str) -> "Task":
         """Sets the text shown to operators."""
@@ -309,6 +338,15 @@ class Task:
             schedule = w.Schedule_Cron(w.CronSchedule(expression=self._schedule[1], timezone=self._schedule[2], jitter_ms=self._jitter_ms))
         elif kind == "dynamic":
             schedule = w.Schedule_Dynamic(self._schedule[1])
+        elif kind == "service":
+            first, most, stable, grace, on_shutdown = self._schedule[1]
+            schedule = w.Schedule_Service(w.ServiceSpec(
+                restart_backoff_ms=first,
+                max_restart_backoff_ms=most,
+                stable_after_ms=stable,
+                shutdown_grace_ms=grace,
+                on_shutdown=on_shutdown._to_wit(w) if on_shutdown is not None else None,
+            ))
         else:
             schedule = w.Schedule_Manual()
         hook = {k: (v._to_wit(w) if v is not None else None) for k, v in self._hooks.items()}

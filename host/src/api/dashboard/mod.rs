@@ -32,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ui/runs/{id}", web::get().to(runs::detail))
         .route("/ui/runs/{id}/cancel", web::post().to(actions::cancel))
         .route("/ui/pulses", web::get().to(pages::pulses))
+        .route("/ui/services", web::get().to(pages::services))
         .route("/ui/plugins", web::get().to(pages::plugins))
         .route(
             "/ui/plugins/{name}/versions/{version}/activate",
@@ -99,6 +100,7 @@ fn frame(state: &AppState, session: &Session, title: &str, section: &str) -> Val
         ("tasks", "/ui/tasks"),
         ("runs", "/ui/runs"),
         ("pulses", "/ui/pulses"),
+        ("services", "/ui/services"),
         ("plugins", "/ui/plugins"),
     ]
     .iter()

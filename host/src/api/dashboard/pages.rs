@@ -190,6 +190,29 @@ pub async fn pulses(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     .await
 }
 
+/// Services: state, where and since when, restarts, last exit, and the tail
+/// of each one's rolling log.
+pub async fn services(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(req, state, "services.html", "Services", |tx| {
+        let mut rows = Vec::new();
+        for s in crate::store::services::list(tx)? {
+            let log = crate::store::services::log(tx, s.id)?
+                .map(|l| String::from_utf8_lossy(tail(&l.stdout, 2048)).into_owned())
+                .unwrap_or_default();
+            let mut row = serde_json::to_value(&s).unwrap_or_default();
+            row["log"] = json!(log);
+            rows.push(row);
+        }
+        Ok(json!({ "services": rows }))
+    })
+    .await
+}
+
+/// The last `n` bytes of `bytes`.
+fn tail(bytes: &[u8], n: usize) -> &[u8] {
+    &bytes[bytes.len().saturating_sub(n)..]
+}
+
 /// Plugins with every version and a rollback button on each inactive one.
 pub async fn plugins(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     show(req, state, "plugins.html", "Plugins", |tx| {

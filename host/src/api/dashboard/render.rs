@@ -16,6 +16,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("runs.html", include_str!("templates/runs.html")),
         ("run.html", include_str!("templates/run.html")),
         ("pulses.html", include_str!("templates/pulses.html")),
+        ("services.html", include_str!("templates/services.html")),
         ("plugins.html", include_str!("templates/plugins.html")),
     ] {
         // The templates ship with the binary; a broken one fails every test.

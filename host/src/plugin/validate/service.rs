@@ -94,3 +94,68 @@ pub(super) fn task(p: &mut Problems, at: &str, t: &TaskSpec, s: &ServiceSpec) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Schedule;
+
+    fn problems(json: serde_json::Value) -> Vec<String> {
+        let t = TaskSpec::decode(1, json).unwrap();
+        let Schedule::Service(s) = &t.schedule else {
+            panic!("not a service")
+        };
+        let mut p = Problems::default();
+        task(&mut p, "tasks[0]", &t, s);
+        p.0.into_iter()
+            .map(|x| format!("{}: {}", x.field, x.message))
+            .collect()
+    }
+
+    fn service(backoff: u64, max: u64, stable: u64, grace: u64) -> serde_json::Value {
+        serde_json::json!({"kind": "service", "restart_backoff_ms": backoff, "max_restart_backoff_ms": max,
+                           "stable_after_ms": stable, "shutdown_grace_ms": grace})
+    }
+
+    #[test]
+    fn a_plain_service_passes() {
+        let found = problems(serde_json::json!({
+            "name": "w", "schedule": service(1000, 60000, 60000, 10000),
+            "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "sleep 100"}}}]
+        }));
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn fields_of_a_run_that_ends_and_bad_delays_are_refused_by_name() {
+        let found = problems(serde_json::json!({
+            "name": "w", "schedule": service(0, 10, 0, 700000),
+            "retry": {"max_attempts": 3, "backoff_ms": 10, "max_backoff_ms": 100},
+            "timeout_ms": 1000, "depends_on": ["x"],
+            "steps": [
+                {"name": "a", "exec": {"kind": {"type": "shell", "script": "true"}, "timeout_ms": 5}},
+                {"name": "b", "exec": {"kind": {"type": "shell", "script": "true"}}}
+            ]
+        }));
+        for field in [
+            "tasks[0].steps:",
+            "tasks[0].retry",
+            "tasks[0].timeout-ms",
+            "tasks[0].depends-on",
+            "steps[0] \"a\".exec.timeout-ms",
+            "restart-backoff-ms",
+            "stable-after-ms",
+            "shutdown-grace-ms",
+        ] {
+            assert!(found.iter().any(|p| p.contains(field)), "{field}: {found:?}");
+        }
+        let max = problems(serde_json::json!({
+            "name": "w", "schedule": service(5000, 1000, 1, 0),
+            "steps": [{"name": "s", "exec": {"kind": {"type": "shell", "script": "true"}}}]
+        }));
+        assert!(
+            max.iter().any(|p| p.contains("max-restart-backoff-ms")),
+            "{max:?}"
+        );
+    }
+}
