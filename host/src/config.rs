@@ -5,6 +5,7 @@
 mod alerts;
 mod mode;
 mod sandbox;
+mod signing;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -278,7 +279,7 @@ impl Config {
             retain_missed_days: positive(&get, "PULSEHOST_RETAIN_MISSED_DAYS", retain_days)?.min(retain_days)
                 as u32,
             sandbox: sandbox::read(&get)?,
-            pulse_signing: pulse_signing(&get)?,
+            pulse_signing: signing::read(&get)?,
             alerts: alerts::read(&get, duration(&get, "PULSEHOST_EXPECTED_PULSE_INTERVAL", 300)?)?,
             mode,
             service_lease,
@@ -334,37 +335,6 @@ fn positive(
 }
 
 /// A duration written for people (`5m`, `90s`, `1h 30m`).
-fn pulse_signing(get: &impl Fn(&str) -> Option<String>) -> Result<PulseSigning, ConfigError> {
-    let name = "PULSEHOST_PULSE_SIGNING_KEYS";
-    let raw = get(name).unwrap_or_default();
-    let keys: Vec<String> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(String::from)
-        .collect();
-    let invalid = |reason: String| ConfigError {
-        name,
-        value: "(hidden)".into(),
-        reason,
-    };
-    if keys.len() > 2 {
-        return Err(invalid(format!(
-            "{} keys given; at most two are active at once (the new and the old while rotating)",
-            keys.len()
-        )));
-    }
-    if keys.iter().any(|k| k.len() < MIN_SIGNING_KEY_BYTES) {
-        return Err(invalid(format!(
-            "a key is shorter than {MIN_SIGNING_KEY_BYTES} characters: generate one with `openssl rand -hex 32`"
-        )));
-    }
-    Ok(PulseSigning {
-        keys,
-        window: duration(get, "PULSEHOST_PULSE_SIGNATURE_WINDOW", 300)?,
-    })
-}
-
 fn duration(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,

@@ -15,6 +15,7 @@ mod keeper;
 mod lifecycle;
 pub mod policy;
 mod process;
+mod program;
 mod recovery;
 mod retention;
 mod serverless;
