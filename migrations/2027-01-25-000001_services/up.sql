@@ -12,7 +12,7 @@ CREATE TABLE services (
     lease_until TIMESTAMPTZ,
     acquired_at TIMESTAMPTZ,
     state TEXT NOT NULL DEFAULT 'waiting'
-        CHECK (state IN ('waiting', 'starting', 'running', 'backoff', 'stopping', 'stopped')),
+        CHECK (state IN ('waiting', 'starting', 'running', 'backoff', 'stopped')),
     state_since TIMESTAMPTZ NOT NULL DEFAULT now(),
     -- The current incarnation, or the last one.
     run_id BIGINT,

@@ -311,3 +311,35 @@ fn a_serverless_host_runs_no_service_and_does_a_pulses_work_before_answering() {
     let overdue = receiver.wait_for("pulse_overdue", 1);
     assert_eq!(overdue.len(), 1);
 }
+
+#[test]
+fn a_new_version_restarts_a_service_on_its_definition_at_once_and_stops_the_services_it_drops() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    assert_eq!(server.push(&component("fixture-services")).0, 201);
+    let first = running(&server, "beat");
+    assert_eq!(server.push(&component("fixture-services-v2")).0, 201);
+    let second = eventually(LIMIT, "beat to run the new definition", || {
+        let s = service(&server, "beat");
+        (s["state"] == "running" && s["run_id"] != first["run_id"]).then_some(s)
+    });
+    assert_eq!(
+        second["restarts"], first["restarts"],
+        "a new definition is not a restart: {second}"
+    );
+    eventually(LIMIT, "the new version's output", || {
+        let log = server.get(&format!("/v1/services/{}/log", second["id"]));
+        log["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("v2 beat")
+            .then_some(())
+    });
+    let old = server.get(&format!("/v1/runs/{}", first["run_id"]));
+    assert_eq!(old["status"], "cancelled", "{old}");
+    let dropped = eventually(LIMIT, "the dropped service to stop", || {
+        let s = service(&server, "crashy");
+        (s["state"] == "stopped").then_some(s)
+    });
+    assert!(dropped["host_id"].is_null(), "{dropped}");
+}

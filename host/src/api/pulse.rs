@@ -73,7 +73,9 @@ pub async fn pulse(
     let alerter = std::sync::Arc::clone(&state.alerter);
     if state.runner.serverless() {
         if matches!(answer, Ok(PulseAnswer::Fresh(_))) {
-            state.runner.work_now().await;
+            // Its own task: a client that hangs up does not cut the runs short.
+            let runner = std::sync::Arc::clone(&state.runner);
+            let _ = tokio::spawn(async move { runner.work_now().await }).await;
         }
         alerter.round().await;
     } else {

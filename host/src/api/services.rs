@@ -9,8 +9,7 @@ use super::{ApiError, AppState};
 use crate::store::services;
 
 /// Every service with its state: `waiting` (no host holds it), `starting`,
-/// `running` (where, since when), `backoff` (until when), `stopping` or
-/// `stopped`; its restarts, last exit and whether it is flapping.
+/// `running` (where, since when), `backoff` (until when) or `stopped`; its restarts, last exit and whether it is flapping.
 #[utoipa::path(get, path = "/v1/services", tag = "services", security(("read" = [])), responses((status = 200, description = "Services and their state", body = serde_json::Value), (status = 401, description = "Missing or wrong token", body = ErrorBody)))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     require(&req, &state.tokens, Role::Read)?;

@@ -24,6 +24,15 @@ use super::{lifecycle, Runner};
 /// Wait after an incarnation could not even be recorded (database trouble).
 const RETRY_RECORDING: Duration = Duration::from_secs(1);
 
+/// Wait after a definition that cannot be read (until a new version comes).
+const RETRY_UNREADABLE: Duration = Duration::from_secs(60);
+
+/// Longest wait for an incarnation's end to be written.
+const WRITE_WAIT: Duration = Duration::from_secs(30);
+
+/// The task a service runs and its definition: a change restarts it.
+pub(super) type Definition = (i64, i64);
+
 /// How an incarnation ended, for the next delay.
 struct Ended {
     uptime: Duration,
@@ -37,7 +46,7 @@ struct Ended {
 pub(super) async fn keep(
     runner: Arc<Runner>,
     id: i64,
-    mut task: watch::Receiver<i64>,
+    mut task: watch::Receiver<Definition>,
     stop: CancellationToken,
     release: Arc<AtomicBool>,
 ) {
@@ -63,7 +72,7 @@ pub(super) async fn keep(
             continue;
         }
         let Some(service) = ended.service else {
-            delay = Some(RETRY_RECORDING);
+            delay = Some(RETRY_UNREADABLE);
             continue;
         };
         let first = Duration::from_millis(service.restart_backoff_ms);
@@ -93,7 +102,7 @@ async fn back_off(
     runner: &Runner,
     id: i64,
     wait: Duration,
-    task: &mut watch::Receiver<i64>,
+    task: &mut watch::Receiver<Definition>,
     stop: &CancellationToken,
 ) -> bool {
     let host = runner.config.host_id.clone();
@@ -151,7 +160,7 @@ async fn take_over(runner: &Runner, id: i64) {
 async fn incarnation(
     runner: &Arc<Runner>,
     id: i64,
-    task: &mut watch::Receiver<i64>,
+    task: &mut watch::Receiver<Definition>,
     stop: &CancellationToken,
 ) -> Result<Option<Ended>, ()> {
     task.borrow_and_update();
@@ -212,7 +221,7 @@ async fn watch_over(
     id: i64,
     taken: &Taken,
     service: Option<&ServiceSpec>,
-    task: &mut watch::Receiver<i64>,
+    task: &mut watch::Receiver<Definition>,
     stop: &CancellationToken,
 ) -> (crate::store::finish::RunEnd, bool) {
     let run_id = taken.run.id;
@@ -236,7 +245,8 @@ async fn watch_over(
             _ = &mut stable, if !marked_stable => {
                 marked_stable = true;
                 let host = runner.config.host_id.clone();
-                let _ = runner.db.run(move |tx| services::stable(tx, id, &host)).await;
+                let db = runner.db.clone();
+                tokio::spawn(async move { db.run(move |tx| services::stable(tx, id, &host)).await });
             }
         }
     };
@@ -254,12 +264,15 @@ async fn settled(runner: &Runner, id: i64, run_id: i64, ending: Ending, (restart
         ending,
         settled: Some(sender),
     });
-    if let Ok(Recorded { recorded: false, .. }) | Err(_) = written.await {
-        tracing::warn!(
+    // Bounded: a host shutting down while the database is away must not
+    // wait for it forever (the run is then recovered as host_lost).
+    match tokio::time::timeout(WRITE_WAIT, written).await {
+        Ok(Ok(Recorded { recorded: true, .. })) => {}
+        _ => tracing::warn!(
             service = id,
             run.id = run_id,
             "the incarnation's end was not recorded here"
-        );
+        ),
     }
     let host = runner.config.host_id.clone();
     if let Err(e) = runner

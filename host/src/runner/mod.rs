@@ -203,7 +203,7 @@ impl Runner {
             }
         });
         if let Some(lease) = self.config.service_lease {
-            tokio::spawn(services::supervise(Arc::clone(self), lease, shutdown.clone()));
+            self.services.start(self, lease);
         }
         let me = Arc::clone(self);
         Ok(tokio::spawn(async move { dispatch::run(me, shutdown).await }))
@@ -255,7 +255,24 @@ impl Runner {
     pub async fn drain(&self, grace: Duration) {
         self.stop_claiming.cancel();
         // Services stop beside the draining runs, each within its own grace.
-        let services = self.services.stop_all();
+        tokio::join!(self.services.stop_all(self), self.drain_runs(grace));
+        if tokio::time::timeout(DRAIN_WRITE_LIMIT, self.journal.flushed())
+            .await
+            .is_err()
+        {
+            tracing::error!("the database did not take the last run records; other hosts will recover those runs as host_lost");
+            return;
+        }
+        let id = self.config.host_id.clone();
+        match self.db.run(move |tx| hosts::stopped(tx, &id)).await {
+            Ok(()) => tracing::info!("every run recorded; host stopped"),
+            Err(e) => tracing::warn!(error = %e, "could not record that this host stopped"),
+        }
+    }
+
+    /// Lets the running runs finish for up to `grace`, then cancels the rest
+    /// and waits until every one has ended.
+    async fn drain_runs(&self, grace: Duration) {
         let all = self.config.max_concurrent_runs as u32;
         let running = self.local_runs().len();
         tracing::info!(
@@ -273,19 +290,6 @@ impl Runner {
             );
             self.cancel_all.cancel();
             let _ = self.slots.acquire_many(all).await;
-        }
-        services.await;
-        if tokio::time::timeout(DRAIN_WRITE_LIMIT, self.journal.flushed())
-            .await
-            .is_err()
-        {
-            tracing::error!("the database did not take the last run records; other hosts will recover those runs as host_lost");
-            return;
-        }
-        let id = self.config.host_id.clone();
-        match self.db.run(move |tx| hosts::stopped(tx, &id)).await {
-            Ok(()) => tracing::info!("every run recorded; host stopped"),
-            Err(e) => tracing::warn!(error = %e, "could not record that this host stopped"),
         }
     }
 

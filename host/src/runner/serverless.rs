@@ -22,6 +22,7 @@ impl Runner {
             return;
         }
         let stop = CancellationToken::new();
+        let _stop_when_done = stop.clone().drop_guard();
         tokio::spawn(heartbeat::run(Arc::clone(self), stop.clone()));
         tokio::spawn(watch::run(Arc::clone(self), stop.clone()));
         self.housekeeping().await;
@@ -37,6 +38,5 @@ impl Runner {
             retention::pass(self, self.config.retention).await;
         }
         dispatch::until_idle(Arc::clone(self)).await;
-        stop.cancel();
     }
 }

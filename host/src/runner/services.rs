@@ -2,12 +2,13 @@
 //! in server mode renews in PostgreSQL the leases of the services it runs
 //! and takes those that are free or whose holder let the lease run out (by
 //! the database's clock), so when a holder dies another host takes its
-//! services over within two lease periods. A holder that cannot renew for a
-//! whole lease stops its services before anyone may take them over. Each
-//! held service is kept running by a keeper (see [`super::keeper`]).
+//! services over within two lease periods. A holder that has not renewed
+//! for 90% of a lease stops its services. Each held service is kept running
+//! by a keeper (see [`super::keeper`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -16,121 +17,178 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::services::{self, Held};
 
-use super::keeper;
+use super::keeper::{self, Definition};
 use super::Runner;
 
-/// The keepers of the services this host runs, by service id.
+/// Share of a lease after its last renewal at which a holder stops.
+const STOP_AT: f64 = 0.9;
+
+/// The services this host runs, and the supervisor that holds their leases.
 #[derive(Default)]
 pub(super) struct Keepers {
-    by_service: Mutex<HashMap<i64, Keeper>>,
-    /// Keepers told to stop that may still be stopping.
-    stopping: Mutex<Vec<JoinHandle<()>>>,
+    state: Mutex<State>,
+    /// Cancelled when the host drains: no lease is renewed or taken after.
+    stop_holding: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<i64, Keeper>,
+    /// Keepers told to stop, by service, until they have.
+    stopping: HashMap<i64, JoinHandle<()>>,
+    supervisor: Option<JoinHandle<()>>,
 }
 
 /// One service kept running here.
 struct Keeper {
-    /// The task (definition) it should run; a change restarts it on the new one.
-    task: watch::Sender<i64>,
+    /// The definition it should run; a change restarts it on the new one.
+    definition: watch::Sender<Definition>,
     /// Cancelled to stop it.
     stop: CancellationToken,
     /// Whether it gives its lease up once stopped (false when the lease is
-    /// already someone else's).
-    release: Arc<std::sync::atomic::AtomicBool>,
+    /// no longer this host's to give).
+    release: Arc<AtomicBool>,
     done: JoinHandle<()>,
 }
 
 impl Keepers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Keeper>> {
-        self.by_service.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops every service (SIGTERM, on-shutdown, grace), gives their leases
-    /// up so another host takes them at once, and waits until all are down.
-    pub(super) async fn stop_all(&self) {
-        let keepers: Vec<Keeper> = self.lock().drain().map(|(_, k)| k).collect();
-        for k in &keepers {
-            stop(k, true);
+    /// Starts the supervisor (once).
+    pub(super) fn start(&self, runner: &Arc<Runner>, lease: Duration) {
+        let supervisor = tokio::spawn(supervise(Arc::clone(runner), lease, self.stop_holding.clone()));
+        self.lock().supervisor = Some(supervisor);
+    }
+
+    /// Stops holding leases (waiting for a renewal in flight), stops every
+    /// service (SIGTERM, on-shutdown, grace) and waits until all are down,
+    /// then gives every lease up so another host takes them at once.
+    pub(super) async fn stop_all(&self, runner: &Runner) {
+        // Once this is cancelled (checked under the lock), the supervisor
+        // starts no keeper: what the map holds now is everything.
+        self.stop_holding.cancel();
+        let (running, stopping, supervisor) = {
+            let mut state = self.lock();
+            let taken = (
+                std::mem::take(&mut state.running),
+                std::mem::take(&mut state.stopping),
+            );
+            (taken.0, taken.1, state.supervisor.take())
+        };
+        for k in running.values() {
+            signal_stop(k, true);
         }
-        let stopping = std::mem::take(&mut *self.stopping.lock().unwrap_or_else(|p| p.into_inner()));
-        for done in keepers.into_iter().map(|k| k.done).chain(stopping) {
+        let had_supervisor = supervisor.is_some();
+        if let Some(s) = supervisor {
+            let _ = s.await;
+        }
+        for done in running
+            .into_values()
+            .map(|k| k.done)
+            .chain(stopping.into_values())
+        {
             let _ = done.await;
         }
+        if had_supervisor {
+            Self::release_all(runner).await;
+        }
     }
 
-    /// Tells `keeper` to stop and remembers it until it has.
-    fn retire(&self, keeper: Keeper, release: bool) {
-        stop(&keeper, release);
-        let mut stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
-        stopping.retain(|h| !h.is_finished());
-        stopping.push(keeper.done);
+    /// Gives up every lease `host` still holds (a renewal that was in flight
+    /// while the keepers stopped may have taken one back).
+    pub(super) async fn release_all(runner: &Runner) {
+        let host = runner.config.host_id.clone();
+        if let Err(e) = runner.db.run(move |tx| services::release_all(tx, &host)).await {
+            tracing::warn!(error = %e, "could not give the services' leases up; they run out by themselves");
+        }
     }
 }
 
-fn stop(keeper: &Keeper, release: bool) {
-    keeper.release.store(release, std::sync::atomic::Ordering::SeqCst);
+fn signal_stop(keeper: &Keeper, release: bool) {
+    keeper.release.store(release, Ordering::SeqCst);
     keeper.stop.cancel();
 }
 
-/// Holds leases and keeps the held services running until `shutdown`.
-pub(super) async fn supervise(runner: Arc<Runner>, lease: Duration, shutdown: CancellationToken) {
+/// Holds leases and keeps the held services running until `stop`.
+async fn supervise(runner: Arc<Runner>, lease: Duration, stop: CancellationToken) {
+    let every = lease / 3;
     let mut renewed: Option<Instant> = None;
     loop {
         let asked = Instant::now();
         let host = runner.config.host_id.clone();
         let lease_ms = lease.as_millis() as i64;
-        match runner.db.run(move |tx| services::hold(tx, &host, lease_ms)).await {
-            Ok((held, unwanted)) if !shutdown.is_cancelled() => {
+        let held = runner.db.run(move |tx| services::hold(tx, &host, lease_ms));
+        // A renewal that hangs counts as one that failed.
+        match tokio::time::timeout(every, held).await {
+            _ if stop.is_cancelled() => return,
+            Ok(Ok((held, unwanted))) => {
                 renewed = Some(asked);
                 reconcile(&runner, held, &unwanted);
             }
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not renew the services' leases");
-                // The lease was last renewed no later than `renewed`: before it
-                // can run out, stop, so that no other host runs them beside us.
-                if renewed.is_none_or(|at| at.elapsed() >= lease.mul_f64(0.9)) {
-                    lost_all(&runner);
-                }
-            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the services' leases"),
+            Err(_) => tracing::warn!("renewing the services' leases took longer than a third of a lease"),
         }
+        // Wake for the next renewal, or when the last one is too old to vouch
+        // for the lease (it ran out at `renewed + lease` at the latest).
+        let stop_at = renewed.map(|at| at + lease.mul_f64(STOP_AT));
+        let wake = stop_at.map_or(every, |at| {
+            at.saturating_duration_since(Instant::now()).min(every)
+        });
         tokio::select! {
-            _ = tokio::time::sleep(lease / 3) => {}
-            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wake) => {}
+            _ = stop.cancelled() => return,
+        }
+        if stop_at.is_some_and(|at| Instant::now() >= at) {
+            lost_all(&runner);
         }
     }
 }
 
 /// Starts keepers for newly held services, hands changed definitions to
 /// running ones, stops those no longer wanted (giving the lease up) and
-/// those whose lease another host took.
+/// those whose lease another host took. A service whose previous keeper is
+/// still stopping gets a new one only once that one is done.
 fn reconcile(runner: &Arc<Runner>, held: Vec<Held>, unwanted: &[i64]) {
-    let mut keepers = runner.services.lock();
-    let mut retired = Vec::new();
+    let mut state = runner.services.lock();
+    if runner.services.stop_holding.is_cancelled() {
+        return;
+    }
+    state.stopping.retain(|_, done| !done.is_finished());
+    state.running.retain(|id, k| {
+        let alive = !k.done.is_finished();
+        if !alive {
+            tracing::warn!(service = id, "a service's keeper had ended; starting another");
+        }
+        alive
+    });
     for h in &held {
-        match keepers.get(&h.id) {
-            Some(k) => {
-                k.task
-                    .send_if_modified(|task| std::mem::replace(task, h.task_id) != h.task_id);
-            }
-            None => {
-                tracing::info!(
-                    service = h.id,
-                    task = h.task_id,
-                    "service lease taken: starting it here"
-                );
-                keepers.insert(h.id, spawn(runner, h));
-            }
+        let definition = (h.task_id, h.definition_id);
+        if let Some(k) = state.running.get(&h.id) {
+            k.definition
+                .send_if_modified(|d| std::mem::replace(d, definition) != definition);
+        } else if !state.stopping.contains_key(&h.id) {
+            tracing::info!(
+                service = h.id,
+                task = h.task_id,
+                "service lease held: starting it here"
+            );
+            let keeper = spawn(runner, h.id, definition);
+            state.running.insert(h.id, keeper);
         }
     }
-    let gone: Vec<i64> = keepers
+    let gone: Vec<i64> = state
+        .running
         .keys()
         .copied()
         .filter(|id| !held.iter().any(|h| h.id == *id))
         .collect();
     for id in gone {
-        let Some(k) = keepers.remove(&id) else { continue };
+        let Some(k) = state.running.remove(&id) else {
+            continue;
+        };
         let release = unwanted.contains(&id);
-        retired.push((id, k, release));
         if release {
             tracing::info!(
                 service = id,
@@ -142,18 +200,17 @@ fn reconcile(runner: &Arc<Runner>, held: Vec<Held>, unwanted: &[i64]) {
                 "service lease lost to another host: stopping it here"
             );
         }
+        signal_stop(&k, release);
+        state.stopping.insert(id, k.done);
     }
+    // Held here and not wanted, with no keeper running or stopping (it
+    // ended already): give those up.
     let idle: Vec<i64> = unwanted
         .iter()
-        .filter(|id| !keepers.contains_key(id) && !retired.iter().any(|(r, _, _)| r == *id))
+        .filter(|id| !state.running.contains_key(id) && !state.stopping.contains_key(id))
         .copied()
         .collect();
-    drop(keepers);
-    for (_, k, release) in retired {
-        runner.services.retire(k, release);
-    }
-    // Held by this host and not wanted, with no keeper here (its keeper
-    // ended already): give those up.
+    drop(state);
     for id in idle {
         let me = Arc::clone(runner);
         tokio::spawn(async move {
@@ -166,36 +223,36 @@ fn reconcile(runner: &Arc<Runner>, held: Vec<Held>, unwanted: &[i64]) {
     }
 }
 
-/// The database could not be reached for a whole lease: every service here
-/// is stopped, without giving up leases it can no longer vouch for.
+/// The leases could not be renewed for most of a lease: every service here
+/// is stopped, without giving up leases this host can no longer vouch for.
 fn lost_all(runner: &Runner) {
-    let mut keepers = runner.services.lock();
-    if !keepers.is_empty() {
+    let mut state = runner.services.lock();
+    if !state.running.is_empty() {
         tracing::error!(
-            services = keepers.len(),
-            "service leases could not be renewed for a whole lease: stopping every service here"
+            services = state.running.len(),
+            "service leases not renewed for 90% of a lease: stopping every service here"
         );
     }
-    let all: Vec<Keeper> = keepers.drain().map(|(_, k)| k).collect();
-    drop(keepers);
-    for k in all {
-        runner.services.retire(k, false);
+    let all: Vec<(i64, Keeper)> = state.running.drain().collect();
+    for (id, k) in all {
+        signal_stop(&k, false);
+        state.stopping.insert(id, k.done);
     }
 }
 
-fn spawn(runner: &Arc<Runner>, held: &Held) -> Keeper {
-    let (task, watched) = watch::channel(held.task_id);
+fn spawn(runner: &Arc<Runner>, id: i64, definition: Definition) -> Keeper {
+    let (sender, watched) = watch::channel(definition);
     let stop = CancellationToken::new();
-    let release = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let release = Arc::new(AtomicBool::new(true));
     let done = tokio::spawn(keeper::keep(
         Arc::clone(runner),
-        held.id,
+        id,
         watched,
         stop.clone(),
         Arc::clone(&release),
     ));
     Keeper {
-        task,
+        definition: sender,
         stop,
         release,
         done,

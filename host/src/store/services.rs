@@ -25,9 +25,12 @@ pub struct Held {
     /// The service.
     #[diesel(sql_type = Int8)]
     pub id: i64,
-    /// The task (definition) it should run now.
+    /// The task it should run now.
     #[diesel(sql_type = Int8)]
     pub task_id: i64,
+    /// That task's definition (a new plugin version changes it).
+    #[diesel(sql_type = Int8)]
+    pub definition_id: i64,
 }
 
 #[derive(QueryableByName)]
@@ -50,7 +53,7 @@ pub fn hold(tx: &mut Tx<'_>, host: &str, lease_ms: i64) -> StoreResult<(Vec<Held
              state = CASE WHEN s.host_id = EXCLUDED.host_id THEN s.state ELSE 'starting' END, \
              state_since = CASE WHEN s.host_id = EXCLUDED.host_id THEN s.state_since ELSE now() END \
          WHERE s.host_id = EXCLUDED.host_id OR s.host_id IS NULL OR s.lease_until IS NULL OR s.lease_until < now() \
-         RETURNING s.id, s.task_id"
+         RETURNING s.id, s.task_id, (SELECT t.definition_id FROM tasks t WHERE t.id = s.task_id) AS definition_id"
     ))
     .bind::<Text, _>(host)
     .bind::<Int8, _>(lease_ms)
@@ -77,6 +80,17 @@ pub fn release(tx: &mut Tx<'_>, id: i64, host: &str, state: &str) -> StoreResult
     Ok(())
 }
 
+/// Gives up every lease `host` holds (it is shutting down).
+pub fn release_all(tx: &mut Tx<'_>, host: &str) -> StoreResult<()> {
+    diesel::sql_query(
+        "UPDATE services SET host_id = NULL, lease_until = NULL, state = 'stopped', state_since = now(), \
+             backoff_until = NULL WHERE host_id = $1",
+    )
+    .bind::<Text, _>(host)
+    .execute(tx.c())?;
+    Ok(())
+}
+
 /// Records a service's state while this host holds it.
 pub fn set_state(
     tx: &mut Tx<'_>,
@@ -99,10 +113,13 @@ pub fn set_state(
 
 /// The previous incarnation of a service, when it is still recorded as
 /// running on another host (a holder that lost its lease without stopping).
+/// Only the holder of a live lease gets an answer (the row stays locked), so
+/// a host that just lost the lease cannot end the new holder's incarnation.
 pub fn stale_incarnation(tx: &mut Tx<'_>, id: i64, host: &str) -> StoreResult<Option<i64>> {
     let rows: Vec<Id> = diesel::sql_query(
         "SELECT r.id FROM services s JOIN runs r ON r.id = s.run_id \
-         WHERE s.id = $1 AND r.status = 'running' AND r.host_id IS DISTINCT FROM $2",
+         WHERE s.id = $1 AND s.host_id = $2 AND s.lease_until > now() \
+           AND r.status = 'running' AND r.host_id IS DISTINCT FROM $2 FOR UPDATE OF s",
     )
     .bind::<Int8, _>(id)
     .bind::<Text, _>(host)
@@ -199,8 +216,8 @@ pub struct ServiceRow {
     /// The task (definition) it runs.
     #[diesel(sql_type = Int8)]
     pub task_id: i64,
-    /// `waiting` (no host has it yet), `starting`, `running`, `backoff`,
-    /// `stopping` or `stopped`.
+    /// `waiting` (no host has it yet), `starting`, `running`, `backoff` or
+    /// `stopped`.
     #[diesel(sql_type = Text)]
     pub state: String,
     /// Since when it is in that state.
