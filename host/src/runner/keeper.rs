@@ -89,7 +89,7 @@ pub(super) async fn keep(
         let host = runner.config.host_id.clone();
         if let Err(e) = runner
             .db
-            .run(move |tx| services::release(tx, id, &host, "stopped"))
+            .run(move |tx| services::release(tx, &host, Some(id)))
             .await
         {
             tracing::warn!(service = id, error = %e, "could not give the service's lease up; it runs out by itself");

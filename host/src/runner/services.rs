@@ -100,7 +100,7 @@ impl Keepers {
     /// while the keepers stopped may have taken one back).
     pub(super) async fn release_all(runner: &Runner) {
         let host = runner.config.host_id.clone();
-        if let Err(e) = runner.db.run(move |tx| services::release_all(tx, &host)).await {
+        if let Err(e) = runner.db.run(move |tx| services::release(tx, &host, None)).await {
             tracing::warn!(error = %e, "could not give the services' leases up; they run out by themselves");
         }
     }
@@ -215,10 +215,7 @@ fn reconcile(runner: &Arc<Runner>, held: Vec<Held>, unwanted: &[i64]) {
         let me = Arc::clone(runner);
         tokio::spawn(async move {
             let host = me.config.host_id.clone();
-            let _ = me
-                .db
-                .run(move |tx| services::release(tx, id, &host, "stopped"))
-                .await;
+            let _ = me.db.run(move |tx| services::release(tx, &host, Some(id))).await;
         });
     }
 }

@@ -67,26 +67,16 @@ pub fn hold(tx: &mut Tx<'_>, host: &str, lease_ms: i64) -> StoreResult<(Vec<Held
     Ok((held, unwanted.into_iter().map(|r| r.id).collect()))
 }
 
-/// Gives a lease up (another host may take it at once) and records `state`.
-pub fn release(tx: &mut Tx<'_>, id: i64, host: &str, state: &str) -> StoreResult<()> {
-    diesel::sql_query(
-        "UPDATE services SET host_id = NULL, lease_until = NULL, state = $3, state_since = now(), \
-             backoff_until = NULL WHERE id = $1 AND host_id = $2",
-    )
-    .bind::<Int8, _>(id)
-    .bind::<Text, _>(host)
-    .bind::<Text, _>(state)
-    .execute(tx.c())?;
-    Ok(())
-}
-
-/// Gives up every lease `host` holds (it is shutting down).
-pub fn release_all(tx: &mut Tx<'_>, host: &str) -> StoreResult<()> {
+/// Gives up the lease of service `id` held by `host` (another host may
+/// take it at once), or with `None` every lease `host` holds; each service
+/// is then `stopped`.
+pub fn release(tx: &mut Tx<'_>, host: &str, id: Option<i64>) -> StoreResult<()> {
     diesel::sql_query(
         "UPDATE services SET host_id = NULL, lease_until = NULL, state = 'stopped', state_since = now(), \
-             backoff_until = NULL WHERE host_id = $1",
+             backoff_until = NULL WHERE host_id = $1 AND ($2::int8 IS NULL OR id = $2)",
     )
     .bind::<Text, _>(host)
+    .bind::<Nullable<Int8>, _>(id)
     .execute(tx.c())?;
     Ok(())
 }
