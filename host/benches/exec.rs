@@ -12,6 +12,10 @@
 //!   machine — target ≥ 300/s — beside the bare spawn rate;
 //! * host RSS growth while a step writes 1 GiB to stdout — target ≤ cap + 16 MiB.
 //!
+//! The three step figures are measured in interleaved rounds (bare, host,
+//! sandboxed, ten times over, after a warm-up of each), so that a change in
+//! the machine's load during the run weighs on each alike.
+//!
 //! `PULSEHOST_BENCH_SANDBOX_OFF` (protection names, comma-separated) leaves
 //! protections off, to see what each costs.
 //!
@@ -35,6 +39,7 @@ use pulsehost::store::Db;
 use tokio_util::sync::CancellationToken;
 
 const SPAWNS: u32 = 500;
+const ROUNDS: u32 = 10;
 const RUNS: usize = 2000;
 const FLOOD_BYTES: u64 = 1 << 30;
 
@@ -43,13 +48,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let bare = bare_spawn_us();
-    let host = runtime.block_on(host_spawn_us());
+    let sandbox = probed();
+    let (bare, host, sandboxed) = runtime.block_on(step_figures(&sandbox));
     println!("exec_bare_spawn_piped_wait: {bare:.1} us");
     println!("exec_host_step: {host:.1} us");
     println!("exec_host_overhead_ratio: {:.2} x (target <= 1.5)", host / bare);
-    let sandbox = probed();
-    let sandboxed = runtime.block_on(sandboxed_spawn_us(&sandbox));
     println!(
         "exec_sandboxed_step: {sandboxed:.1} us (plan: {})",
         plan_of(&sandbox)
@@ -71,14 +74,42 @@ fn main() {
         growth,
         cap as f64 / 1048576.0 + 16.0
     );
+    sandbox.forget_host(&host_id());
 }
 
-fn bare_spawn_us() -> f64 {
+/// The host id the benchmark's sandbox names its cgroups after.
+fn host_id() -> String {
+    format!("bench-{}", std::process::id())
+}
+
+/// Mean microseconds of a bare spawn, a host step and a sandboxed step, each
+/// over `SPAWNS` in `ROUNDS` interleaved rounds after a warm-up round.
+async fn step_figures(sandbox: &Sandbox) -> (f64, f64, f64) {
+    let per_round = SPAWNS / ROUNDS;
+    let (mut bare, mut host, mut sandboxed) = (0.0, 0.0, 0.0);
+    for round in 0..=ROUNDS {
+        let figures = (
+            bare_spawn_us(per_round),
+            host_spawn_us(per_round).await,
+            sandboxed_spawn_us(sandbox, round, per_round).await,
+        );
+        // Round 0 warms up (the sandbox's first cgroups are made then).
+        if round > 0 {
+            bare += figures.0 / f64::from(ROUNDS);
+            host += figures.1 / f64::from(ROUNDS);
+            sandboxed += figures.2 / f64::from(ROUNDS);
+        }
+    }
+    sandbox.forget_run(1);
+    (bare, host, sandboxed)
+}
+
+fn bare_spawn_us(spawns: u32) -> f64 {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let start = Instant::now();
-    for _ in 0..SPAWNS {
+    for _ in 0..spawns {
         let mut child = std::process::Command::new("/bin/true")
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -94,7 +125,7 @@ fn bare_spawn_us() -> f64 {
         child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
         assert!(child.wait().unwrap().success());
     }
-    start.elapsed().as_secs_f64() * 1e6 / f64::from(SPAWNS)
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(spawns)
 }
 
 fn trivial(program: &str, args: &[&str], cap: usize) -> ProcessSpec {
@@ -113,21 +144,21 @@ fn trivial(program: &str, args: &[&str], cap: usize) -> ProcessSpec {
     }
 }
 
-async fn host_spawn_us() -> f64 {
+async fn host_spawn_us(spawns: u32) -> f64 {
     let spec = trivial("/bin/true", &[], 1 << 20);
     let token = CancellationToken::new();
     let start = Instant::now();
-    for _ in 0..SPAWNS {
+    for _ in 0..spawns {
         let outcome = exec::run(&spec, &token).await;
         assert_eq!(outcome.exit_code, Some(0));
     }
-    start.elapsed().as_secs_f64() * 1e6 / f64::from(SPAWNS)
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(spawns)
 }
 
 /// The sandbox this machine gives, as the host probes it at start-up.
 fn probed() -> Sandbox {
     Sandbox::probe(&ProbeOptions {
-        host_id: format!("bench-{}", std::process::id()),
+        host_id: host_id(),
         create_user: true,
         off: protections_off(),
         ..ProbeOptions::default()
@@ -153,28 +184,28 @@ fn plan_of(sandbox: &Sandbox) -> String {
     applied.join(", ")
 }
 
-/// The same trivial step, each time in cgroups of its own (made, joined,
-/// measured and removed), a PID and mount namespace, as the step user.
-async fn sandboxed_spawn_us(sandbox: &Sandbox) -> f64 {
+/// The same trivial step, each time confined as the host confines a step: in
+/// cgroups of its own (its `pids` cgroup made, joined, measured and removed;
+/// the others the host's reused cells), a PID and mount namespace, as the
+/// step user.
+async fn sandboxed_spawn_us(sandbox: &Sandbox, round: u32, spawns: u32) -> f64 {
     let token = CancellationToken::new();
     let limits = Limits {
         processes: Some(1024),
         ..Limits::default()
     };
     let start = Instant::now();
-    for i in 0..SPAWNS {
+    for i in 0..spawns {
         let mut spec = trivial("/bin/true", &[], 1 << 20);
         spec.confinement = Some(
             sandbox
-                .confine(1, &format!("step-{i}"), &limits, Policy::BestEffort)
+                .confine(1, &format!("step-{round}-{i}"), &limits, Policy::BestEffort)
                 .unwrap(),
         );
         let outcome = exec::run(&spec, &token).await;
         assert_eq!(outcome.exit_code, Some(0), "{:?}", outcome.error);
     }
-    let elapsed = start.elapsed();
-    sandbox.forget_run(1);
-    elapsed.as_secs_f64() * 1e6 / f64::from(SPAWNS)
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(spawns)
 }
 
 fn rss_kib() -> u64 {

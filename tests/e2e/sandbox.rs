@@ -102,8 +102,9 @@ fn a_step_cannot_read_the_hosts_environment_token_file_or_database_nor_run_as_ro
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert_ne!(lines.first(), Some(&"0"), "a step ran as root: {whoami}");
     assert_eq!(lines.get(1), Some(&"pulsehost-steps"), "{whoami}");
-    // Born in (v2) or moved into (v1) the cgroups of its run, in each
-    // hierarchy that limits, measures or kills it.
+    // Born in (v2) or moved into (v1) its cgroups in each hierarchy that
+    // limits, measures or kills it: the one that counts its processes is its
+    // run's, the others are the run's too or cells of the host's.
     let run_cgroup = format!("/run-{}/", whoami["id"]);
     let hierarchies = ["0::", ":memory:", ":pids:"];
     let placed: Vec<&&str> = lines
@@ -112,11 +113,16 @@ fn a_step_cannot_read_the_hosts_environment_token_file_or_database_nor_run_as_ro
         .collect();
     assert!(!placed.is_empty(), "no cgroup lines: {whoami}");
     for line in placed {
+        let cell = !line.contains(":pids:") && line.contains("/cell-");
         assert!(
-            line.contains(&run_cgroup),
-            "{line} is not under {run_cgroup}: {whoami}"
+            line.contains(&run_cgroup) || cell,
+            "{line} is neither under {run_cgroup} nor a cell: {whoami}"
         );
     }
+    assert!(
+        lines.iter().any(|l| l.contains(&run_cgroup)),
+        "no cgroup of its run: {whoami}"
+    );
     for protection in [
         "separate_user",
         "cgroup",
@@ -455,4 +461,73 @@ fn a_plugins_limits_only_tighten_the_operators_and_inherited_descriptors_stay_wi
     );
     assert!(stdout(&read).contains("read"), "{read}");
     assert!(!stdout(&read).contains("inherited-descriptor-secret"), "{read}");
+}
+
+/// The cgroup a step was in, in the hierarchy of `controller` ("" for the
+/// unified one), from the `/proc/self/cgroup` it printed.
+fn cgroup_of(step: &Value, controller: &str) -> Option<String> {
+    let stdout = step["stdout"].as_str().unwrap_or_default();
+    stdout.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if controller.is_empty() {
+            list.is_empty()
+        } else {
+            list.split(',').any(|c| c == controller)
+        };
+        matches.then(|| path.to_string())
+    })
+}
+
+fn cpu_ms(step: &Value) -> f64 {
+    let usage = &step["usage"];
+    usage["cpu_user_ms"].as_f64().unwrap() + usage["cpu_system_ms"].as_f64().unwrap()
+}
+
+#[test]
+fn a_reused_cgroup_gives_each_step_its_own_usage_and_one_killed_through_is_not_reused() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+    let mut reused = false;
+    for _ in 0..2 {
+        let run = server.finished_run(server.trigger("one-after-another"), Duration::from_secs(120));
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let steps = run["steps"].as_array().unwrap();
+        let step = |name: &str| {
+            steps
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap_or_else(|| panic!("no step {name}: {run}"))
+        };
+        let fill = step("fill");
+        assert!(
+            fill["usage"]["peak_memory_bytes"].as_i64().unwrap() >= 96 << 20,
+            "{fill}"
+        );
+        for name in ["small", "after-daemon", "limited"] {
+            let small = step(name);
+            assert_eq!(small["status"], "succeeded", "{small}");
+            // Its own peak and CPU time, not what the step before left.
+            let peak = small["usage"]["peak_memory_bytes"].as_i64().unwrap();
+            assert!(peak < 32 << 20, "{name} peaked at {peak} bytes: {small}");
+            assert!(cpu_ms(small) < cpu_ms(fill) / 2.0, "{name}: {small} after {fill}");
+            reused |= cgroup_of(small, "memory") == cgroup_of(fill, "memory");
+        }
+        // The unified cgroup `cgroup.kill` went through (the daemon was
+        // still there) is never handed out again: the kernel would kill
+        // the next process born in it.
+        let daemon = cgroup_of(step("daemon"), "");
+        for later in ["after-daemon", "limited"] {
+            assert_ne!(cgroup_of(step(later), ""), daemon, "{run}");
+        }
+    }
+    let v1_memory = std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+    assert!(
+        reused || !v1_memory,
+        "no step ran in a memory cgroup another had used"
+    );
+    eventually(Duration::from_secs(10), "the daemon to be gone", || {
+        with_command_line("sleep 303.25").is_empty().then_some(())
+    });
 }

@@ -117,6 +117,8 @@ pub fn serve() -> anyhow::Result<()> {
         };
         shutdown.cancel();
         let _ = dispatcher.await;
+        // Every run has ended: this host's cgroups go.
+        runner.release_cgroups();
         served
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -249,6 +249,12 @@ impl Runner {
         Ok(recovered)
     }
 
+    /// Has this host's cgroups removed once empty (call when every run has
+    /// ended, as the host stops).
+    pub fn release_cgroups(&self) {
+        self.config.sandbox.forget_host(&self.config.host_id);
+    }
+
     /// Graceful shutdown: takes no more runs, lets the running ones finish for
     /// up to `grace`, then cancels the rest (their cleanup hooks still run),
     /// writes every record, and tells the database this host stopped.

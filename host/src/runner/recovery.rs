@@ -53,12 +53,16 @@ pub(super) async fn recover(runner: &Runner) -> Result<Vec<RecoveredRun>, StoreE
     }
     let me = runner.config.host_id.clone();
     let now = runner.db.clock().now();
-    let (recovered, leftovers) = runner.db.run(move |tx| settle_lost(tx, &me, now)).await?;
+    let (recovered, leftovers, lost_hosts) = runner.db.run(move |tx| settle_lost(tx, &me, now)).await?;
     crate::metrics::host_lost_recovered(recovered.len());
     for run in &recovered {
         tracing::warn!(run.id = run.run_id, host = ?run.host_id, retry = ?run.retry.as_ref().map(|r| r.run_id), "run lost with its host: finished as host_lost");
     }
     kill_leftovers(runner, leftovers);
+    // What a lost host of this machine kept of its cgroups goes once empty.
+    for host in lost_hosts.iter().filter(|h| h.machine == runner.config.machine) {
+        runner.config.sandbox.forget_host(&host.id);
+    }
     Ok(recovered)
 }
 
@@ -89,8 +93,9 @@ fn settle_lost(
     tx: &mut Tx<'_>,
     me: &str,
     now: DateTime<Utc>,
-) -> StoreResult<(Vec<RecoveredRun>, Vec<Leftover>)> {
-    for host in hosts::declare_lost(tx, me)? {
+) -> StoreResult<(Vec<RecoveredRun>, Vec<Leftover>, Vec<hosts::LostHost>)> {
+    let lost_hosts = hosts::declare_lost(tx, me)?;
+    for host in &lost_hosts {
         tracing::warn!(host = %host.id, machine = %host.machine, "host declared lost: its heartbeat is older than its lease");
     }
     let lost = finish::lost_runs(tx, me)?;
@@ -121,7 +126,7 @@ fn settle_lost(
         })
         .collect();
     let leftovers = lost.into_iter().map(Leftover::of).collect();
-    Ok((recovered, leftovers))
+    Ok((recovered, leftovers, lost_hosts))
 }
 
 impl Leftover {

@@ -7,8 +7,8 @@
 //! so a run's processes can be killed together, also by a later host on the
 //! same machine after a crash.
 
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, OnceLock};
 
 /// What one hierarchy can do for a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -168,31 +168,104 @@ pub fn create(hierarchy: &Hierarchy, relative: &Path) -> std::io::Result<PathBuf
     Ok(dir)
 }
 
+/// A cgroup's directory, where its control files are opened: by path, or
+/// through a descriptor of it the host keeps open (one path component to
+/// resolve instead of a whole hierarchy's).
+#[derive(Debug, Clone, Copy)]
+pub enum At<'a> {
+    /// Its path.
+    Path(&'a Path),
+    /// An open descriptor of it.
+    Fd(BorrowedFd<'a>),
+}
+
+impl<'a> From<&'a Path> for At<'a> {
+    fn from(path: &'a Path) -> At<'a> {
+        At::Path(path)
+    }
+}
+
+impl<'a> From<&'a PathBuf> for At<'a> {
+    fn from(path: &'a PathBuf) -> At<'a> {
+        At::Path(path)
+    }
+}
+
+impl<'a> From<BorrowedFd<'a>> for At<'a> {
+    fn from(fd: BorrowedFd<'a>) -> At<'a> {
+        At::Fd(fd)
+    }
+}
+
+/// Opens control file `file` for reading or writing (never truncating:
+/// truncating a control file takes the lock of its hierarchy that every
+/// cgroup made or removed holds).
+fn open<'a>(at: impl Into<At<'a>>, file: &str, write: bool) -> std::io::Result<std::fs::File> {
+    match at.into() {
+        At::Path(dir) => std::fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(dir.join(file)),
+        At::Fd(dir) => {
+            use rustix::fs::{Mode, OFlags};
+            let access = if write { OFlags::WRONLY } else { OFlags::RDONLY };
+            let fd = rustix::fs::openat(dir, file, access | OFlags::CLOEXEC, Mode::empty())?;
+            Ok(std::fs::File::from(fd))
+        }
+    }
+}
+
 /// Writes one control file.
-pub fn set(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
-    std::fs::write(dir.join(file), value)
+pub fn set<'a>(dir: impl Into<At<'a>>, file: &str, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    open(dir, file, true)?.write_all(value.as_bytes())
 }
 
 /// Reads one control file as a number (`max` is None).
-pub fn read_number(dir: &Path, file: &str) -> Option<u64> {
-    std::fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+pub fn read_number<'a>(dir: impl Into<At<'a>>, file: &str) -> Option<u64> {
+    read_small(dir, file)?.trim().parse().ok()
 }
 
 /// Reads `key value` from a flat-keyed control file (`cpu.stat`, `memory.events`).
-pub fn read_key(dir: &Path, file: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(dir.join(file)).ok()?;
+pub fn read_key<'a>(dir: impl Into<At<'a>>, file: &str, key: &str) -> Option<u64> {
+    parse_key(&read_small(dir, file)?, key)
+}
+
+/// The value of `key` in a flat-keyed control file's text.
+pub fn parse_key(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
 }
 
-/// Kills every process in `dir` and its descendants: `cgroup.kill` where the
-/// hierarchy has it, otherwise SIGKILL to each listed process until none is
-/// left (a process forking meanwhile is caught by the next round; the pids
-/// limit bounds the rounds).
-pub fn kill_all(dir: &Path, unified: bool) {
-    if unified && dir.join("cgroup.kill").exists() {
+/// Whether any process is in `dir` or below (v2 `cgroup.events`).
+pub fn populated<'a>(dir: impl Into<At<'a>>) -> Option<bool> {
+    read_key(dir, "cgroup.events", "populated").map(|n| n > 0)
+}
+
+/// A control file's text, in one read where it fits a page (every one read
+/// while a step ends does: its end is recorded after these reads).
+pub fn read_small<'a>(dir: impl Into<At<'a>>, file: &str) -> Option<String> {
+    use std::io::Read;
+    let mut file = open(dir, file, false).ok()?;
+    let mut page = [0u8; 4096];
+    let mut text = Vec::new();
+    loop {
+        let read = file.read(&mut page).ok()?;
+        text.extend_from_slice(&page[..read]);
+        if read < page.len() {
+            return String::from_utf8(text).ok();
+        }
+    }
+}
+
+/// Kills every process in `dir` and its descendants: through `cgroup.kill`
+/// when the hierarchy has it (`has_kill`), otherwise SIGKILL to each listed
+/// process until none is left (a process forking meanwhile is caught by the
+/// next round; the pids limit bounds the rounds).
+pub fn kill_all(dir: &Path, has_kill: bool) {
+    if has_kill {
         let _ = set(dir, "cgroup.kill", "1");
         return;
     }
@@ -238,29 +311,6 @@ pub fn remove(dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir(dir);
-}
-
-/// Removes `dirs` (as [`remove`]) on a thread of the host's own, so that a
-/// step's end is recorded without waiting for the kernel to free its cgroups;
-/// inline if that thread cannot be started. A run's own cgroup is removed
-/// after its steps', and takes any step's the thread has not reached yet.
-pub fn remove_later(dirs: Vec<PathBuf>) {
-    static REMOVER: OnceLock<Option<mpsc::Sender<Vec<PathBuf>>>> = OnceLock::new();
-    let remover = REMOVER.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<Vec<PathBuf>>();
-        let work = move || {
-            for dirs in receiver {
-                dirs.iter().for_each(|dir| remove(dir));
-            }
-        };
-        let thread = std::thread::Builder::new().name("cgroup-remover".into());
-        thread.spawn(work).ok().map(|_| sender)
-    });
-    let unsent = match remover {
-        Some(sender) => sender.send(dirs).err().map(|e| e.0),
-        None => Some(dirs),
-    };
-    unsent.into_iter().flatten().for_each(|dir| remove(&dir));
 }
 
 #[cfg(test)]

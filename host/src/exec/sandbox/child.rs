@@ -44,6 +44,7 @@ use syscalls::Sysno;
 use super::clone3;
 use super::raw::{close_from, enter_directory, loopback_up, write_file};
 use super::spawn::Stack;
+pub(super) use super::stage::Stage;
 
 /// Everything the init process does for a confinement, prepared once.
 #[derive(Debug, Default)]
@@ -52,7 +53,7 @@ pub(super) struct ChildSetup {
     /// (which moves only the writing thread, all there is before exec, and so
     /// skips the global lock a whole-process move waits on) and v2
     /// `cgroup.procs`.
-    pub joins: Vec<CString>,
+    pub joins: Vec<Join>,
     /// The v2 cgroup init clones the program straight into, where the kernel
     /// can (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7); otherwise the
     /// program joins it through its `cgroup.procs`.
@@ -79,8 +80,31 @@ pub(super) struct ChildSetup {
 pub(super) struct CgroupEntry {
     /// Its directory.
     pub dir: CString,
+    /// The directory, open (the host's, inherited by init), or -1.
+    pub fd: RawFd,
     /// Its `cgroup.procs`.
     pub procs: CString,
+}
+
+/// A control file the program writes `0` into to join a cgroup.
+#[derive(Debug)]
+pub(super) enum Join {
+    /// Opened by its path.
+    File(CString),
+    /// Kept open by the host (init inherits it, exec closes it).
+    Open(RawFd),
+}
+
+impl ChildSetup {
+    /// The host's descriptors init must keep open for the program.
+    pub(super) fn inherited(&self) -> impl Iterator<Item = RawFd> + '_ {
+        let joins = self.joins.iter().filter_map(|join| match join {
+            Join::Open(fd) => Some(*fd),
+            Join::File(_) => None,
+        });
+        let cgroup = self.clone_into.as_ref().map(|entry| entry.fd);
+        joins.chain(cgroup).filter(|fd| *fd >= 0)
+    }
 }
 
 impl ChildSetup {
@@ -122,6 +146,9 @@ pub(super) struct Launch {
     /// program's (so the host need not wait for the namespaces to be torn
     /// down); -1 when the host waits for init's exit instead.
     pub done: RawFd,
+    /// Descriptors above stderr init keeps (the two pipes', the setup's
+    /// inherited ones), in ascending order.
+    pub keep: Vec<RawFd>,
     pub program_stack: Stack,
     /// The program's wait status, stored by init before it exits.
     pub status: AtomicI32,
@@ -136,63 +163,6 @@ pub(super) struct Launch {
 // by the caller of `spawn` alongside it), and are only read.
 unsafe impl Send for Launch {}
 unsafe impl Sync for Launch {}
-
-/// Where starting the program failed, as init or the program tells the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub(super) enum Stage {
-    UserNamespace = 1,
-    Session,
-    Cgroups,
-    Limits,
-    Mounts,
-    WorkingDirectory,
-    PrivateTmp,
-    Network,
-    Descriptors,
-    StartProgram,
-    Credentials,
-    Exec,
-}
-
-impl Stage {
-    /// What was being done, for the error.
-    pub(super) fn describe(self) -> &'static str {
-        match self {
-            Stage::UserNamespace => "mapping the user namespace",
-            Stage::Session => "starting a session",
-            Stage::Cgroups => "joining its cgroups",
-            Stage::Limits => "setting its resource limits",
-            Stage::Mounts => "mounting its /proc",
-            Stage::WorkingDirectory => "entering its working directory",
-            Stage::PrivateTmp => "mounting its private /tmp",
-            Stage::Network => "bringing up its loopback interface",
-            Stage::Descriptors => "wiring its stdin, stdout and stderr",
-            Stage::StartProgram => "starting the program's process",
-            Stage::Credentials => "becoming the step user",
-            Stage::Exec => "executing the program",
-        }
-    }
-
-    /// The stage a report names.
-    pub(super) fn from_raw(raw: i32) -> Option<Stage> {
-        const ALL: [Stage; 12] = [
-            Stage::UserNamespace,
-            Stage::Session,
-            Stage::Cgroups,
-            Stage::Limits,
-            Stage::Mounts,
-            Stage::WorkingDirectory,
-            Stage::PrivateTmp,
-            Stage::Network,
-            Stage::Descriptors,
-            Stage::StartProgram,
-            Stage::Credentials,
-            Stage::Exec,
-        ];
-        ALL.into_iter().find(|s| *s as i32 == raw)
-    }
-}
 
 type Failure = (Stage, Errno);
 
@@ -248,7 +218,7 @@ unsafe fn start_program(launch: &Launch) -> Result<c_int, Errno> {
     if let Some(entry) = &launch.setup.clone_into {
         // Set before the clone: the program reads it before init runs again.
         launch.cloned_into_cgroup.store(true, Ordering::SeqCst);
-        if let Ok(pid) = clone3::into_cgroup(&entry.dir, &launch.program_stack, program, arg) {
+        if let Ok(pid) = clone3::into_cgroup(entry, &launch.program_stack, program, arg) {
             return Ok(pid);
         }
         launch.cloned_into_cgroup.store(false, Ordering::SeqCst);
@@ -286,9 +256,13 @@ unsafe fn run_program(launch: &Launch) -> ! {
         .clone_into
         .as_ref()
         .filter(|_| !launch.cloned_into_cgroup.load(Ordering::SeqCst))
-        .map(|entry| &entry.procs);
-    for file in setup.joins.iter().chain(by_hand) {
-        if let Err(errno) = write_file(file, b"0") {
+        .map(|entry| write_file(&entry.procs, b"0"));
+    let joins = setup.joins.iter().map(|join| match join {
+        Join::File(path) => write_file(path, b"0"),
+        Join::Open(fd) => rustix::io::pwrite(BorrowedFd::borrow_raw(*fd), b"0", 0).map(|_| ()),
+    });
+    for joined in joins.chain(by_hand) {
+        if let Err(errno) = joined {
             report(launch.ready, Stage::Cgroups, errno);
             libc::_exit(127);
         }
@@ -402,7 +376,7 @@ unsafe fn wire_descriptors(launch: &Launch) -> Result<(), Errno> {
         // dup2 onto itself keeps close-on-exec: clear it either way.
         rustix::io::fcntl_setfd(BorrowedFd::borrow_raw(fd), rustix::io::FdFlags::empty())?;
     }
-    close_from(3, [launch.ready, launch.done]);
+    close_from(3, &launch.keep);
     Ok(())
 }
 

@@ -9,13 +9,14 @@
 //! process there afterwards waits for the global lock that every whole-process
 //! move takes (a read-copy-update grace period).
 
-use std::ffi::{c_int, c_void, CStr};
+use std::ffi::{c_int, c_void};
 use std::os::fd::AsRawFd;
 
 use nix::libc;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+use super::child::CgroupEntry;
 use super::spawn::Stack;
 
 /// What the child runs: `entry(arg)`, and it exits with what that returns.
@@ -42,8 +43,9 @@ struct CloneArgs {
 }
 
 /// Starts `entry(arg)` as a `CLONE_VM | CLONE_VFORK` child (the caller sleeps
-/// until it execs or exits) on `stack`, born in the v2 cgroup at `dir`.
-/// Returns its process id.
+/// until it execs or exits) on `stack`, born in the v2 cgroup `cgroup`
+/// (through its open descriptor when the host keeps one). Returns its
+/// process id.
 ///
 /// # Safety
 ///
@@ -51,24 +53,31 @@ struct CloneArgs {
 /// `arg` and `stack` outlive the child's use of them, and no signal handler of
 /// the caller's may run in the child (its signals are blocked).
 pub(super) unsafe fn into_cgroup(
-    dir: &CStr,
+    cgroup: &CgroupEntry,
     stack: &Stack,
     entry: Entry,
     arg: *mut c_void,
 ) -> Result<c_int, Errno> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let cgroup = rustix::fs::open(dir, flags, Mode::empty())?;
+    let opened = if cgroup.fd >= 0 {
+        None
+    } else {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        Some(rustix::fs::open(&*cgroup.dir, flags, Mode::empty())?)
+    };
+    let fd = opened.as_ref().map_or(cgroup.fd, |fd| fd.as_raw_fd());
     let (low, len) = stack.usable();
     let args = CloneArgs {
         flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         stack: low as u64,
         stack_size: len as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: fd as u64,
         ..CloneArgs::default()
     };
     let started = raw_clone3(&args, entry, arg);
-    super::raw::close_raw(cgroup);
+    if let Some(fd) = opened {
+        super::raw::close_raw(fd);
+    }
     started
 }
 

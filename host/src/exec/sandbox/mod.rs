@@ -21,6 +21,7 @@
 //! file system, and hybrid cgroup machines (v1 controllers beside v2's
 //! `cgroup.kill`).
 
+pub mod cells;
 pub mod cgroup;
 // The only unsafe code of the host besides loading compiled plugins: how a
 // confined process is started, and what its own processes do before exec.
@@ -28,6 +29,8 @@ pub mod cgroup;
 mod child;
 #[allow(unsafe_code)]
 mod clone3;
+mod confine;
+mod janitor;
 mod linger;
 pub mod plan;
 pub mod probe;
@@ -35,6 +38,7 @@ pub mod probe;
 mod raw;
 #[allow(unsafe_code)]
 mod spawn;
+mod stage;
 pub mod user;
 
 use std::ffi::CString;
@@ -81,9 +85,43 @@ pub struct Usage {
     pub memory_limit_hit: bool,
 }
 
+/// One of a process's cgroups: a new one, or one of the host's cells.
+struct Joined {
+    dir: PathBuf,
+    powers: cgroup::Powers,
+    unified: bool,
+    /// When it is a cell: the cells it goes back to, and the cell.
+    cell: Option<(std::sync::Arc<cells::Cells>, cells::Cell)>,
+}
+
+impl Joined {
+    /// Where its control files are opened.
+    fn at(&self) -> cgroup::At<'_> {
+        match &self.cell {
+            Some((_, cell)) => cgroup::At::Fd(cell.at()),
+            None => cgroup::At::Path(&self.dir),
+        }
+    }
+
+    /// Its counters before the process (zero in a new cgroup).
+    fn before(&self) -> cells::Counters {
+        self.cell
+            .as_ref()
+            .map(|(_, cell)| cell.before)
+            .unwrap_or_default()
+    }
+}
+
 /// One process's confinement: its cgroups and what its child does before exec.
 pub struct Confinement {
-    cgroups: Vec<(PathBuf, cgroup::Powers, bool)>,
+    cgroups: Vec<Joined>,
+    /// Whether everything in its cgroups was killed at once since its process
+    /// started (with `cgroup.kill`, after which nothing can fork in them).
+    killed: std::sync::atomic::AtomicBool,
+    /// Whether `cgroup.kill` was ever written to its unified cgroup: a process
+    /// the kernel clones into it afterwards is killed too (the cgroup's kill
+    /// count differs from its parent's), so the cgroup is not reused.
+    spent: std::sync::atomic::AtomicBool,
     setup: std::sync::Arc<child::ChildSetup>,
     /// What protects it, and what could not.
     pub plan: Plan,
@@ -100,6 +138,7 @@ impl Confinement {
     /// as the step user, in its working directory (entered inside them).
     /// Call [`Started::await_exec`] next to learn whether the program started.
     pub fn start(self: &std::sync::Arc<Self>, command: Command) -> std::io::Result<Started> {
+        self.killed.store(false, std::sync::atomic::Ordering::SeqCst);
         spawn::start(self, command)
     }
 
@@ -107,12 +146,17 @@ impl Confinement {
     /// `cgroup.kill` where there is one (each cgroup holds the same processes,
     /// which cannot move themselves out), otherwise through each in turn.
     pub fn kill_all(&self) {
-        if let Some((dir, _, unified)) = self.cgroups.iter().find(|(_, powers, _)| powers.kill) {
-            cgroup::kill_all(dir, *unified);
+        if let Some(killer) = self.cgroups.iter().find(|c| c.powers.kill) {
+            // An empty cgroup has nothing to kill: it stays reusable.
+            if cgroup::populated(killer.at()) != Some(false) {
+                cgroup::kill_all(&killer.dir, true);
+                self.spent.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            self.killed.store(true, std::sync::atomic::Ordering::SeqCst);
             return;
         }
-        for (dir, _, unified) in &self.cgroups {
-            cgroup::kill_all(dir, *unified);
+        for joined in &self.cgroups {
+            cgroup::kill_all(&joined.dir, false);
         }
     }
 
@@ -120,28 +164,30 @@ impl Confinement {
     pub fn members(&self) -> Vec<i32> {
         self.cgroups
             .iter()
-            .flat_map(|(dir, _, _)| cgroup::members(dir))
+            .flat_map(|joined| cgroup::members(&joined.dir))
             .collect()
     }
 
     /// What it used (call after it ended, before it is dropped).
     pub fn usage(&self) -> Usage {
         let mut usage = Usage::default();
-        for (dir, powers, unified) in &self.cgroups {
+        for joined in &self.cgroups {
+            let (powers, at, before) = (joined.powers, joined.at(), joined.before());
             if powers.cpu_usage && usage.cpu_user_ms.is_none() {
-                (usage.cpu_user_ms, usage.cpu_system_ms) = cpu_times(dir, *unified);
+                (usage.cpu_user_ms, usage.cpu_system_ms) = cpu_times(at, joined.unified, &before);
             }
             if powers.memory && usage.peak_memory_bytes.is_none() {
-                let (peak, events, oom) = if *unified {
+                let (peak, events, oom) = if joined.unified {
                     ("memory.peak", "memory.events", "oom_kill")
                 } else {
                     ("memory.max_usage_in_bytes", "memory.oom_control", "oom_kill")
                 };
-                usage.peak_memory_bytes = cgroup::read_number(dir, peak);
-                usage.memory_limit_hit = cgroup::read_key(dir, events, oom).is_some_and(|n| n > 0);
+                usage.peak_memory_bytes = cgroup::read_number(at, peak);
+                usage.memory_limit_hit =
+                    cgroup::read_key(at, events, oom).is_some_and(|n| n > before.oom_kills);
             }
             if powers.pids && usage.peak_processes.is_none() {
-                usage.peak_processes = cgroup::read_number(dir, "pids.peak");
+                usage.peak_processes = cgroup::read_number(at, "pids.peak");
             }
         }
         usage
@@ -149,24 +195,43 @@ impl Confinement {
 }
 
 impl Drop for Confinement {
-    /// Kills what is left, then has the cgroups removed off the caller's path.
+    /// Kills what is left, then has the cgroups removed (and its memory cell
+    /// given back) off the caller's path.
     fn drop(&mut self) {
-        self.kill_all();
-        let dirs = self.cgroups.drain(..).map(|(dir, _, _)| dir).collect();
-        cgroup::remove_later(dirs);
+        if !*self.killed.get_mut() {
+            self.kill_all();
+        }
+        let mut removed = Vec::new();
+        let mut recycled = Vec::new();
+        let spent = *self.spent.get_mut();
+        for joined in self.cgroups.drain(..) {
+            match joined.cell {
+                Some(cell) if !(spent && joined.unified) => recycled.push(cell),
+                _ => removed.push(joined.dir),
+            }
+        }
+        janitor::release_later(removed, recycled);
     }
 }
 
-/// CPU user and system milliseconds: v2 `cpu.stat` (microseconds) or v1
-/// `cpuacct.stat` (clock ticks).
-fn cpu_times(dir: &Path, unified: bool) -> (Option<f64>, Option<f64>) {
+/// CPU user and system milliseconds since `before`: v2 `cpu.stat`
+/// (microseconds) or v1 `cpuacct.stat` (clock ticks, in a new cgroup).
+fn cpu_times(dir: cgroup::At<'_>, unified: bool, before: &cells::Counters) -> (Option<f64>, Option<f64>) {
+    let file = if unified { "cpu.stat" } else { "cpuacct.stat" };
+    let Some(text) = cgroup::read_small(dir, file) else {
+        return (None, None);
+    };
+    let value = |key| cgroup::parse_key(&text, key);
     if unified {
-        let ms = |key| cgroup::read_key(dir, "cpu.stat", key).map(|us| us as f64 / 1000.0);
-        (ms("user_usec"), ms("system_usec"))
+        let ms = |us: u64, since: u64| us.saturating_sub(since) as f64 / 1000.0;
+        (
+            value("user_usec").map(|us| ms(us, before.cpu_user_us)),
+            value("system_usec").map(|us| ms(us, before.cpu_system_us)),
+        )
     } else {
         // cpuacct.stat counts USER_HZ ticks, 100 per second on every Linux.
-        let ms = |key| cgroup::read_key(dir, "cpuacct.stat", key).map(|t| t as f64 * 10.0);
-        (ms("user"), ms("system"))
+        let ms = |ticks: u64| ticks as f64 * 10.0;
+        (value("user").map(ms), value("system").map(ms))
     }
 }
 

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nix::libc;
-use rustix::process::Resource;
 
+use super::cells::Cells;
 use super::cgroup::{self, Hierarchy};
-use super::child::{CgroupEntry, ChildSetup};
+use super::child::ChildSetup;
 use super::plan::{self, Offers, Plan, Policy, Protection};
 use super::user::{self, RunAs};
-use super::{c_path, Command, Confinement, Limits};
+use super::{janitor, Command, Confinement};
 
 /// What to probe for.
 #[derive(Debug, Clone, Default)]
@@ -35,15 +35,17 @@ pub struct ProbeOptions {
 pub struct Sandbox {
     /// Who processes run as; None is the host's own user.
     pub run_as: Option<RunAs>,
-    hierarchies: Vec<Hierarchy>,
+    pub(super) hierarchies: Vec<Hierarchy>,
     /// Per protection: None when given, or why not.
     pub offers: Offers,
     /// uid and gid maps of the user namespace a non-root host needs.
-    user_maps: Option<(CString, CString)>,
+    pub(super) user_maps: Option<(CString, CString)>,
     /// Whether missing protections degrade or refuse.
     pub policy: Policy,
-    host_id: String,
-    enabled: bool,
+    pub(super) host_id: String,
+    pub(super) enabled: bool,
+    /// Reused cgroups, per hierarchy whose cgroups can be (see [`Cells`]).
+    pub(super) cells: Vec<Arc<Cells>>,
 }
 
 impl Sandbox {
@@ -64,8 +66,14 @@ impl Sandbox {
                 line(nix::unistd::getegid().as_raw()),
             )
         });
+        let cells = hierarchies
+            .iter()
+            .filter_map(|h| Cells::of(h, &options.host_id))
+            .map(Arc::new)
+            .collect();
         let mut sandbox = Sandbox {
             run_as,
+            cells,
             hierarchies,
             offers: Offers::new(),
             user_maps,
@@ -97,6 +105,7 @@ impl Sandbox {
             policy: Policy::BestEffort,
             host_id: String::new(),
             enabled: false,
+            cells: Vec::new(),
         }
     }
 
@@ -164,6 +173,8 @@ impl Sandbox {
         };
         let confinement = Arc::new(Confinement {
             cgroups: Vec::new(),
+            killed: Default::default(),
+            spent: Default::default(),
             setup: Arc::new(setup),
             plan: Plan::default(),
         });
@@ -194,88 +205,6 @@ impl Sandbox {
         }
     }
 
-    /// Resolves the plan of a process of run `run_id` named `name` with
-    /// `limits`, refuses it when something is missing and either the host's
-    /// policy or `policy` (the task's) is strict, and prepares its cgroups.
-    pub fn confine(
-        &self,
-        run_id: i64,
-        name: &str,
-        limits: &Limits,
-        policy: Policy,
-    ) -> Result<Arc<Confinement>, String> {
-        if !self.enabled {
-            return Ok(Arc::new(Confinement {
-                cgroups: Vec::new(),
-                setup: Arc::new(ChildSetup::default()),
-                plan: Plan::default(),
-            }));
-        }
-        let plan = plan::resolve(&plan::requested(limits), &self.offers, limits);
-        let strictest = if policy == Policy::Strict {
-            policy
-        } else {
-            self.policy
-        };
-        plan::admit(&plan, strictest)?;
-        let applied = |p| plan.applied.contains(&p);
-        let relative = super::run_cgroup(&self.host_id, run_id).join(name);
-        let mut cgroups = Vec::new();
-        let mut joins = Vec::new();
-        let mut clone_into = None;
-        let quota = limits.cpu_millicores.is_some();
-        for hierarchy in cgroup::needed(&self.hierarchies, quota) {
-            let dir = cgroup::create(hierarchy, &relative).map_err(|e| {
-                format!(
-                    "cannot create the cgroup {}: {e}",
-                    hierarchy.base.join(&relative).display()
-                )
-            })?;
-            set_limits(&dir, hierarchy, limits)
-                .map_err(|e| format!("cannot limit the cgroup {}: {e}", dir.display()))?;
-            if !hierarchy.unified {
-                joins.push(c_path(&dir.join("tasks")));
-            } else if clone_into.is_none() {
-                clone_into = Some(CgroupEntry {
-                    dir: c_path(&dir),
-                    procs: c_path(&dir.join("cgroup.procs")),
-                });
-            } else {
-                joins.push(c_path(&dir.join("cgroup.procs")));
-            }
-            cgroups.push((dir, hierarchy.powers, hierarchy.unified));
-        }
-        let rlimits = [
-            (Resource::Nofile, limits.open_files),
-            (Resource::Fsize, limits.file_size_bytes),
-        ]
-        .into_iter()
-        .filter_map(|(resource, limit)| limit.map(|l| (resource, l)))
-        .collect();
-        let pid_namespace = applied(Protection::PidNamespace);
-        let private_tmp = applied(Protection::PrivateTmp);
-        let network_namespace = applied(Protection::NoNetwork);
-        let setup = ChildSetup {
-            joins,
-            clone_into,
-            rlimits,
-            user_namespace: self
-                .user_maps
-                .clone()
-                .filter(|_| pid_namespace || private_tmp || network_namespace),
-            pid_namespace,
-            network_namespace,
-            mount_namespace: pid_namespace || private_tmp,
-            private_tmp,
-            credentials: self.run_as.as_ref().map(|u| (u.uid.as_raw(), u.gid.as_raw())),
-        };
-        Ok(Arc::new(Confinement {
-            cgroups,
-            setup: Arc::new(setup),
-            plan,
-        }))
-    }
-
     /// Kills what is left of run `run_id` of host `host_id` on this machine
     /// and removes its cgroups (crash recovery); returns the processes killed.
     pub fn kill_run(&self, host_id: &str, run_id: i64) -> usize {
@@ -285,7 +214,7 @@ impl Sandbox {
             let dir = hierarchy.base.join(&relative);
             if dir.exists() {
                 killed += cgroup::members(&dir).len();
-                cgroup::kill_all(&dir, hierarchy.unified);
+                cgroup::kill_all(&dir, hierarchy.powers.kill);
                 cgroup::remove(&dir);
             }
         }
@@ -324,40 +253,26 @@ impl Sandbox {
     pub fn forget_run(&self, run_id: i64) {
         let relative = super::run_cgroup(&self.host_id, run_id);
         let dirs = self.hierarchies.iter().map(|h| h.base.join(&relative));
-        cgroup::remove_later(dirs.collect());
+        janitor::remove_later(dirs.collect());
+    }
+
+    /// Removes what is left of host `host_id`'s cgroups on this machine, now,
+    /// where they are empty: its free cells and its runs' cgroups (a host
+    /// that stopped, or one declared lost, whose runs' processes recovery
+    /// killed). This host's own cells are given up only when it stops.
+    pub fn forget_host(&self, host_id: &str) {
+        if host_id == self.host_id {
+            self.cells.iter().for_each(|cells| cells.remove_free());
+        }
+        for hierarchy in &self.hierarchies {
+            cgroup::remove(&hierarchy.base.join(host_id));
+        }
     }
 
     /// Where each hierarchy's cgroups are made, for `pulsehost doctor`.
     pub fn cgroup_bases(&self) -> Vec<&Path> {
         self.hierarchies.iter().map(|h| h.base.as_path()).collect()
     }
-}
-
-fn set_limits(dir: &Path, hierarchy: &Hierarchy, limits: &Limits) -> std::io::Result<()> {
-    let powers = hierarchy.powers;
-    if let (true, Some(bytes)) = (powers.memory, limits.memory_bytes) {
-        if hierarchy.unified {
-            cgroup::set(dir, "memory.max", &bytes.to_string())?;
-            let _ = cgroup::set(dir, "memory.swap.max", "0");
-        } else {
-            cgroup::set(dir, "memory.limit_in_bytes", &bytes.to_string())?;
-            let _ = cgroup::set(dir, "memory.memsw.limit_in_bytes", &bytes.to_string());
-        }
-    }
-    if let (true, Some(processes)) = (powers.pids, limits.processes) {
-        cgroup::set(dir, "pids.max", &processes.to_string())?;
-    }
-    if let (true, Some(millicores)) = (powers.cpu_quota, limits.cpu_millicores) {
-        let period = 100_000u64;
-        let quota = (u64::from(millicores) * period / 1000).max(1000);
-        if hierarchy.unified {
-            cgroup::set(dir, "cpu.max", &format!("{quota} {period}"))?;
-        } else {
-            cgroup::set(dir, "cpu.cfs_period_us", &period.to_string())?;
-            cgroup::set(dir, "cpu.cfs_quota_us", &quota.to_string())?;
-        }
-    }
-    Ok(())
 }
 
 /// `/dev/null` as stdin, stdout and stderr.

@@ -27,11 +27,11 @@ pub(super) fn enter_directory(dir: &CStr) -> Result<(), Errno> {
     }
 }
 
-/// Closes every descriptor from `first` up except the two in `keep` (-1
-/// keeps nothing): one by one up to the open-files limit where the kernel
+/// Closes every descriptor from `first` up except those in `keep` (in
+/// ascending order): one by one up to the open-files limit where the kernel
 /// lacks `close_range` (Linux < 5.9).
-pub(super) unsafe fn close_from(first: RawFd, keep: [RawFd; 2]) {
-    for (low, high) in ranges_around(first, keep) {
+pub(super) unsafe fn close_from(first: RawFd, keep: &[RawFd]) {
+    for_each_range_around(first, keep, |low, high| {
         let closed = syscalls::syscall!(Sysno::close_range, low as u32, high as u32, 0);
         if closed == Err(syscalls::Errno::ENOSYS) {
             let limit = rustix::process::getrlimit(Resource::Nofile)
@@ -41,18 +41,23 @@ pub(super) unsafe fn close_from(first: RawFd, keep: [RawFd; 2]) {
                 rustix::io::close(fd);
             }
         }
-    }
+    });
 }
 
-/// The ranges of descriptors from `first` up without the two in `keep`.
-fn ranges_around(first: RawFd, keep: [RawFd; 2]) -> impl Iterator<Item = (RawFd, RawFd)> {
-    let (low_keep, high_keep) = (keep[0].min(keep[1]), keep[0].max(keep[1]));
-    let ranges = [
-        (first, low_keep.max(first) - 1),
-        (low_keep.max(first - 1) + 1, high_keep.max(first) - 1),
-        (high_keep.max(first - 1) + 1, RawFd::MAX),
-    ];
-    ranges.into_iter().filter(|(low, high)| low <= high)
+/// Calls `each(low, high)` for every range of descriptors from `first` up
+/// without those in `keep` (ascending; negative ones ignored).
+fn for_each_range_around(first: RawFd, keep: &[RawFd], mut each: impl FnMut(RawFd, RawFd)) {
+    let mut low = first;
+    for &kept in keep {
+        if kept < low {
+            continue;
+        }
+        if kept > low {
+            each(low, kept - 1);
+        }
+        low = kept.saturating_add(1);
+    }
+    each(low, RawFd::MAX);
 }
 
 /// Brings `lo` up in a fresh network namespace.
@@ -93,17 +98,25 @@ pub(super) fn close_raw(fd: std::os::fd::OwnedFd) {
 
 #[cfg(test)]
 mod tests {
-    use super::ranges_around;
+    use super::for_each_range_around;
 
     #[test]
-    fn descriptors_are_closed_around_the_two_kept() {
-        let all = |first, keep| ranges_around(first, keep).collect::<Vec<_>>();
+    fn descriptors_are_closed_around_those_kept() {
+        let all = |first, keep: &[i32]| {
+            let mut ranges = Vec::new();
+            for_each_range_around(first, keep, |low, high| ranges.push((low, high)));
+            ranges
+        };
         let max = i32::MAX;
-        assert_eq!(all(3, [5, 9]), [(3, 4), (6, 8), (10, max)]);
-        assert_eq!(all(3, [9, 5]), [(3, 4), (6, 8), (10, max)]);
-        assert_eq!(all(3, [5, -1]), [(3, 4), (6, max)]);
-        assert_eq!(all(3, [-1, -1]), [(3, max)]);
-        assert_eq!(all(3, [3, 4]), [(5, max)]);
-        assert_eq!(all(3, [7, 7]), [(3, 6), (8, max)]);
+        assert_eq!(all(3, &[5, 9]), [(3, 4), (6, 8), (10, max)]);
+        assert_eq!(all(3, &[-1, 5]), [(3, 4), (6, max)]);
+        assert_eq!(all(3, &[-1, -1]), [(3, max)]);
+        assert_eq!(all(3, &[3, 4]), [(5, max)]);
+        assert_eq!(all(3, &[7, 7]), [(3, 6), (8, max)]);
+        assert_eq!(
+            all(3, &[4, 6, 8, 20]),
+            [(3, 3), (5, 5), (7, 7), (9, 19), (21, max)]
+        );
+        assert_eq!(all(3, &[]), [(3, max)]);
     }
 }

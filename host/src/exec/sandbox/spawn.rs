@@ -279,6 +279,13 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
     };
     let strings = strings(&command)?;
     let (argv, envp) = pointers(&strings, command.argv.len());
+    let done = report.1.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+    let mut keep: Vec<i32> = [ready_write.as_raw_fd(), done]
+        .into_iter()
+        .chain(confinement.setup.inherited())
+        .filter(|fd| *fd >= 0)
+        .collect();
+    keep.sort_unstable();
     let launch = Box::new(Launch {
         setup: Arc::clone(&confinement.setup),
         program: c_string(command.program.as_os_str().as_bytes())?,
@@ -287,7 +294,8 @@ pub(super) fn start(confinement: &Arc<Confinement>, command: Command) -> io::Res
         working_dir: c_string(command.working_dir.as_os_str().as_bytes())?,
         stdio: command.stdio.each_ref().map(|fd| fd.as_raw_fd()),
         ready: ready_write.as_raw_fd(),
-        done: report.1.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        done,
+        keep,
         program_stack: Stack::new(STACK_BYTES)?,
         status: AtomicI32::new(0),
         reported: AtomicBool::new(false),
