@@ -183,8 +183,9 @@ impl Confinement {
                     ("memory.max_usage_in_bytes", "memory.oom_control", "oom_kill")
                 };
                 usage.peak_memory_bytes = cgroup::read_number(at, peak);
-                usage.memory_limit_hit =
-                    cgroup::read_key(at, events, oom).is_some_and(|n| n > before.oom_kills);
+                // Without a limit of its own, nothing was killed for exceeding it.
+                usage.memory_limit_hit = self.plan.applied.contains(&Protection::MemoryLimit)
+                    && cgroup::read_key(at, events, oom).is_some_and(|n| n > before.oom_kills);
             }
             if powers.pids && usage.peak_processes.is_none() {
                 usage.peak_processes = cgroup::read_number(at, "pids.peak");
