@@ -310,6 +310,7 @@ fn doctor_prints_what_the_machine_offers() {
     }
     assert!(text.contains("turned off by PULSEHOST_SANDBOX_OFF"), "{text}");
     assert!(text.contains("steps run as"), "{text}");
+    assert!(text.contains("\nreused:"), "{text}");
 }
 
 #[test]

@@ -32,19 +32,21 @@ fn report(sandbox: &Sandbox, config: &Config) -> String {
         (None, true) => format!("{} (created when the host starts)", user::DEFAULT_USER),
         (None, false) => format!("the host's own user (uid {me})"),
     };
-    let bases: Vec<String> = sandbox
-        .cgroup_bases()
-        .iter()
-        .map(|b| b.display().to_string())
-        .collect();
+    let listed = |bases: Vec<&std::path::Path>| {
+        let names: Vec<String> = bases.iter().map(|b| b.display().to_string()).collect();
+        (!names.is_empty()).then(|| names.join(", "))
+    };
+    let bases = listed(sandbox.cgroup_bases()).unwrap_or_else(|| "none".into());
+    let reused = listed(sandbox.cell_bases())
+        .map(|cells| format!("{cells} (cells reused process after process; `pids` is new for each)"))
+        .unwrap_or_else(|| "none (every process gets new cgroups)".into());
     let mut out = format!(
-        "host runs as:   uid {me}{}\nsteps run as:   {runs_as}\npolicy:         {}\ncgroups under:  {}\nstep limits:    {}\n\n",
+        "host runs as:   uid {me}{}\nsteps run as:   {runs_as}\npolicy:         {}\ncgroups under:  {bases}\nreused:         {reused}\nstep limits:    {}\n\n",
         if root { " (root)" } else { "" },
         match sandbox.policy {
             crate::exec::sandbox::Policy::BestEffort => "best-effort (a missing protection is recorded as a `degraded` event)",
             crate::exec::sandbox::Policy::Strict => "strict (a step that asks for a missing protection is refused)",
         },
-        if bases.is_empty() { "none".to_string() } else { bases.join(", ") },
         limits(&config.sandbox.limits),
     );
     let rows = ALL.iter().map(|p| {

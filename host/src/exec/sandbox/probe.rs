@@ -269,6 +269,12 @@ impl Sandbox {
         }
     }
 
+    /// The hierarchies whose cgroups are reused as cells (beside a new
+    /// `pids` cgroup per process), for `pulsehost doctor`.
+    pub fn cell_bases(&self) -> Vec<&Path> {
+        self.cells.iter().map(|c| c.base.as_path()).collect()
+    }
+
     /// Where each hierarchy's cgroups are made, for `pulsehost doctor`.
     pub fn cgroup_bases(&self) -> Vec<&Path> {
         self.hierarchies.iter().map(|h| h.base.as_path()).collect()
