@@ -532,3 +532,28 @@ fn a_reused_cgroup_gives_each_step_its_own_usage_and_one_killed_through_is_not_r
         with_command_line("sleep 303.25").is_empty().then_some(())
     });
 }
+
+#[test]
+fn a_cgroup_still_charged_for_a_steps_files_is_not_handed_to_the_next_step() {
+    let db = TestDb::new();
+    let server = Server::start(&db.url);
+    assert_eq!(server.push(&component("fixture-escape")).0, 201);
+    // 200 MB stay in /dev/shm, charged to the step's memory cgroup, which
+    // emptying cannot take back (no swap).
+    let fill = server.trigger("fill-shm");
+    let filled = server.finished_run(fill, Duration::from_secs(120));
+    // The host has made its only cgroups ready again meanwhile.
+    std::thread::sleep(Duration::from_secs(1));
+    let limited = server.finished_run(server.trigger("limited"), Duration::from_secs(120));
+    let _ = std::fs::remove_file(format!("/dev/shm/pulsehost-shm-{fill}"));
+    assert_eq!(filled["status"], "succeeded", "{filled}");
+    // Neither refused its limit below those 200 MB nor counting them.
+    assert_eq!(limited["status"], "succeeded", "{limited}");
+    let peak = limited["steps"][0]["usage"]["peak_memory_bytes"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        peak < 64 << 20,
+        "the limited step peaked at {peak} bytes: {limited}"
+    );
+}

@@ -84,7 +84,7 @@ impl Cells {
         let reusable = if hierarchy.unified {
             !powers.memory && !powers.pids && !powers.cpu_quota
         } else {
-            powers.memory && !powers.pids && !powers.cpu_quota
+            powers.memory && !powers.pids && !powers.cpu_quota && !powers.cpu_usage
         };
         reusable.then(|| Cells {
             base: hierarchy.base.clone(),
@@ -143,8 +143,11 @@ impl Cells {
             // Gone (removed by recovery): nothing to give back.
             None => return Ok(()),
         }
-        if !self.unified {
-            reset_memory(cell.at());
+        if !self.unified && !reset_memory(cell.at()) {
+            // Charged for what it cannot give back (files in a tmpfs, with no
+            // swap): a new process would start with it counted.
+            cgroup::remove(&cell.dir);
+            return Ok(());
         }
         cell.before = self.counters(cell.at());
         self.free.lock().unwrap_or_else(|e| e.into_inner()).push(cell);
@@ -179,13 +182,19 @@ impl Cells {
 
 /// A v1 memory cgroup as a new one is: its charges left by the last process
 /// (its files' page cache) gone when they are more than a little (emptying
-/// drains every CPU's page lists), no limit, its peak from now on.
-fn reset_memory(dir: BorrowedFd<'_>) {
-    if cgroup::read_number(dir, "memory.usage_in_bytes").is_some_and(|b| b > LEFT_OVER_BYTES) {
+/// drains every CPU's page lists), no limit, its peak from now on. False when
+/// it could not be emptied.
+fn reset_memory(dir: BorrowedFd<'_>) -> bool {
+    let charged = || cgroup::read_number(dir, "memory.usage_in_bytes").unwrap_or(u64::MAX);
+    if charged() > LEFT_OVER_BYTES {
         let _ = cgroup::set(dir, "memory.force_empty", "0");
+        if charged() > LEFT_OVER_BYTES {
+            return false;
+        }
     }
     // The swap limit (which may not be below the memory limit) first.
     let _ = cgroup::set(dir, "memory.memsw.limit_in_bytes", "-1");
     let _ = cgroup::set(dir, "memory.limit_in_bytes", "-1");
     let _ = cgroup::set(dir, "memory.max_usage_in_bytes", "0");
+    true
 }

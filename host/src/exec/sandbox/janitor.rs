@@ -21,6 +21,9 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 struct Job {
     /// Cgroups to remove with their descendants (see [`cgroup::remove`]).
     remove: Vec<PathBuf>,
+    /// Cgroups to remove once their last tasks are gone (tried again until
+    /// they are, or for [`GIVE_UP_AFTER`]).
+    remove_when_empty: Vec<PathBuf>,
     /// Cells to make fresh and give back.
     recycle: Vec<(Arc<Cells>, Cell)>,
 }
@@ -35,8 +38,15 @@ pub fn remove_later(dirs: Vec<PathBuf>) {
 /// [`remove_later`] for `dirs`, and has each cell made fresh and given back
 /// to its cells once no task is left in it.
 pub fn release_later(dirs: Vec<PathBuf>, cells: Vec<(Arc<Cells>, Cell)>) {
+    release_or_remove_later(dirs, Vec::new(), cells);
+}
+
+/// [`release_later`], and has each of `when_empty` removed once no task is
+/// left in it.
+pub fn release_or_remove_later(dirs: Vec<PathBuf>, when_empty: Vec<PathBuf>, cells: Vec<(Arc<Cells>, Cell)>) {
     send(Job {
         remove: dirs,
+        remove_when_empty: when_empty,
         recycle: cells,
     });
 }
@@ -53,10 +63,10 @@ fn send(job: Job) {
         None => Some(job),
     };
     if let Some(job) = unsent {
-        let mut waiting = Vec::new();
-        do_job(job, &mut waiting);
-        // No thread to try again later: a cell still busy is given up.
-        for (_, _, cell) in waiting {
+        let mut pending = Pending::default();
+        pending.take(job);
+        // No thread to try again later: what is still busy is given up.
+        for (_, _, cell) in pending.cells {
             cgroup::remove(&cell.dir);
         }
     }
@@ -65,41 +75,74 @@ fn send(job: Job) {
 /// A cell waiting for its last tasks to be gone, since when.
 type Waiting = (Instant, Arc<Cells>, Cell);
 
+/// What could not be done yet: cells still holding tasks, and cgroups that
+/// could not be removed (a task still exiting), each since when.
+#[derive(Default)]
+struct Pending {
+    cells: Vec<Waiting>,
+    dirs: Vec<(Instant, PathBuf)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.cells.is_empty() && self.dirs.is_empty()
+    }
+
+    fn take(&mut self, job: Job) {
+        job.remove.iter().for_each(|dir| cgroup::remove(dir));
+        for dir in job.remove_when_empty {
+            if !remove(&dir) {
+                self.dirs.push((Instant::now(), dir));
+            }
+        }
+        for (cells, cell) in job.recycle {
+            if let Err(cell) = cells.recycle(cell) {
+                self.cells.push((Instant::now(), cells, cell));
+            }
+        }
+    }
+
+    /// Tries everything again; what stays busy for too long is given up.
+    fn retry(&mut self) {
+        for (since, cells, cell) in std::mem::take(&mut self.cells) {
+            match cells.recycle(cell) {
+                Ok(()) => {}
+                Err(cell) if since.elapsed() < GIVE_UP_AFTER => self.cells.push((since, cells, cell)),
+                Err(cell) => {
+                    tracing::warn!(cgroup = %cell.dir.display(), "a cell still holds tasks: given up");
+                    cgroup::remove(&cell.dir);
+                }
+            }
+        }
+        self.dirs
+            .retain(|(since, dir)| !remove(dir) && since.elapsed() < GIVE_UP_AFTER);
+    }
+}
+
+/// Removes `dir` and what is below it; whether it is gone.
+fn remove(dir: &std::path::Path) -> bool {
+    cgroup::remove(dir);
+    !dir.exists()
+}
+
 fn work(jobs: mpsc::Receiver<Job>) {
-    let mut waiting: Vec<Waiting> = Vec::new();
+    let mut pending = Pending::default();
+    let mut tried = Instant::now();
     loop {
-        let next = if waiting.is_empty() {
+        let next = if pending.is_empty() {
             jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
         } else {
             jobs.recv_timeout(RETRY_EVERY)
         };
         match next {
-            Ok(job) => do_job(job, &mut waiting),
-            Err(RecvTimeoutError::Timeout) => retry(&mut waiting),
+            Ok(job) => pending.take(job),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
-    }
-}
-
-fn do_job(job: Job, waiting: &mut Vec<Waiting>) {
-    job.remove.iter().for_each(|dir| cgroup::remove(dir));
-    for (cells, cell) in job.recycle {
-        if let Err(cell) = cells.recycle(cell) {
-            waiting.push((Instant::now(), cells, cell));
-        }
-    }
-}
-
-/// Tries each waiting cell again; one busy for too long is given up.
-fn retry(waiting: &mut Vec<Waiting>) {
-    for (since, cells, cell) in std::mem::take(waiting) {
-        match cells.recycle(cell) {
-            Ok(()) => {}
-            Err(cell) if since.elapsed() < GIVE_UP_AFTER => waiting.push((since, cells, cell)),
-            Err(cell) => {
-                tracing::warn!(cgroup = %cell.dir.display(), "a memory cell still holds tasks: given up");
-                cgroup::remove(&cell.dir);
-            }
+        // Also while jobs keep coming faster than the retry period.
+        if !pending.is_empty() && tried.elapsed() >= RETRY_EVERY {
+            pending.retry();
+            tried = Instant::now();
         }
     }
 }

@@ -205,13 +205,16 @@ impl Drop for Confinement {
         let mut removed = Vec::new();
         let mut recycled = Vec::new();
         let spent = *self.spent.get_mut();
+        let mut discarded = Vec::new();
         for joined in self.cgroups.drain(..) {
             match joined.cell {
                 Some(cell) if !(spent && joined.unified) => recycled.push(cell),
-                _ => removed.push(joined.dir),
+                // Its tasks may still be leaving after `cgroup.kill`.
+                Some(_) => discarded.push(joined.dir),
+                None => removed.push(joined.dir),
             }
         }
-        janitor::release_later(removed, recycled);
+        janitor::release_or_remove_later(removed, discarded, recycled);
     }
 }
 

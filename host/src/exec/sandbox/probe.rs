@@ -256,16 +256,19 @@ impl Sandbox {
         janitor::remove_later(dirs.collect());
     }
 
-    /// Removes what is left of host `host_id`'s cgroups on this machine, now,
-    /// where they are empty: its free cells and its runs' cgroups (a host
-    /// that stopped, or one declared lost, whose runs' processes recovery
-    /// killed). This host's own cells are given up only when it stops.
+    /// Removes what is left of host `host_id`'s cgroups on this machine where
+    /// they are empty: its free cells and its runs' cgroups. For this host
+    /// (stopping) at once; for another (declared lost, its runs' processes
+    /// just killed) as soon as they are empty.
     pub fn forget_host(&self, host_id: &str) {
+        let dirs = self.hierarchies.iter().map(|h| h.base.join(host_id));
         if host_id == self.host_id {
+            // The host is stopping: now, as the janitor stops with it.
             self.cells.iter().for_each(|cells| cells.remove_free());
-        }
-        for hierarchy in &self.hierarchies {
-            cgroup::remove(&hierarchy.base.join(host_id));
+            dirs.for_each(|dir| cgroup::remove(&dir));
+        } else {
+            // Its processes were just killed and may still be leaving.
+            janitor::release_or_remove_later(Vec::new(), dirs.collect(), Vec::new());
         }
     }
 
