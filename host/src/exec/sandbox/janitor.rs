@@ -32,18 +32,12 @@ struct Job {
 /// own cgroup is removed after its processes', and takes any of theirs the
 /// janitor has not reached yet.
 pub fn remove_later(dirs: Vec<PathBuf>) {
-    release_later(dirs, Vec::new());
+    release_later(dirs, Vec::new(), Vec::new());
 }
 
-/// [`remove_later`] for `dirs`, and has each cell made fresh and given back
-/// to its cells once no task is left in it.
-pub fn release_later(dirs: Vec<PathBuf>, cells: Vec<(Arc<Cells>, Cell)>) {
-    release_or_remove_later(dirs, Vec::new(), cells);
-}
-
-/// [`release_later`], and has each of `when_empty` removed once no task is
-/// left in it.
-pub fn release_or_remove_later(dirs: Vec<PathBuf>, when_empty: Vec<PathBuf>, cells: Vec<(Arc<Cells>, Cell)>) {
+/// [`remove_later`] for `dirs`; has each of `when_empty` removed once no task
+/// is left in it, and each cell made fresh and given back to its cells.
+pub fn release_later(dirs: Vec<PathBuf>, when_empty: Vec<PathBuf>, cells: Vec<(Arc<Cells>, Cell)>) {
     send(Job {
         remove: dirs,
         remove_when_empty: when_empty,

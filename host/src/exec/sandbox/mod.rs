@@ -214,7 +214,7 @@ impl Drop for Confinement {
                 None => removed.push(joined.dir),
             }
         }
-        janitor::release_or_remove_later(removed, discarded, recycled);
+        janitor::release_later(removed, discarded, recycled);
     }
 }
 

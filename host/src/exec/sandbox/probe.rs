@@ -268,7 +268,7 @@ impl Sandbox {
             dirs.for_each(|dir| cgroup::remove(&dir));
         } else {
             // Its processes were just killed and may still be leaving.
-            janitor::release_or_remove_later(Vec::new(), dirs.collect(), Vec::new());
+            janitor::release_later(Vec::new(), dirs.collect(), Vec::new());
         }
     }
 
